@@ -1,0 +1,13 @@
+"""Data sets: loaders, splits held in memory, batches."""
+
+from sparsebench.data.dataset import BatchLoader, ImageDataset, Split
+from sparsebench.data.registry import dataset_names, load_dataset, register_dataset
+
+__all__ = [
+    "BatchLoader",
+    "ImageDataset",
+    "Split",
+    "dataset_names",
+    "load_dataset",
+    "register_dataset",
+]

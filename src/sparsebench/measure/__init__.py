@@ -1,0 +1,1 @@
+"""Measurements: energy, memory, parameter and MAC counts."""

@@ -1,0 +1,37 @@
+"""The sparsity engine: prunable layers, masks, ranking criteria, methods, scenarios."""
+
+from sparsebench.sparsity.layers import PrunableLayer, discover_layers
+from sparsebench.sparsity.masks import LayerMask, MaskSet
+from sparsebench.sparsity.methods import (
+    METHODS,
+    SET,
+    Dense,
+    InTraining,
+    PostTraining,
+    PreTraining,
+    PruningMethod,
+    make_method,
+)
+from sparsebench.sparsity.report import LayerSparsity, sparsity_by_kind, sparsity_report
+from sparsebench.sparsity.scenarios import SCENARIOS, SparsityTargets, scenario_targets
+
+__all__ = [
+    "METHODS",
+    "SCENARIOS",
+    "SET",
+    "Dense",
+    "InTraining",
+    "LayerMask",
+    "LayerSparsity",
+    "MaskSet",
+    "PostTraining",
+    "PreTraining",
+    "PrunableLayer",
+    "PruningMethod",
+    "SparsityTargets",
+    "discover_layers",
+    "make_method",
+    "scenario_targets",
+    "sparsity_by_kind",
+    "sparsity_report",
+]

@@ -1,0 +1,109 @@
+"""Masks: which units of a layer are alive, and keeping the dead ones exactly zero.
+
+Masks are boolean tensors applied in place after each optimiser step, plus a gradient
+hook so that dead units never receive a gradient. Nothing rebuilds a weight in the
+forward pass (that is what `torch.nn.utils.prune` does, and what costs it time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from sparsebench.sparsity.layers import PrunableLayer
+
+
+class LayerMask:
+    """Alive units of one layer: filters of a conv (shape (out,)), weights of a linear.
+
+    A dead filter gates its weights, its bias and the scale and shift of its batch norm;
+    a dead linear weight gates that weight alone (the neuron's bias stays).
+    """
+
+    def __init__(self, layer: PrunableLayer, keep: torch.Tensor) -> None:
+        self.layer = layer
+        weight = layer.module.weight
+        self.keep = keep.to(device=weight.device, dtype=torch.bool).clone()
+        self._gate = self.keep.to(weight.dtype)
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+
+    def gated(self) -> Iterator[tuple[nn.Parameter, torch.Tensor]]:
+        """Each parameter this mask gates, with the gate shaped to multiply it."""
+        module = self.layer.module
+        if self.layer.kind == "linear":
+            yield module.weight, self._gate
+            return
+        yield module.weight, self._gate.view(-1, *([1] * (module.weight.dim() - 1)))
+        if module.bias is not None:
+            yield module.bias, self._gate
+        if self.layer.bn is not None and self.layer.bn.affine:
+            yield self.layer.bn.weight, self._gate
+            yield self.layer.bn.bias, self._gate
+
+    def update(self, keep: torch.Tensor) -> None:
+        """Replace the mask in place, so hooks holding the gate see the new one."""
+        self.keep.copy_(keep)
+        self._gate.copy_(self.keep)
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for param, gate in self.gated():
+            param.mul_(gate)
+
+    def hook_gradients(self) -> None:
+        for param, gate in self.gated():
+            self._hooks.append(param.register_hook(lambda grad, gate=gate: grad * gate))
+
+    def unhook_gradients(self) -> None:
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+
+    @property
+    def alive(self) -> int:
+        return int(self.keep.sum())
+
+
+class MaskSet:
+    """The masks of every pruned layer of a model, keyed by layer name."""
+
+    def __init__(self, masks: list[LayerMask]) -> None:
+        self.masks = {m.layer.name: m for m in masks}
+        self._tensors: list[torch.Tensor] = []
+        self._gates: list[torch.Tensor] = []
+        for mask in masks:
+            for param, gate in mask.gated():
+                self._tensors.append(param.data)
+                self._gates.append(gate)
+
+    def __iter__(self) -> Iterator[LayerMask]:
+        return iter(self.masks.values())
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for tensor, gate in zip(self._tensors, self._gates, strict=True):
+            tensor.mul_(gate)
+
+    def hook_gradients(self) -> None:
+        for mask in self:
+            mask.hook_gradients()
+
+    def unhook_gradients(self) -> None:
+        for mask in self:
+            mask.unhook_gradients()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: mask.keep.cpu().clone() for name, mask in self.masks.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = set(self.masks) ^ set(state)
+        if missing:
+            raise KeyError(f"mask state does not match the pruned layers: {sorted(missing)}")
+        for name, keep in state.items():
+            self.masks[name].update(keep.to(self.masks[name].keep.device))
+        self.apply()

@@ -1,0 +1,14 @@
+"""Training: the run config, the loop with its measurements, checkpoint and resume."""
+
+from sparsebench.train.config import RunConfig
+from sparsebench.train.loop import RunResult, evaluate, train_run
+from sparsebench.train.metrics import confusion_matrix, metrics_from_confusion
+
+__all__ = [
+    "RunConfig",
+    "RunResult",
+    "confusion_matrix",
+    "evaluate",
+    "metrics_from_confusion",
+    "train_run",
+]

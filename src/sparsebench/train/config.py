@@ -1,0 +1,123 @@
+"""The configuration of one training run, validated by pydantic; its hash is the run id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sparsebench.sparsity.methods import METHODS
+from sparsebench.sparsity.scenarios import SCENARIOS
+
+# Fields that say where results go or what runs them, not what is trained: they are
+# left out of the run id so the same run is found again from another place or device.
+NOT_IN_RUN_ID = frozenset({"device"})
+
+
+class RunConfig(BaseModel):
+    """Everything that decides a run's result. Defaults are the study's protocol."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "resnet18"
+    width: float = Field(1.0, gt=0, le=4)
+    image_size: int | None = Field(None, ge=28, le=224, description="default: the data's size")
+    in_channels: Literal[1, 3] | None = Field(None, description="default: the data's channels")
+
+    dataset: str
+    data_path: str | None = None
+
+    method: str = "dense"
+    scenario: str | None = None
+    conv_sparsity: float | None = None
+    linear_sparsity: float | None = None
+    swap_fraction: float = Field(0.2, ge=0, le=1)
+    fine_tune_epochs: int = Field(0, ge=0)
+    allocation: Literal["er", "erk"] = "er"
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    device: str = "auto"
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in METHODS:
+            raise ValueError(f"unknown method {value!r} (choose from {', '.join(METHODS)})")
+        return value
+
+    @field_validator("scenario")
+    @classmethod
+    def _known_scenario(cls, value: str | None) -> str | None:
+        if value is not None and value not in SCENARIOS:
+            raise ValueError(f"unknown scenario {value!r} (choose from {', '.join(SCENARIOS)})")
+        return value
+
+    @field_validator("conv_sparsity", "linear_sparsity")
+    @classmethod
+    def _fraction(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 <= value < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {value}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_sparsity(self) -> RunConfig:
+        """Turn the scenario into explicit sparsities. A dense run has none, so that it is
+        one run whatever scenario a sweep names. Without either, a pruning method uses the
+        study's `mixed` scenario."""
+        explicit = self.conv_sparsity is not None or self.linear_sparsity is not None
+        if self.method == "dense":
+            values = {"scenario": None, "conv_sparsity": 0.0, "linear_sparsity": 0.0}
+        elif self.scenario is not None and explicit:
+            raise ValueError("give a scenario or conv_sparsity/linear_sparsity, not both")
+        elif explicit:
+            values = {
+                "scenario": None,
+                "conv_sparsity": self.conv_sparsity or 0.0,
+                "linear_sparsity": self.linear_sparsity or 0.0,
+            }
+        else:
+            scenario = self.scenario or "mixed"
+            targets = SCENARIOS[scenario]
+            values = {
+                "scenario": scenario,
+                "conv_sparsity": targets.conv,
+                "linear_sparsity": targets.linear,
+            }
+        if self.method != "post":
+            values["fine_tune_epochs"] = 0
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+        return self
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.fine_tune_epochs
+
+    @property
+    def scenario_label(self) -> str:
+        if self.method == "dense":
+            return "dense"
+        return self.scenario or f"conv{self.conv_sparsity:g}-linear{self.linear_sparsity:g}"
+
+    def run_id(self) -> str:
+        """A short hash of everything that decides the result (ShrinkBench's idea): the
+        same config always maps to the same run, so finished work is found again."""
+        identity = self.model_dump(exclude=set(NOT_IN_RUN_ID))
+        text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,301 @@
+"""The training loop: trains one configured run, measures every epoch, checkpoints, resumes.
+
+It knows nothing of the results database: each finished epoch is handed to `on_epoch`,
+and the run's result is returned, so the caller (the CLI, a sweep's driver) writes it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsebench.data.dataset import BatchLoader, ImageDataset
+from sparsebench.measure.counting import count_model
+from sparsebench.measure.energy import EnergyMeter
+from sparsebench.measure.memory import PeakMemory
+from sparsebench.models import build_model
+from sparsebench.sparsity.methods import PruningMethod, make_method
+from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
+from sparsebench.sparsity.scenarios import SparsityTargets
+from sparsebench.train.checkpoint import load_checkpoint, save_checkpoint
+from sparsebench.train.config import RunConfig
+from sparsebench.train.metrics import MetricAccumulator
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    config: dict[str, Any]
+    device: str
+    data: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    test: dict[str, Any]
+    layers: list[dict[str, Any]]
+    sparsity_by_kind: dict[str, float]
+    resumed_from_epoch: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": "finished",
+            "config": self.config,
+            "device": self.device,
+            "data": self.data,
+            "epochs": self.epochs,
+            "test": self.test,
+            "sparsity": {"layers": self.layers, "by_kind": self.sparsity_by_kind},
+        }
+
+
+class EpochProgress:
+    """What the loop tells a progress display; the default shows nothing."""
+
+    def start_epoch(self, epoch: int, total_epochs: int, batches: int) -> None: ...
+
+    def advance(self) -> None: ...
+
+    def end_epoch(self, row: dict[str, Any]) -> None: ...
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from sparsebench.errors import InputError
+
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def build_run(
+    config: RunConfig, dataset: ImageDataset, device: torch.device
+) -> tuple[nn.Module, torch.optim.Optimizer, PruningMethod]:
+    """The seeded model, its optimiser and its pruning method, before training."""
+    torch.manual_seed(config.seed)
+    model = build_model(
+        config.model,
+        num_classes=dataset.num_classes,
+        in_channels=dataset.channels,
+        image_size=dataset.image_size,
+        width=config.width,
+    ).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    method = make_method(
+        config.method,
+        SparsityTargets(config.conv_sparsity or 0.0, config.linear_sparsity or 0.0),
+        swap_fraction=config.swap_fraction,
+        fine_tune_epochs=config.fine_tune_epochs,
+        include=config.include,
+        exclude=config.exclude,
+        seed=config.seed,
+        allocation=config.allocation,
+    )
+    method.on_train_begin(model, optimizer, config.total_epochs)
+    return model, optimizer, method
+
+
+def prepare_dataset(config: RunConfig, dataset: ImageDataset) -> ImageDataset:
+    image_size = config.image_size or dataset.image_size
+    in_channels = config.in_channels or dataset.channels
+    if image_size == dataset.image_size and in_channels == dataset.channels:
+        return dataset
+    return dataset.adapted(image_size, in_channels)
+
+
+def train_run(
+    config: RunConfig,
+    dataset: ImageDataset,
+    checkpoint_path: Path,
+    *,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_resume: Callable[[list[dict[str, Any]]], None] | None = None,
+    progress: EpochProgress | None = None,
+    stop_after_epoch: int | None = None,
+) -> RunResult:
+    """Train `config` on `dataset`, resuming from `checkpoint_path` if it holds this run.
+
+    `on_resume` receives the epochs already done when a run resumes; `on_epoch` each
+    epoch as it finishes (after its checkpoint is on disk). `stop_after_epoch` ends the
+    process's work early, as an interruption would (for tests of resumption).
+    """
+    progress = progress or EpochProgress()
+    device = resolve_device(config.device)
+    dataset = prepare_dataset(config, dataset)
+    run_id = config.run_id()
+    model, optimizer, method = build_run(config, dataset, device)
+    train_loader = BatchLoader(
+        dataset.splits["train"], dataset.mean, dataset.std, config.batch_size, device,
+        shuffle=True, seed=config.seed,
+    )
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    state = load_checkpoint(checkpoint_path)
+    if state is not None and state.get("run_id") == run_id:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        method.load_state_dict(state["method"])
+        train_loader.generator.set_state(state["data_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        history = list(state["history"])
+        start_epoch = len(history)
+        if on_resume is not None:
+            on_resume(history)
+
+    memory = PeakMemory(device)
+    energy = EnergyMeter(device)
+    for epoch in range(start_epoch, config.total_epochs):
+        progress.start_epoch(epoch, config.total_epochs, len(train_loader))
+        row = _train_epoch(model, optimizer, method, train_loader, dataset.num_classes,
+                           memory, energy, progress)
+        method.on_epoch_end(epoch)
+        val_loader = _eval_loader(dataset, "val", config, device)
+        val = evaluate(model, val_loader, dataset.num_classes).result()
+        row = {"epoch": epoch, **row, **val.as_dict("val_")}
+        history.append(row)
+        save_checkpoint(
+            {
+                "version": CHECKPOINT_VERSION,
+                "run_id": run_id,
+                "config": config.model_dump(),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "method": method.state_dict(),
+                "data_generator": train_loader.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "history": history,
+            },
+            checkpoint_path,
+        )
+        progress.end_epoch(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            raise RunInterrupted(epoch)
+
+    method.on_train_end()
+    test = test_model(model, checkpoint_path, dataset, config, device, energy)
+    layers = sparsity_report(model)
+    return RunResult(
+        run_id=run_id,
+        config=config.model_dump(),
+        device=str(device),
+        data=dataset.summary(),
+        epochs=history,
+        test=test,
+        layers=[layer.as_dict() for layer in layers],
+        sparsity_by_kind=sparsity_by_kind(layers),
+        resumed_from_epoch=start_epoch,
+    )
+
+
+class RunInterrupted(RuntimeError):
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"stopped after epoch {epoch}")
+        self.epoch = epoch
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    method: PruningMethod,
+    loader: BatchLoader,
+    num_classes: int,
+    memory: PeakMemory,
+    energy: EnergyMeter,
+    progress: EpochProgress,
+) -> dict[str, Any]:
+    model.train()
+    accumulator = MetricAccumulator(num_classes, loader.device)
+    memory.reset()
+    energy.begin()
+    started = time.perf_counter()
+    for images, labels in loader:
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels)
+        loss.backward()
+        optimizer.step()
+        method.after_optimizer_step()
+        accumulator.add(logits, labels, loss)
+        progress.advance()
+    _synchronise(loader.device)
+    elapsed = time.perf_counter() - started
+    reading = energy.end()
+    return {
+        **accumulator.result().as_dict("train_"),
+        "train_time_s": elapsed,
+        "peak_memory_bytes": memory.peak_bytes(),
+        "memory_kind": memory.kind,
+        **reading.as_dict(),
+    }
+
+
+def _eval_loader(
+    dataset: ImageDataset, split: str, config: RunConfig, device: torch.device
+) -> BatchLoader:
+    return BatchLoader(
+        dataset.splits[split], dataset.mean, dataset.std, config.eval_batch_size, device
+    )
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: BatchLoader, num_classes: int) -> MetricAccumulator:
+    model.eval()
+    accumulator = MetricAccumulator(num_classes, loader.device)
+    for images, labels in loader:
+        logits = model(images)
+        accumulator.add(logits, labels, F.cross_entropy(logits, labels))
+    return accumulator
+
+
+def test_model(
+    model: nn.Module,
+    checkpoint_path: Path,
+    dataset: ImageDataset,
+    config: RunConfig,
+    device: torch.device,
+    energy: EnergyMeter,
+) -> dict[str, Any]:
+    """Test metrics, confusion matrix, inference time per sample, and the inference
+    energy of loading the trained weights from disk and classifying the test split."""
+    loader = _eval_loader(dataset, "test", config, device)
+    energy.begin()
+    state = load_checkpoint(checkpoint_path)
+    if state is not None:
+        model.load_state_dict(state["model"])
+    _synchronise(device)
+    started = time.perf_counter()
+    accumulator = evaluate(model, loader, dataset.num_classes)
+    _synchronise(device)
+    elapsed = time.perf_counter() - started
+    reading = energy.end()
+    metrics = accumulator.result()
+    counts = count_model(model, tuple(dataset.splits["test"].images.shape[1:]))
+    return {
+        **metrics.as_dict(),
+        "confusion_matrix": accumulator.confusion.cpu().tolist(),
+        "inference_time_per_sample_s": elapsed / max(len(dataset.splits["test"]), 1),
+        "inference_energy_j": reading.joules,
+        "inference_energy_source": reading.source,
+        "inference_energy_missing_reason": reading.missing_reason,
+        **counts.as_dict(),
+    }
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
