@@ -89,7 +89,9 @@ def load_medmnist_npz(path: str | Path, name: str = "medmnist") -> ImageDataset:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise InputError(f"{path}: not a readable npz file ({error})") from None
     with archive:
-        missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in keys]
+        missing = [
+            f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in keys
+        ]
         if missing:
             raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
         raw = {}

@@ -51,7 +51,9 @@ class EnergyMeter:
 
         if self.device.type == "cuda":
             index = self.device.index if self.device.index is not None else 0
-            self.monitor = ZeusMonitor(gpu_indices=[index], cpu_indices=[], sync_execution_with="torch")
+            self.monitor = ZeusMonitor(
+                gpu_indices=[index], cpu_indices=[], sync_execution_with="torch"
+            )
             self.source = "gpu"
             return
         from zeus.device.cpu.rapl import rapl_is_available

@@ -92,8 +92,9 @@ class ErkInit(InitialRule):
             if not members:
                 continue
             shapes = [tuple(layers[i].module.weight.shape) for i in members]
-            for i, d in zip(members, criteria.erk_densities(shapes, 1.0 - sparsities[members[0]])):
-                densities[i] = d
+            layer_densities = criteria.erk_densities(shapes, 1.0 - sparsities[members[0]])
+            for i, density in zip(members, layer_densities, strict=True):
+                densities[i] = density
         return [
             criteria.erdos_renyi_mask(unit_shape(layer), d, generator)
             for layer, d in zip(layers, densities, strict=True)

@@ -83,13 +83,19 @@ class RunConfig(BaseModel):
         explicit = self.conv_sparsity is not None or self.linear_sparsity is not None
         if self.method == "dense":
             values = {"scenario": None, "conv_sparsity": 0.0, "linear_sparsity": 0.0}
-        elif self.scenario is not None and explicit:
-            raise ValueError("give a scenario or conv_sparsity/linear_sparsity, not both")
         elif explicit:
+            conv, linear = self.conv_sparsity or 0.0, self.linear_sparsity or 0.0
+            named = [n for n, t in SCENARIOS.items() if (t.conv, t.linear) == (conv, linear)]
+            if self.scenario is not None and self.scenario not in named:
+                raise ValueError(
+                    f"scenario {self.scenario!r} contradicts conv_sparsity={conv:g}, "
+                    f"linear_sparsity={linear:g}: give one or the other"
+                )
+            # Sparsities that equal a scenario's are that scenario: one run, one id.
             values = {
-                "scenario": None,
-                "conv_sparsity": self.conv_sparsity or 0.0,
-                "linear_sparsity": self.linear_sparsity or 0.0,
+                "scenario": named[0] if named else None,
+                "conv_sparsity": conv,
+                "linear_sparsity": linear,
             }
         else:
             scenario = self.scenario or "mixed"

@@ -135,8 +135,13 @@ def train_run(
     run_id = config.run_id()
     model, optimizer, method = build_run(config, dataset, device)
     train_loader = BatchLoader(
-        dataset.splits["train"], dataset.mean, dataset.std, config.batch_size, device,
-        shuffle=True, seed=config.seed,
+        dataset.splits["train"],
+        dataset.mean,
+        dataset.std,
+        config.batch_size,
+        device,
+        shuffle=True,
+        seed=config.seed,
     )
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -158,11 +163,14 @@ def train_run(
     energy = EnergyMeter(device)
     for epoch in range(start_epoch, config.total_epochs):
         progress.start_epoch(epoch, config.total_epochs, len(train_loader))
-        row = _train_epoch(model, optimizer, method, train_loader, dataset.num_classes,
-                           memory, energy, progress)
-        method.on_epoch_end(epoch)
+        row = _train_epoch(
+            model, optimizer, method, train_loader, dataset.num_classes, memory, energy, progress
+        )
+        # Validation sees the network as this epoch trained it, before the method changes
+        # its masks (units regrown now are untrained until the next epoch).
         val_loader = _eval_loader(dataset, "val", config, device)
         val = evaluate(model, val_loader, dataset.num_classes).result()
+        method.on_epoch_end(epoch)
         row = {"epoch": epoch, **row, **val.as_dict("val_")}
         history.append(row)
         save_checkpoint(

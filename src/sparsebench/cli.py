@@ -1,0 +1,275 @@
+"""The command line: parses, calls one function, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from sparsebench.errors import InputError
+
+app = typer.Typer(
+    help="Train, compare and deploy sparse (pruned) convolutional networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+if not out.is_terminal:
+    out = Console(width=200)  # piped tables stay whole; a terminal gets its own width
+err = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+class RichEpochProgress:
+    """A progress bar per epoch on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self.task = None
+
+    def __enter__(self) -> RichEpochProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def start_epoch(self, epoch: int, total_epochs: int, batches: int) -> None:
+        self.task = self.progress.add_task(
+            "train", total=batches, epoch=f"{epoch + 1}/{total_epochs}", status=""
+        )
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
+
+    def end_epoch(self, row: dict[str, Any]) -> None:
+        status = (
+            f"loss {row['train_loss']:.3f}  acc {row['train_accuracy']:.3f}  "
+            f"val acc {row['val_accuracy']:.3f}  {row['train_time_s']:.1f}s"
+        )
+        self.progress.update(self.task, status=status)
+
+
+@app.command()
+def train(
+    model: Annotated[str | None, typer.Option(help="vgg16, resnet18 or a registered model")] = None,
+    width: Annotated[
+        float | None, typer.Option(help="channel multiplier; 1.0 is the real model")
+    ] = None,
+    image_size: Annotated[int | None, typer.Option(help="resize inputs to N x N (28..224)")] = None,
+    dataset: Annotated[str | None, typer.Option(help="data set name, e.g. bloodmnist")] = None,
+    data_path: Annotated[str | None, typer.Option(help="file or folder of the data set")] = None,
+    method: Annotated[str | None, typer.Option(help="dense, pre, in, post or set")] = None,
+    scenario: Annotated[str | None, typer.Option(help="uniform, mixed or linear-only")] = None,
+    conv_sparsity: Annotated[float | None, typer.Option(help="fraction of filters removed")] = None,
+    linear_sparsity: Annotated[
+        float | None, typer.Option(help="fraction of linear weights removed")
+    ] = None,
+    swap_fraction: Annotated[
+        float | None, typer.Option(help="share of units swapped per epoch")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="training epochs (study: 50)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="batch size (study: 64)")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (study: 1e-4)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    config: Annotated[Path | None, typer.Option(help="YAML run config; flags override it")] = None,
+    force: Annotated[bool, typer.Option(help="train again even if the run is finished")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the run summary as JSON")] = False,
+) -> None:
+    """Train one network with one pruning method and store every metric."""
+    from sparsebench.config import load_run_config
+    from sparsebench.data import load_dataset
+    from sparsebench.models import model_names
+    from sparsebench.store import ResultsStore
+    from sparsebench.train.loop import resolve_device
+    from sparsebench.train.run import run_and_record
+
+    try:
+        run_config = load_run_config(
+            config,
+            model=model,
+            width=width,
+            image_size=image_size,
+            dataset=dataset,
+            data_path=data_path,
+            method=method,
+            scenario=scenario,
+            conv_sparsity=conv_sparsity,
+            linear_sparsity=linear_sparsity,
+            swap_fraction=swap_fraction,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+        )
+        known = model_names()
+        if run_config.model not in known:
+            raise InputError(
+                f"--model: unknown model {run_config.model!r} (choose from {', '.join(known)})"
+            )
+        resolve_device(run_config.device)
+        data = load_dataset(run_config.dataset, run_config.data_path)
+    except InputError as error:
+        raise fail(str(error)) from None
+
+    err.print(
+        f"run {run_config.run_id()}: {run_config.model} x{run_config.width:g} on "
+        f"{data.name} ({', '.join(f'{k} {v}' for k, v in data.summary()['samples'].items())}), "
+        f"method {run_config.method}, {run_config.scenario_label}",
+        highlight=False,
+    )
+    with ResultsStore(db) as store, RichEpochProgress(err) as progress:
+        summary = run_and_record(run_config, data, store, runs_dir, progress=progress, force=force)
+    if summary.get("reused"):
+        err.print(f"run {summary['run_id']} was already finished in {db}; use --force to retrain")
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=float) + "\n")
+    else:
+        out.print(summary_table(summary))
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"run {summary['run_id']}")
+    table.add_column("epoch", justify="right")
+    for column in (
+        "train loss",
+        "train acc",
+        "val acc",
+        "val F1",
+        "time s",
+        "peak MiB",
+        "energy J",
+    ):
+        table.add_column(column, justify="right")
+    for row in summary["epochs"]:
+        energy = "missing" if row["energy_j"] is None else f"{row['energy_j']:.1f}"
+        table.add_row(
+            str(row["epoch"] + 1),
+            f"{row['train_loss']:.4f}",
+            f"{row['train_accuracy']:.4f}",
+            f"{row['val_accuracy']:.4f}",
+            f"{row['val_f1']:.4f}",
+            f"{row['train_time_s']:.1f}",
+            f"{row['peak_memory_bytes'] / 2**20:.0f}",
+            energy,
+        )
+    test = summary["test"]
+    by_kind = summary["sparsity"]["by_kind"]
+    caption = (
+        f"test: accuracy {test['accuracy']:.4f}  F1 {test['f1']:.4f}  precision "
+        f"{test['precision']:.4f}  recall {test['recall']:.4f}  "
+        f"inference {test['inference_time_per_sample_s'] * 1e3:.3f} ms/sample\n"
+        f"sparsity: conv {by_kind.get('conv', 0):.3f}  linear {by_kind.get('linear', 0):.3f}  "
+        f"params {test['params_effective']:,}/{test['params_dense']:,}  "
+        f"MACs {test['macs_effective']:,}/{test['macs_dense']:,}"
+    )
+    if test["inference_energy_j"] is None and summary["epochs"]:
+        caption += f"\nenergy missing: {summary['epochs'][-1]['energy_missing_reason']}"
+    table.caption = caption
+    return table
+
+
+@app.command()
+def runs(
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """List stored runs with their final test metrics."""
+    from sparsebench.store import ResultsStore
+
+    if fmt not in ("table", "csv", "json"):
+        raise fail(f"--format: expected table, csv or json, got {fmt!r}")
+    if not db.is_file():
+        raise fail(f"{db}: results database does not exist")
+    with ResultsStore(db) as store:
+        frame = store.runs_overview()
+    if fmt == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif fmt == "json":
+        sys.stdout.write(frame.to_json(orient="records") + "\n")
+    else:
+        table = Table(title=str(db))
+        columns = [
+            "run_id",
+            "model",
+            "dataset",
+            "method",
+            "scenario",
+            "seed",
+            "status",
+            "test_accuracy",
+            "test_f1",
+            "total_train_time_s",
+            "sparsity_conv",
+            "sparsity_linear",
+        ]
+        for column in columns:
+            table.add_column(column, no_wrap=column == "run_id")
+        for record in frame[columns].itertuples(index=False):
+            table.add_row(*(_cell(value) for value in record))
+        out.print(table)
+
+
+@app.command()
+def tables(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the exported tables")],
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+) -> None:
+    """Export every results table to CSV or Parquet files."""
+    from sparsebench.store import ResultsStore, export_tables
+
+    if fmt not in ("csv", "parquet"):
+        raise fail(f"--format: expected csv or parquet, got {fmt!r}")
+    if not db.is_file():
+        raise fail(f"{db}: results database does not exist")
+    with ResultsStore(db) as store:
+        for path in export_tables(store, out_dir, fmt):  # type: ignore[arg-type]
+            out.print(str(path))
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""The results database: SQLite in WAL mode, written in transactions by one writer.
+
+Tables: `runs` (config JSON, status, timings), `epochs` (one row per epoch, train and
+validation metrics with time, memory and energy), `test_metrics` (one row per finished
+run) and `layer_sparsity` (achieved sparsity of each layer of a finished run).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+EPOCH_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "train_f1",
+    "train_precision",
+    "train_recall",
+    "val_loss",
+    "val_accuracy",
+    "val_f1",
+    "val_precision",
+    "val_recall",
+    "train_time_s",
+    "peak_memory_bytes",
+    "memory_kind",
+    "energy_j",
+    "energy_source",
+    "energy_missing_reason",
+]
+
+TEST_COLUMNS = [
+    "loss",
+    "accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "inference_time_per_sample_s",
+    "inference_energy_j",
+    "inference_energy_source",
+    "inference_energy_missing_reason",
+    "params_dense",
+    "params_effective",
+    "macs_dense",
+    "macs_effective",
+]
+
+LAYER_COLUMNS = ["layer", "kind", "units", "pruned_units", "weights", "zero_weights", "sparsity"]
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    config_json TEXT NOT NULL,
+    model TEXT, dataset TEXT, method TEXT, scenario TEXT,
+    conv_sparsity REAL, linear_sparsity REAL, seed INTEGER, epochs INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('running', 'interrupted', 'finished', 'failed')),
+    error TEXT,
+    device TEXT,
+    data_json TEXT,
+    created_at REAL NOT NULL, started_at REAL, finished_at REAL,
+    total_train_time_s REAL, total_train_energy_j REAL,
+    sparsity_conv REAL, sparsity_linear REAL
+);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    {
+    ", ".join(
+        f"{c} {'TEXT' if c.endswith(('kind', 'source', 'reason')) else 'REAL'}"
+        for c in EPOCH_COLUMNS[1:]
+    )
+},
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS test_metrics (
+    run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+    {
+    ", ".join(f"{c} {'TEXT' if c.endswith(('source', 'reason')) else 'REAL'}" for c in TEST_COLUMNS)
+},
+    confusion_json TEXT
+);
+CREATE TABLE IF NOT EXISTS layer_sparsity (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    layer TEXT NOT NULL, kind TEXT NOT NULL,
+    units INTEGER, pruned_units INTEGER, weights INTEGER, zero_weights INTEGER, sparsity REAL,
+    PRIMARY KEY (run_id, layer)
+);
+"""
+
+
+class ResultsStore:
+    """The only code that writes results. Open it where results are gathered (the CLI
+    or a sweep's driver); workers hand their results over rather than writing here."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self.connection.row_factory = sqlite3.Row
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA foreign_keys=ON")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
+        version = self.connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path}: results database schema {version} is newer than this "
+                f"sparsebench understands ({SCHEMA_VERSION})"
+            )
+        with self.transaction() as cursor:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    cursor.execute(statement)
+            cursor.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        else:
+            cursor.execute("COMMIT")
+
+    # Writing a run's life.
+
+    def begin_run(self, run_id: str, config: dict[str, Any], device: str, data: dict) -> None:
+        """Record a run as running; a run seen before keeps its creation time."""
+        now = time.time()
+        with self.transaction() as cursor:
+            cursor.execute(
+                """INSERT INTO runs (run_id, config_json, model, dataset, method, scenario,
+                       conv_sparsity, linear_sparsity, seed, epochs, status, device, data_json,
+                       created_at, started_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)
+                   ON CONFLICT(run_id) DO UPDATE SET status='running', error=NULL,
+                       device=excluded.device, data_json=excluded.data_json,
+                       started_at=excluded.started_at, finished_at=NULL""",
+                (
+                    run_id,
+                    json.dumps(config, sort_keys=True),
+                    config["model"],
+                    config["dataset"],
+                    config["method"],
+                    _scenario_label(config),
+                    config["conv_sparsity"],
+                    config["linear_sparsity"],
+                    config["seed"],
+                    config["epochs"] + config.get("fine_tune_epochs", 0),
+                    device,
+                    json.dumps(data),
+                    now,
+                    now,
+                ),
+            )
+            cursor.execute("DELETE FROM test_metrics WHERE run_id = ?", (run_id,))
+            cursor.execute("DELETE FROM layer_sparsity WHERE run_id = ?", (run_id,))
+
+    def replace_epochs(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """Make the stored epochs exactly `rows` (a resumed run's checkpointed history)."""
+        with self.transaction() as cursor:
+            cursor.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+            for row in rows:
+                self._insert_epoch(cursor, run_id, row)
+
+    def record_epoch(self, run_id: str, row: dict[str, Any]) -> None:
+        with self.transaction() as cursor:
+            self._insert_epoch(cursor, run_id, row)
+
+    def _insert_epoch(self, cursor: sqlite3.Cursor, run_id: str, row: dict[str, Any]) -> None:
+        columns = ", ".join(EPOCH_COLUMNS)
+        marks = ", ".join("?" for _ in EPOCH_COLUMNS)
+        cursor.execute(
+            f"INSERT OR REPLACE INTO epochs (run_id, {columns}) VALUES (?, {marks})",
+            (run_id, *(row.get(c) for c in EPOCH_COLUMNS)),
+        )
+
+    def finish_run(self, run_id: str, summary: dict[str, Any]) -> None:
+        """Store a finished run's test metrics and layer sparsity, all or nothing."""
+        test, epochs = summary["test"], summary["epochs"]
+        energies = [row.get("energy_j") for row in epochs]
+        total_energy = None if any(e is None for e in energies) else float(sum(energies))
+        by_kind = summary["sparsity"]["by_kind"]
+        with self.transaction() as cursor:
+            cursor.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+            for row in epochs:
+                self._insert_epoch(cursor, run_id, row)
+            columns = ", ".join(TEST_COLUMNS)
+            marks = ", ".join("?" for _ in TEST_COLUMNS)
+            cursor.execute(
+                f"""INSERT OR REPLACE INTO test_metrics (run_id, {columns}, confusion_json)
+                    VALUES (?, {marks}, ?)""",
+                (
+                    run_id,
+                    *(test.get(c) for c in TEST_COLUMNS),
+                    json.dumps(test["confusion_matrix"]),
+                ),
+            )
+            cursor.execute("DELETE FROM layer_sparsity WHERE run_id = ?", (run_id,))
+            cursor.executemany(
+                f"""INSERT INTO layer_sparsity (run_id, {", ".join(LAYER_COLUMNS)})
+                    VALUES (?, {", ".join("?" for _ in LAYER_COLUMNS)})""",
+                [
+                    (run_id, *(layer[c] for c in LAYER_COLUMNS))
+                    for layer in summary["sparsity"]["layers"]
+                ],
+            )
+            cursor.execute(
+                """UPDATE runs SET status='finished', error=NULL, finished_at=?,
+                       total_train_time_s=?, total_train_energy_j=?, sparsity_conv=?,
+                       sparsity_linear=?
+                   WHERE run_id=?""",
+                (
+                    time.time(),
+                    float(sum(row["train_time_s"] for row in epochs)),
+                    total_energy,
+                    by_kind.get("conv"),
+                    by_kind.get("linear"),
+                    run_id,
+                ),
+            )
+
+    def mark_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Set a run's status to `interrupted` or `failed` (with its error)."""
+        with self.transaction() as cursor:
+            cursor.execute(
+                "UPDATE runs SET status=?, error=?, finished_at=? WHERE run_id=?",
+                (status, error, time.time(), run_id),
+            )
+
+    # Reading.
+
+    def run_status(self, run_id: str) -> str | None:
+        row = self.connection.execute(
+            "SELECT status FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return None if row is None else row["status"]
+
+    def run_summary(self, run_id: str) -> dict[str, Any] | None:
+        """A stored run in the shape `sparsebench train --json` prints."""
+        run = self.connection.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if run is None:
+            return None
+        epochs = [
+            {c: row[c] for c in EPOCH_COLUMNS}
+            for row in self.connection.execute(
+                "SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
+            )
+        ]
+        test_row = self.connection.execute(
+            "SELECT * FROM test_metrics WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        test = None
+        if test_row is not None:
+            test = {c: test_row[c] for c in TEST_COLUMNS}
+            test["confusion_matrix"] = json.loads(test_row["confusion_json"])
+        layers = [
+            {c: row[c] for c in LAYER_COLUMNS}
+            for row in self.connection.execute(
+                "SELECT * FROM layer_sparsity WHERE run_id = ? ORDER BY rowid", (run_id,)
+            )
+        ]
+        by_kind = {}
+        if run["sparsity_conv"] is not None:
+            by_kind["conv"] = run["sparsity_conv"]
+        if run["sparsity_linear"] is not None:
+            by_kind["linear"] = run["sparsity_linear"]
+        return {
+            "run_id": run_id,
+            "status": run["status"],
+            "error": run["error"],
+            "config": json.loads(run["config_json"]),
+            "device": run["device"],
+            "data": json.loads(run["data_json"]) if run["data_json"] else None,
+            "epochs": epochs,
+            "test": test,
+            "sparsity": {"layers": layers, "by_kind": by_kind},
+        }
+
+    def table(self, name: str) -> pd.DataFrame:
+        if name not in ("runs", "epochs", "test_metrics", "layer_sparsity"):
+            raise ValueError(f"unknown table {name!r}")
+        return pd.read_sql_query(f"SELECT * FROM {name}", self.connection)
+
+    def runs_overview(self) -> pd.DataFrame:
+        """One row per run with its final test metrics (empty where not finished)."""
+        return pd.read_sql_query(
+            """SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
+                      r.status, t.accuracy AS test_accuracy, t.f1 AS test_f1,
+                      t.precision AS test_precision, t.recall AS test_recall,
+                      t.loss AS test_loss, r.total_train_time_s, r.total_train_energy_j,
+                      t.inference_time_per_sample_s, r.sparsity_conv, r.sparsity_linear,
+                      t.params_effective, t.macs_effective, r.error
+               FROM runs r LEFT JOIN test_metrics t USING (run_id)
+               ORDER BY r.created_at""",
+            self.connection,
+        )
+
+
+def _scenario_label(config: dict[str, Any]) -> str:
+    if config["method"] == "dense":
+        return "dense"
+    if config.get("scenario"):
+        return config["scenario"]
+    return f"conv{config['conv_sparsity']:g}-linear{config['linear_sparsity']:g}"

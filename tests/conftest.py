@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BLOODMNIST_LIKE = SHARED_DATA / "bloodmnist_like" / "bloodmnist_like_28.npz"
+
+
+@pytest.fixture
+def bloodmnist_like() -> Path:
+    if not BLOODMNIST_LIKE.is_file():
+        pytest.skip(f"real data not available: {BLOODMNIST_LIKE} is absent (see shared/data)")
+    return BLOODMNIST_LIKE

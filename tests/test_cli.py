@@ -1,0 +1,124 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from sparsebench.cli import app
+
+runner = CliRunner()
+
+TRAIN = [
+    "train",
+    "--model",
+    "resnet18",
+    "--width",
+    "0.125",
+    "--dataset",
+    "synthetic",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "64",
+    "--lr",
+    "0.002",
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--method", "set", "--conv-sparsity", "1.0"],
+            "--conv-sparsity: sparsity must be in [0, 1), got 1.0",
+        ),
+        (
+            ["--method", "set", "--linear-sparsity", "-0.1"],
+            "--linear-sparsity: sparsity must be in [0, 1)",
+        ),
+        (["--method", "magic"], "--method: unknown method 'magic'"),
+        (["--method", "set", "--scenario", "extreme"], "--scenario: unknown scenario 'extreme'"),
+        (["--method", "pre", "--epochs", "0"], "--epochs"),
+    ],
+)
+def test_bad_values_stop_with_one_line_and_write_nothing(tmp_path, args, message):
+    db = tmp_path / "results.db"
+    result = runner.invoke(
+        app, [*TRAIN, *args, "--db", str(db), "--runs-dir", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not db.exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_data_path_that_does_not_exist_is_refused(tmp_path):
+    db = tmp_path / "results.db"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            "bloodmnist",
+            "--data-path",
+            str(tmp_path / "nope.npz"),
+            "--db",
+            str(db),
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'nope.npz'}: data path does not exist"
+    assert not db.exists()
+
+
+def test_config_file_errors_name_the_file_and_key(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("model: resnet18\ndataset: synthetic\nmethod: pre\nlearning_rate: 0.1\n")
+    result = runner.invoke(app, ["train", "--config", str(config), "--db", str(tmp_path / "r.db")])
+    assert result.exit_code == 2
+    assert f"{config}: learning_rate: unknown key" in result.stderr
+
+
+def test_train_json_then_runs_lists_it(tmp_path):
+    db, runs_dir = tmp_path / "results.db", tmp_path / "runs"
+    config = tmp_path / "run.yaml"
+    config.write_text("method: set\nscenario: uniform\nseed: 3\n")
+    result = runner.invoke(
+        app,
+        [
+            *TRAIN,
+            "--config",
+            str(config),
+            "--scenario",
+            "mixed",
+            "--db",
+            str(db),
+            "--runs-dir",
+            str(runs_dir),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["config"]["scenario"] == "mixed" and summary["config"]["seed"] == 3
+    assert summary["data"]["class_counts"]["train"] == {f"pattern{k}": 128 for k in range(4)}
+    assert len(summary["epochs"]) == 1 and "val_f1" in summary["epochs"][0]
+    assert set(summary["sparsity"]["by_kind"]) == {"conv", "linear"}
+    assert (runs_dir / summary["run_id"] / "checkpoint.pt").is_file()
+
+    listed = runner.invoke(app, ["runs", "--db", str(db), "--format", "json"])
+    rows = json.loads(listed.stdout)
+    assert rows[0]["run_id"] == summary["run_id"]
+    assert rows[0]["test_accuracy"] == pytest.approx(summary["test"]["accuracy"])
+    csv = runner.invoke(app, ["runs", "--db", str(db), "--format", "csv"])
+    assert csv.stdout.splitlines()[0].startswith("run_id,model,dataset,method")
+    table = runner.invoke(app, ["runs", "--db", str(db)])
+    assert summary["run_id"] in table.stdout
+
+
+def test_console_script_is_installed():
+    result = subprocess.run(
+        [sys.executable, "-m", "sparsebench.cli", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "train" in result.stdout
