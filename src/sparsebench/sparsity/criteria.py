@@ -29,12 +29,21 @@ def random_scores(shape: torch.Size | tuple[int, ...], generator: torch.Generato
 def keep_top(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
     """Boolean mask of `scores`' shape keeping exactly the `n_keep` highest scores.
 
-    Ties are broken by position (the earlier unit wins), so the mask is reproducible.
+    Ties at the threshold are broken by position (the earlier unit wins), so the mask is
+    reproducible. Linear time (a k-th value selection, no sort): this runs on every
+    layer after every epoch for the prune-and-regrow methods.
     """
-    flat = scores.detach().flatten().float().cpu()
-    order = torch.argsort(flat, descending=True, stable=True)
-    mask = torch.zeros(flat.numel(), dtype=torch.bool)
-    mask[order[:n_keep]] = True
+    flat = scores.detach().flatten()
+    n = flat.numel()
+    if n_keep <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    if n_keep >= n:
+        return torch.ones_like(scores, dtype=torch.bool)
+    threshold = torch.kthvalue(flat, n - n_keep + 1).values
+    above = flat > threshold
+    ties = flat == threshold
+    still_needed = n_keep - int(above.sum())
+    mask = above | (ties & (ties.cumsum(0) <= still_needed))
     return mask.view(scores.shape)
 
 
