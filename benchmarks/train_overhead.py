@@ -4,11 +4,15 @@ weight in a forward pre-hook) relative to `dense`.
 
 Workload: ResNet18 and VGG16 at width 0.25, 28x28 RGB inputs, batch 64, `--batches`
 batches an epoch, the `mixed` scenario (conv 0.5, linear 0.8). All variants run in this
-one process, interleaved round by round, and each ratio is the median over rounds of the
-variant's epoch time over the dense epoch time of the same round, so drift in the
-machine's load cancels out.
+one process. This machine is shared and its speed drifts by several percent within a
+minute, so the variants take turns every `--chunk` batches (in a shuffled order) and an
+epoch's time is the sum of its chunks plus the method's end-of-epoch update. Each ratio
+is the median over epochs of the variant's time over the same epoch's dense time, where
+dense is the mean of two identical dense models (`dense`, `dense-again`): their ratios to
+that mean show the noise floor, including the few percent by which two copies of one
+model can differ in speed.
 
-    python benchmarks/train_overhead.py [--batches 100] [--rounds 5]
+    python benchmarks/train_overhead.py [--batches 200] [--rounds 3] [--chunk 5]
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ VARIANTS = ("dense", "dense-again", "pre", "in", "set", "torch-prune")
 def make_batches(count: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(seed)
     return [
-        (torch.randn(64, 3, 28, 28, generator=generator), torch.randint(0, 8, (64,), generator=generator))
+        (
+            torch.randn(64, 3, 28, 28, generator=generator),
+            torch.randint(0, 8, (64,), generator=generator),
+        )
         for _ in range(count)
     ]
 
@@ -69,7 +76,7 @@ class Variant:
         # The optimiser must now update `weight_orig`, which replaced `weight`.
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
 
-    def train_epoch(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    def train_batches(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
         self.model.train()
         started = time.perf_counter()
         for x, y in batches:
@@ -77,37 +84,63 @@ class Variant:
             F.cross_entropy(self.model(x), y).backward()
             self.optimizer.step()
             self.method.after_optimizer_step()
+        return time.perf_counter() - started
+
+    def end_epoch(self) -> float:
+        started = time.perf_counter()
         self.method.on_epoch_end(self.epoch)
         self.epoch += 1
         return time.perf_counter() - started
 
 
+def epoch_times(
+    variants: dict[str, Variant], batches: list, chunk: int, seed: int
+) -> dict[str, float]:
+    """One epoch of every variant, taking turns every `chunk` batches."""
+    elapsed = dict.fromkeys(variants, 0.0)
+    order = list(variants)
+    shuffler = random.Random(seed)
+    for start in range(0, len(batches), chunk):
+        shuffler.shuffle(order)
+        for name in order:
+            elapsed[name] += variants[name].train_batches(batches[start : start + chunk])
+    for name in order:
+        elapsed[name] += variants[name].end_epoch()
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=100, help="batches per epoch")
-    parser.add_argument("--rounds", type=int, default=6, help="interleaved epochs per variant")
+    parser.add_argument("--batches", type=int, default=200, help="batches per epoch")
+    parser.add_argument("--rounds", type=int, default=3, help="epochs per variant")
+    parser.add_argument("--chunk", type=int, default=5, help="batches per turn")
     args = parser.parse_args()
     batches = make_batches(args.batches)
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-          f"torch threads, torch {torch.__version__}")
-    print(f"workload: width 0.25, 28x28, batch 64, {args.batches} batches/epoch, "
-          f"{args.rounds} rounds, mixed scenario")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        f"torch threads, torch {torch.__version__}"
+    )
+    print(
+        f"workload: width 0.25, 28x28, batch 64, {args.batches} batches/epoch, "
+        f"{args.rounds} epochs, turns of {args.chunk} batches, mixed scenario"
+    )
     for model_name in ("resnet18", "vgg16"):
         variants = {name: Variant(model_name, name, args.rounds + 1) for name in VARIANTS}
         for variant in variants.values():
-            variant.train_epoch(batches[:5])  # warm-up: allocator, oneDNN kernels
+            variant.train_batches(batches[:5])  # warm-up: allocator, oneDNN kernels
         times: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        order = list(VARIANTS)
-        for round_index in range(args.rounds):
-            random.Random(round_index).shuffle(order)  # no variant always runs first
-            for name in order:
-                times[name].append(variants[name].train_epoch(batches))
+        for epoch in range(args.rounds):
+            for name, seconds in epoch_times(variants, batches, args.chunk, epoch).items():
+                times[name].append(seconds)
+        dense = [(a + b) / 2 for a, b in zip(times["dense"], times["dense-again"], strict=True)]
         print(f"\n{model_name}")
-        print(f"  {'variant':<12} {'median epoch s':>15} {'vs dense':>9}")
+        print(f"  {'variant':<12} {'median epoch s':>15} {'vs dense':>9} {'overhead':>9}")
         for name in VARIANTS:
-            ratios = [t / d for t, d in zip(times[name], times["dense"], strict=True)]
-            print(f"  {name:<12} {statistics.median(times[name]):>15.3f} "
-                  f"{statistics.median(ratios):>9.3f}")
+            ratios = [t / d for t, d in zip(times[name], dense, strict=True)]
+            print(
+                f"  {name:<12} {statistics.median(times[name]):>15.3f} "
+                f"{statistics.median(ratios):>9.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -122,3 +122,30 @@ def test_console_script_is_installed():
         [sys.executable, "-m", "sparsebench.cli", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_include_and_exclude_flags_limit_pruning(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            *TRAIN,
+            "--method",
+            "pre",
+            "--include",
+            "layer4.*",
+            "--include",
+            "fc",
+            "--exclude",
+            "*.downsample.*",
+            "--db",
+            str(tmp_path / "r.db"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    pruned = {row["layer"] for row in summary["sparsity"]["layers"] if row["sparsity"] > 0}
+    assert pruned == {"layer4.0.conv1", "layer4.0.conv2", "layer4.1.conv1", "layer4.1.conv2", "fc"}
+    assert summary["config"]["include"] == ["layer4.*", "fc"]

@@ -233,3 +233,22 @@ def test_method_state_round_trips_for_resumption():
     other.load_state_dict(state)
     assert all(torch.equal(a.keep, b.keep) for a, b in zip(method.masks, other.masks, strict=True))
     assert torch.equal(other.generator.get_state(), next_draw)
+
+
+def test_post_training_fine_tune_epochs_train_the_pruned_network():
+    torch.manual_seed(5)
+    model = SmallNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    method = make_method("post", SparsityTargets(conv=0.5, linear=0.8), fine_tune_epochs=1)
+    method.on_train_begin(model, optimizer, num_epochs=3)  # 2 dense epochs + 1 fine-tune
+    for epoch in range(2):
+        train_steps(model, optimizer, method, seed=epoch)
+        method.on_epoch_end(epoch)
+    assert method.masks.masks["fc1"].alive == 160
+    pruned = ~method.masks.masks["fc1"].keep
+    alive_before = model.fc1.weight.detach()[~pruned].clone()
+    train_steps(model, optimizer, method, seed=2)
+    method.on_epoch_end(2)
+    method.on_train_end()
+    assert torch.all(model.fc1.weight[pruned] == 0)
+    assert not torch.equal(model.fc1.weight.detach()[~pruned], alive_before)

@@ -95,6 +95,16 @@ def train(
     swap_fraction: Annotated[
         float | None, typer.Option(help="share of units swapped per epoch")
     ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help="prune only layers matching (repeatable), e.g. 'layer4.*'"),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="never prune layers matching (repeatable), e.g. fc")
+    ] = None,
+    fine_tune_epochs: Annotated[
+        int | None, typer.Option(help="post: epochs of training after pruning (study: 0)")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="training epochs (study: 50)")] = None,
     batch_size: Annotated[int | None, typer.Option(help="batch size (study: 64)")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (study: 1e-4)")] = None,
@@ -127,6 +137,9 @@ def train(
             conv_sparsity=conv_sparsity,
             linear_sparsity=linear_sparsity,
             swap_fraction=swap_fraction,
+            fine_tune_epochs=fine_tune_epochs,
+            include=include or None,
+            exclude=exclude or None,
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
@@ -149,8 +162,17 @@ def train(
         f"method {run_config.method}, {run_config.scenario_label}",
         highlight=False,
     )
-    with ResultsStore(db) as store, RichEpochProgress(err) as progress:
-        summary = run_and_record(run_config, data, store, runs_dir, progress=progress, force=force)
+    try:
+        with ResultsStore(db) as store, RichEpochProgress(err) as progress:
+            summary = run_and_record(
+                run_config, data, store, runs_dir, progress=progress, force=force
+            )
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: run the same command again to resume run {run_config.run_id()} "
+            "from its last finished epoch"
+        )
+        raise typer.Exit(code=130) from None
     if summary.get("reused"):
         err.print(f"run {summary['run_id']} was already finished in {db}; use --force to retrain")
     if as_json:

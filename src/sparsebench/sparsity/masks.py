@@ -53,8 +53,10 @@ class LayerMask:
             param.mul_(gate)
 
     def hook_gradients(self) -> None:
+        """Zero dead units' gradients in place once backward has accumulated them, so
+        `param.grad` never holds a gradient for a pruned weight (no copy is made)."""
         for param, gate in self.gated():
-            self._hooks.append(param.register_hook(lambda grad, gate=gate: grad * gate))
+            self._hooks.append(param.register_post_accumulate_grad_hook(_gate_gradient(gate)))
 
     def unhook_gradients(self) -> None:
         for handle in self._hooks:
@@ -64,6 +66,13 @@ class LayerMask:
     @property
     def alive(self) -> int:
         return int(self.keep.sum())
+
+
+def _gate_gradient(gate: torch.Tensor):
+    def hook(param: torch.Tensor) -> None:
+        param.grad.mul_(gate)
+
+    return hook
 
 
 class MaskSet:
