@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ class RunResult:
     layers: list[dict[str, Any]]
     sparsity_by_kind: dict[str, float]
     resumed_from_epoch: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -143,6 +142,7 @@ def train_run(
         shuffle=True,
         seed=config.seed,
     )
+    val_loader = _eval_loader(dataset, "val", config, device)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     state = load_checkpoint(checkpoint_path)
@@ -168,7 +168,6 @@ def train_run(
         )
         # Validation sees the network as this epoch trained it, before the method changes
         # its masks (units regrown now are untrained until the next epoch).
-        val_loader = _eval_loader(dataset, "val", config, device)
         val = evaluate(model, val_loader, dataset.num_classes).result()
         method.on_epoch_end(epoch)
         row = {"epoch": epoch, **row, **val.as_dict("val_")}
