@@ -86,6 +86,20 @@ def train(
     image_size: Annotated[int | None, typer.Option(help="resize inputs to N x N (28..224)")] = None,
     dataset: Annotated[str | None, typer.Option(help="data set name, e.g. bloodmnist")] = None,
     data_path: Annotated[str | None, typer.Option(help="file or folder of the data set")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="paper, csv:1cls, csv:2cls_highshot or csv:FILE")
+    ] = None,
+    subset_size: Annotated[int | None, typer.Option(help="stratified subset of N images")] = None,
+    visa_objects: Annotated[
+        str | None, typer.Option(help="VisA objects, comma-separated (default: all)")
+    ] = None,
+    elpv_classes: Annotated[int | None, typer.Option(help="ELPV: 2 (defect >= 0.5) or 4")] = None,
+    augment: Annotated[
+        bool | None, typer.Option("--augment/--no-augment", help="random horizontal flips")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="decoded-image cache (default ~/.cache/sparsebench)")
+    ] = None,
     method: Annotated[str | None, typer.Option(help="dense, pre, in, post or set")] = None,
     scenario: Annotated[str | None, typer.Option(help="uniform, mixed or linear-only")] = None,
     conv_sparsity: Annotated[float | None, typer.Option(help="fraction of filters removed")] = None,
@@ -132,6 +146,11 @@ def train(
             image_size=image_size,
             dataset=dataset,
             data_path=data_path,
+            split=split,
+            subset_size=subset_size,
+            visa_objects=visa_objects.split(",") if visa_objects else None,
+            elpv_classes=elpv_classes,
+            augment=augment,
             method=method,
             scenario=scenario,
             conv_sparsity=conv_sparsity,
@@ -152,7 +171,9 @@ def train(
                 f"--model: unknown model {run_config.model!r} (choose from {', '.join(known)})"
             )
         resolve_device(run_config.device)
-        data = load_dataset(run_config.dataset, run_config.data_path)
+        data = load_dataset(
+            run_config.dataset, run_config.data_path, run_config.data_options(cache_dir)
+        )
     except InputError as error:
         raise fail(str(error)) from None
 

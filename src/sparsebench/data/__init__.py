@@ -1,10 +1,12 @@
 """Data sets: loaders, splits held in memory, batches."""
 
 from sparsebench.data.dataset import BatchLoader, ImageDataset, Split
+from sparsebench.data.options import DataOptions
 from sparsebench.data.registry import dataset_names, load_dataset, register_dataset
 
 __all__ = [
     "BatchLoader",
+    "DataOptions",
     "ImageDataset",
     "Split",
     "dataset_names",

@@ -127,12 +127,14 @@ class BatchLoader:
         device: torch.device,
         shuffle: bool = False,
         seed: int = 0,
+        flip: bool = False,
     ) -> None:
         self.device = device
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.flip = flip
         self.generator = torch.Generator().manual_seed(seed)
         self.scale = (1.0 / (255.0 * std)).to(device).view(1, -1, 1, 1)
         self.offset = (mean / std).to(device).view(1, -1, 1, 1)
@@ -150,4 +152,7 @@ class BatchLoader:
             index = order[start : start + self.batch_size]
             images = self.images.index_select(0, index).float()
             x = images.mul_(self.scale).sub_(self.offset).contiguous()
+            if self.flip:
+                flipped = (torch.rand(len(index), generator=self.generator) < 0.5).to(self.device)
+                x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(-1), x).contiguous()
             yield x, self.labels.index_select(0, index)

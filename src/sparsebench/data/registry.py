@@ -5,19 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from sparsebench.data.coco import load_mvtec3d_objects
 from sparsebench.data.dataset import ImageDataset
+from sparsebench.data.elpv import load_elpv
+from sparsebench.data.folder import load_image_folder
 from sparsebench.data.medmnist import MEDMNIST_CLASSES, load_medmnist_npz
+from sparsebench.data.options import DataOptions
 from sparsebench.data.synthetic import make_synthetic
+from sparsebench.data.visa import load_visa
 from sparsebench.errors import InputError
 
-Loader = Callable[[Path | None], ImageDataset]
+Loader = Callable[[Path | None, DataOptions], ImageDataset]
 
 _LOADERS: dict[str, Loader] = {}
+# Data sets that need no --data-path: generated, or shipped by a package.
+_PATH_OPTIONAL = {"synthetic", "elpv"}
 
 
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
+def register_dataset(name: str, path_optional: bool = False) -> Callable[[Loader], Loader]:
+    """Register `loader(path, options) -> ImageDataset` under `name`."""
+
     def decorate(loader: Loader) -> Loader:
         _LOADERS[name] = loader
+        if path_optional:
+            _PATH_OPTIONAL.add(name)
         return loader
 
     return decorate
@@ -27,24 +38,22 @@ def dataset_names() -> list[str]:
     return sorted(_LOADERS)
 
 
-def needs_path(name: str) -> bool:
-    return name != "synthetic"
-
-
-def load_dataset(name: str, data_path: str | Path | None = None) -> ImageDataset:
+def load_dataset(
+    name: str, data_path: str | Path | None = None, options: DataOptions | None = None
+) -> ImageDataset:
+    """Load a data set by name; every problem with the input is an InputError."""
     if name not in _LOADERS:
         raise InputError(f"unknown data set {name!r} (choose from {', '.join(dataset_names())})")
     path = Path(data_path) if data_path is not None else None
-    if needs_path(name):
-        if path is None:
-            raise InputError(f"data set {name!r} needs --data-path")
-        if not path.exists():
-            raise InputError(f"{path}: data path does not exist")
-    return _LOADERS[name](path)
+    if path is None and name not in _PATH_OPTIONAL:
+        raise InputError(f"data set {name!r} needs --data-path")
+    if path is not None and not path.exists():
+        raise InputError(f"{path}: data path does not exist")
+    return _LOADERS[name](path, options or DataOptions())
 
 
 def _medmnist_loader(name: str) -> Loader:
-    def load(path: Path | None) -> ImageDataset:
+    def load(path: Path | None, options: DataOptions) -> ImageDataset:
         assert path is not None
         return load_medmnist_npz(path, name)
 
@@ -55,6 +64,29 @@ for _name in [*MEDMNIST_CLASSES, "medmnist"]:
     register_dataset(_name)(_medmnist_loader(_name))
 
 
-@register_dataset("synthetic")
-def _synthetic(path: Path | None) -> ImageDataset:
-    return make_synthetic()
+@register_dataset("synthetic", path_optional=True)
+def _synthetic(path: Path | None, options: DataOptions) -> ImageDataset:
+    return make_synthetic(seed=options.seed)
+
+
+@register_dataset("mvtec3d-objects")
+def _mvtec3d(path: Path | None, options: DataOptions) -> ImageDataset:
+    assert path is not None
+    return load_mvtec3d_objects("mvtec3d-objects", path, options)
+
+
+@register_dataset("visa")
+def _visa(path: Path | None, options: DataOptions) -> ImageDataset:
+    assert path is not None
+    return load_visa("visa", path, options)
+
+
+@register_dataset("folder")
+def _folder(path: Path | None, options: DataOptions) -> ImageDataset:
+    assert path is not None
+    return load_image_folder("folder", path, options)
+
+
+@register_dataset("elpv", path_optional=True)
+def _elpv(path: Path | None, options: DataOptions) -> ImageDataset:
+    return load_elpv("elpv", path, options)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sparsebench.data.options import DataOptions
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS
 
@@ -28,6 +30,12 @@ class RunConfig(BaseModel):
 
     dataset: str
     data_path: str | None = None
+    split: str = Field("paper", description="paper, csv:1cls, csv:2cls_highshot or csv:FILE")
+    subset_size: int | None = Field(None, ge=1, description="stratified subset of the data")
+    visa_objects: list[str] | None = None
+    label_rule: Literal["first", "majority", "largest-area"] = "first"
+    elpv_classes: Literal[2, 4] = 2
+    augment: bool = Field(False, description="random horizontal flips (the study used none)")
 
     method: str = "dense"
     scenario: str | None = None
@@ -66,6 +74,13 @@ class RunConfig(BaseModel):
     def _fraction(cls, value: float | None) -> float | None:
         if value is not None and not 0.0 <= value < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {value}")
+        return value
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, value: str) -> str:
+        if value != "paper" and not (value.startswith("csv:") and len(value) > 4):
+            raise ValueError(f"expected paper or csv:NAME_OR_FILE, got {value!r}")
         return value
 
     @field_validator("device")
@@ -110,6 +125,19 @@ class RunConfig(BaseModel):
         for key, value in values.items():
             object.__setattr__(self, key, value)
         return self
+
+    def data_options(self, cache_dir: Path | None = None, download: bool = False) -> DataOptions:
+        return DataOptions(
+            image_size=self.image_size,
+            split=self.split,
+            seed=self.seed,
+            subset_size=self.subset_size,
+            visa_objects=tuple(self.visa_objects) if self.visa_objects else None,
+            label_rule=self.label_rule,
+            elpv_classes=self.elpv_classes,
+            cache_dir=cache_dir,
+            download=download,
+        )
 
     @property
     def total_epochs(self) -> int:

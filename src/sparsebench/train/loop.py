@@ -141,6 +141,7 @@ def train_run(
         device,
         shuffle=True,
         seed=config.seed,
+        flip=config.augment,
     )
     val_loader = _eval_loader(dataset, "val", config, device)
     history: list[dict[str, Any]] = []
