@@ -13,3 +13,16 @@ def bloodmnist_like() -> Path:
     if not BLOODMNIST_LIKE.is_file():
         pytest.skip(f"real data not available: {BLOODMNIST_LIKE} is absent (see shared/data)")
     return BLOODMNIST_LIKE
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Every test decodes into its own cache, never the user's ~/.cache/sparsebench."""
+    monkeypatch.setenv("SPARSEBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (see shared/data)")
+    return path

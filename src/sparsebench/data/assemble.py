@@ -53,9 +53,9 @@ def build_image_dataset(
             label_tensor, {k: v for k, v in fractions.items() if v > 0}, options.seed
         )
         assigned = {split: drawn[split].tolist() for split in drawn}
-    if "val" not in assigned:
+    if "val" not in assigned and assigned.get("test"):
         assigned["val"] = assigned["test"]  # validation combined with test, as the study did
-    for split in SPLITS:
+    for split in ("train", "test", "val"):  # val is checked last: it may stand for test
         if not assigned.get(split):
             raise InputError(f"{source}: split {split!r} has no samples")
     images = decode_images(paths, options.decode_size, image_channels(paths), options.cache_dir)
