@@ -149,3 +149,63 @@ def test_include_and_exclude_flags_limit_pruning(tmp_path):
     pruned = {row["layer"] for row in summary["sparsity"]["layers"] if row["sparsity"] > 0}
     assert pruned == {"layer4.0.conv1", "layer4.0.conv2", "layer4.1.conv1", "layer4.1.conv2", "fc"}
     assert summary["config"]["include"] == ["layer4.*", "fc"]
+
+
+def test_an_unseen_grey_binary_medmnist_file_trains(tmp_path):
+    from test_data import write_npz
+
+    path = write_npz(tmp_path / "unseen.npz", grey=True, counts=(64, 16, 16), classes=2)
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "resnet18",
+            "--width",
+            "0.125",
+            "--dataset",
+            "medmnist",
+            "--data-path",
+            str(path),
+            "--method",
+            "pre",
+            "--epochs",
+            "1",
+            "--json",
+            "--db",
+            str(tmp_path / "r.db"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["data"]["image_shape"] == [1, 28, 28]
+    assert summary["data"]["class_counts"]["train"] == {"0": 32, "1": 32}
+
+
+def test_a_bad_data_file_stops_with_exit_code_two(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_text("not an npz")
+    result = runner.invoke(
+        app,
+        ["train", "--dataset", "medmnist", "--data-path", str(bad), "--db", str(tmp_path / "r.db")],
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {bad}: not a readable npz file")
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_quick_demo_compares_every_method(tmp_path):
+    pytest.importorskip("elpv_dataset", reason="elpv-dataset (the demo extra) is not installed")
+    db = tmp_path / "demo.db"
+    result = runner.invoke(
+        app, ["demo", "--quick", "--db", str(db), "--runs-dir", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 0, result.stderr
+    for method in ("dense", "pre", "in", "post", "set"):
+        assert f"│ {method}" in result.stdout
+    assert "energy missing" in result.stdout or "missing" not in result.stdout
+    listed = json.loads(runner.invoke(app, ["runs", "--db", str(db), "--format", "json"]).stdout)
+    assert sorted(row["method"] for row in listed) == ["dense", "in", "post", "pre", "set"]
+    assert all(row["status"] == "finished" for row in listed)

@@ -145,7 +145,9 @@ def test_flip_augmentation_mirrors_some_samples_and_is_off_by_default(tmp_path):
     data = load_medmnist_npz(write_npz(tmp_path / "f.npz", counts=(64, 10, 10)))
     split = data.splits["train"]
     plain, _ = next(iter(BatchLoader(split, data.mean, data.std, 64, torch.device("cpu"))))
-    flipped, _ = next(iter(BatchLoader(split, data.mean, data.std, 64, torch.device("cpu"), flip=True)))
+    flipped, _ = next(
+        iter(BatchLoader(split, data.mean, data.std, 64, torch.device("cpu"), flip=True))
+    )
     mirrored = [bool(torch.equal(flipped[i], plain[i].flip(-1))) for i in range(64)]
     unchanged = [bool(torch.equal(flipped[i], plain[i])) for i in range(64)]
     assert all(m or u for m, u in zip(mirrored, unchanged, strict=True))

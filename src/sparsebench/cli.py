@@ -100,6 +100,9 @@ def train(
     cache_dir: Annotated[
         Path | None, typer.Option(help="decoded-image cache (default ~/.cache/sparsebench)")
     ] = None,
+    download: Annotated[
+        bool, typer.Option(help="MedMNIST: fetch the published file into the cache")
+    ] = False,
     method: Annotated[str | None, typer.Option(help="dense, pre, in, post or set")] = None,
     scenario: Annotated[str | None, typer.Option(help="uniform, mixed or linear-only")] = None,
     conv_sparsity: Annotated[float | None, typer.Option(help="fraction of filters removed")] = None,
@@ -172,7 +175,7 @@ def train(
             )
         resolve_device(run_config.device)
         data = load_dataset(
-            run_config.dataset, run_config.data_path, run_config.data_options(cache_dir)
+            run_config.dataset, run_config.data_path, run_config.data_options(cache_dir, download)
         )
     except InputError as error:
         raise fail(str(error)) from None
@@ -300,6 +303,75 @@ def tables(
     with ResultsStore(db) as store:
         for path in export_tables(store, out_dir, fmt):  # type: ignore[arg-type]
             out.print(str(path))
+
+
+@app.command()
+def demo(
+    quick: Annotated[
+        bool, typer.Option(help="smaller model and 2 epochs: under 2 minutes")
+    ] = False,
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    cache_dir: Annotated[Path | None, typer.Option(help="decoded-image cache")] = None,
+) -> None:
+    """Every pruning method on real solar-cell images (ELPV), offline, on this CPU."""
+    from sparsebench.data import load_dataset
+    from sparsebench.store import ResultsStore
+    from sparsebench.sweep.demo import demo_configs, demo_row
+    from sparsebench.train.run import run_and_record
+
+    configs = demo_configs(quick)
+    try:
+        data = load_dataset("elpv", None, configs[0].data_options(cache_dir))
+    except InputError as error:
+        raise fail(str(error)) from None
+    samples = data.summary()["samples"]
+    err.print(
+        f"ELPV solar cells (CC BY-NC-SA 4.0): {samples['train']} train, {samples['val']} val, "
+        f"{samples['test']} test images; {configs[0].model} x{configs[0].width:g} at "
+        f"{configs[0].image_size}px, {configs[0].epochs} epochs, mixed scenario",
+        highlight=False,
+    )
+    rows = []
+    with ResultsStore(db) as store:
+        for config in configs:
+            err.print(f"{config.method}: run {config.run_id()}", highlight=False)
+            with RichEpochProgress(err) as progress:
+                summary = run_and_record(config, data, store, runs_dir, progress=progress)
+            rows.append(demo_row(summary))
+    out.print(demo_table(rows, db))
+
+
+def demo_table(rows: list[dict[str, Any]], db: Path) -> Table:
+    table = Table(title=f"ELPV demo, mixed scenario (results in {db})")
+    for column in (
+        "method",
+        "test acc",
+        "macro F1",
+        "train s",
+        "peak MiB",
+        "energy J",
+        "inference ms",
+        "conv sparsity",
+        "linear sparsity",
+    ):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for row in rows:
+        table.add_row(
+            row["method"],
+            f"{row['accuracy']:.4f}",
+            f"{row['f1']:.4f}",
+            f"{row['train_time_s']:.1f}",
+            f"{row['peak_memory_mib']:.0f}",
+            "missing" if row["energy_j"] is None else f"{row['energy_j']:.1f}",
+            f"{row['inference_ms']:.3f}",
+            f"{row['sparsity_conv']:.3f}",
+            f"{row['sparsity_linear']:.3f}",
+        )
+    reasons = {row["energy_missing_reason"] for row in rows if row["energy_j"] is None}
+    if reasons:
+        table.caption = "energy missing: " + "; ".join(sorted(reasons))
+    return table
 
 
 def _cell(value: Any) -> str:

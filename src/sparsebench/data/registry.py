@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sparsebench.data.coco import load_mvtec3d_objects
 from sparsebench.data.dataset import ImageDataset
+from sparsebench.data.download import MEDMNIST_MD5, MEDMNIST_SIZES, download_medmnist
 from sparsebench.data.elpv import load_elpv
 from sparsebench.data.folder import load_image_folder
 from sparsebench.data.medmnist import MEDMNIST_CLASSES, load_medmnist_npz
@@ -45,8 +46,10 @@ def load_dataset(
     if name not in _LOADERS:
         raise InputError(f"unknown data set {name!r} (choose from {', '.join(dataset_names())})")
     path = Path(data_path) if data_path is not None else None
-    if path is None and name not in _PATH_OPTIONAL:
-        raise InputError(f"data set {name!r} needs --data-path")
+    downloadable = name in MEDMNIST_MD5 and (options is not None and options.download)
+    if path is None and name not in _PATH_OPTIONAL and not downloadable:
+        hint = " (or --download)" if name in MEDMNIST_MD5 else ""
+        raise InputError(f"data set {name!r} needs --data-path{hint}")
     if path is not None and not path.exists():
         raise InputError(f"{path}: data path does not exist")
     return _LOADERS[name](path, options or DataOptions())
@@ -54,7 +57,9 @@ def load_dataset(
 
 def _medmnist_loader(name: str) -> Loader:
     def load(path: Path | None, options: DataOptions) -> ImageDataset:
-        assert path is not None
+        if path is None:
+            size = options.image_size if options.image_size in MEDMNIST_SIZES else 28
+            path = download_medmnist(name, size, options.cache_dir)
         return load_medmnist_npz(path, name)
 
     return load
