@@ -90,6 +90,9 @@ def train(
         str | None, typer.Option(help="paper, csv:1cls, csv:2cls_highshot or csv:FILE")
     ] = None,
     subset_size: Annotated[int | None, typer.Option(help="stratified subset of N images")] = None,
+    in_channels: Annotated[
+        int | None, typer.Option(help="1 or 3 model input channels (default: the data's)")
+    ] = None,
     visa_objects: Annotated[
         str | None, typer.Option(help="VisA objects, comma-separated (default: all)")
     ] = None,
@@ -151,6 +154,7 @@ def train(
             data_path=data_path,
             split=split,
             subset_size=subset_size,
+            in_channels=in_channels,
             visa_objects=visa_objects.split(",") if visa_objects else None,
             elpv_classes=elpv_classes,
             augment=augment,
@@ -186,6 +190,7 @@ def train(
         f"method {run_config.method}, {run_config.scenario_label}",
         highlight=False,
     )
+    err.print(class_count_table(data.summary()))
     try:
         with ResultsStore(db) as store, RichEpochProgress(err) as progress:
             summary = run_and_record(
@@ -203,6 +208,26 @@ def train(
         sys.stdout.write(json.dumps(summary, default=float) + "\n")
     else:
         out.print(summary_table(summary))
+
+
+def class_count_table(data: dict[str, Any]) -> Table:
+    """Samples per class in each split, so a user can check the data was read right."""
+    table = Table(title=f"{data['name']}: {data['source']}")
+    counts = data["class_counts"]
+    for column in ("class", *counts, "total"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name in data["classes"]:
+        row = [counts[split][name] for split in counts]
+        total = sum(row) - (counts["val"][name] if _val_is_test(data) else 0)
+        table.add_row(name, *map(str, row), str(total))
+    if _val_is_test(data):
+        table.caption = "validation is the test split (the study's protocol for this data)"
+    return table
+
+
+def _val_is_test(data: dict[str, Any]) -> bool:
+    counts = data["class_counts"]
+    return data["samples"]["val"] == data["samples"]["test"] and counts["val"] == counts["test"]
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
