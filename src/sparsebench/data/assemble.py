@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from sparsebench.data.dataset import SPLITS, ImageDataset, Split
-from sparsebench.data.images import decode_images, image_channels
+from sparsebench.data.images import decode_images
 from sparsebench.data.options import DataOptions
 from sparsebench.data.splits import stratified_split, stratified_subset
 from sparsebench.errors import InputError
@@ -58,7 +58,7 @@ def build_image_dataset(
     for split in ("train", "test", "val"):  # val is checked last: it may stand for test
         if not assigned.get(split):
             raise InputError(f"{source}: split {split!r} has no samples")
-    images = decode_images(paths, options.decode_size, image_channels(paths), options.cache_dir)
+    images = decode_images(paths, options.decode_size, options.cache_dir)
     splits = {
         split: Split(images[assigned[split]].contiguous(), label_tensor[assigned[split]])
         for split in SPLITS

@@ -41,14 +41,12 @@ def image_channels(paths: Sequence[Path]) -> int:
 
 
 def decode_images(
-    paths: Sequence[Path],
-    image_size: int,
-    channels: int,
-    cache_dir: Path | None = None,
+    paths: Sequence[Path], image_size: int, cache_dir: Path | None = None
 ) -> torch.Tensor:
-    """Every image resized to image_size x image_size, as a (N, C, H, W) uint8 tensor."""
+    """Every image resized to image_size x image_size, as a (N, C, H, W) uint8 tensor:
+    one channel if every image is greyscale, else RGB."""
     cache_dir = cache_dir or default_cache_dir()
-    cache_file = cache_dir / "images" / f"{_cache_key(paths, image_size, channels)}.pt"
+    cache_file = cache_dir / "images" / f"{_cache_key(paths, image_size)}.pt"
     if cache_file.is_file():
         try:
             cached = torch.load(cache_file, weights_only=True)
@@ -56,7 +54,7 @@ def decode_images(
                 return cached["images"]
         except Exception:  # a damaged cache file is decoded again and replaced
             pass
-    images = _decode_all(paths, image_size, channels)
+    images = _decode_all(paths, image_size, image_channels(paths))
     _write_atomically(cache_file, {"version": CACHE_VERSION, "images": images})
     return images
 
@@ -87,8 +85,8 @@ def _decode_all(paths: Sequence[Path], image_size: int, channels: int) -> torch.
     return torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2))).contiguous()
 
 
-def _cache_key(paths: Sequence[Path], image_size: int, channels: int) -> str:
-    digest = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}:{channels}".encode())
+def _cache_key(paths: Sequence[Path], image_size: int) -> str:
+    digest = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}".encode())
     for path in paths:
         try:
             stat = Path(path).stat()
