@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from sparsebench.deploy.compact import CSRLinear, compact_model, live_filters
+from sparsebench.measure.counting import count_model
+from sparsebench.models import build_model
+from sparsebench.sparsity import SCENARIOS, make_method
+
+SIZES = {"resnet18": [28, 96], "vgg16": [28, 64]}
+
+
+def masked(name, size, width, scenario, method="pre", seed=0):
+    torch.manual_seed(seed)
+    model = build_model(name, num_classes=5, image_size=size, width=width)
+    make_method(method, SCENARIOS[scenario], seed=seed).on_train_begin(model, None, 1)
+    model.train()
+    with torch.no_grad():  # non-trivial batch-norm running statistics
+        for _ in range(3):
+            model(torch.randn(8, 3, size, size))
+    return model.eval()
+
+
+def relative_error(a, b):
+    return float((a - b).abs().max() / a.abs().max())
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg16"])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("width", [0.25, 0.23])  # 0.23 gives odd channel counts (15, 29, ...)
+@pytest.mark.parametrize("method", ["pre", "set"])
+def test_compact_model_equals_masked_model(name, scenario, width, method):
+    for size in SIZES[name]:
+        model = masked(name, size, width, scenario, method)
+        compact = compact_model(model)
+        x = torch.randn(7, 3, size, size)
+        with torch.no_grad():
+            assert relative_error(model(x), compact(x)) < 1e-5
+        if scenario != "linear-only":
+            assert count_model(compact, (3, size, size)).macs_dense < (
+                count_model(model, (3, size, size)).macs_dense
+            )
+
+
+def test_pruned_filters_are_physically_removed():
+    model = masked("vgg16", 32, 0.25, "mixed")
+    compact = compact_model(model)
+    convs = [m for m in compact.features if isinstance(m, torch.nn.Conv2d)]
+    original = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    for small, big in zip(convs, original, strict=True):
+        assert small.out_channels == big.out_channels - round(0.5 * big.out_channels) or (
+            small.out_channels == (big.out_channels + 1) // 2
+        )
+    assert convs[1].in_channels == convs[0].out_channels
+
+
+def test_live_filters_by_hand():
+    conv = torch.nn.Conv2d(2, 4, 1, bias=True)
+    bn = torch.nn.BatchNorm2d(4).eval()
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[1] = 1.0
+        conv.bias.zero_()
+        conv.bias[2] = 0.5  # dead weights, but a constant non-zero output: must stay
+        bn.bias.zero_()
+        bn.bias[3] = 0.1  # the batch norm shifts a dead filter: must stay
+    assert live_filters(conv, bn).tolist() == [1, 2, 3]
+    assert live_filters(conv, None).tolist() == [1, 2]
+
+
+def test_dead_linear_neurons_are_dropped_and_their_bias_folded():
+    model = masked("vgg16", 28, 0.25, "uniform")
+    with torch.no_grad():
+        model.classifier[0].weight[:10] = 0  # ten neurons that only output relu(bias)
+        model.classifier[0].bias[:10] = torch.linspace(-1, 1, 10)
+    compact = compact_model(model)
+    linears = [m for m in compact.classifier if isinstance(m, torch.nn.Linear)]
+    # The first linear reads the last conv's live channels (1x1 pooled at 28x28); a
+    # neuron is dead when its weights on those inputs are all zero: our ten, plus any
+    # that pruning left with no weight on a live channel.
+    last_conv = [m for m in model.features if isinstance(m, torch.nn.Conv2d)][-1]
+    live = last_conv.weight.flatten(1).ne(0).any(dim=1)
+    dead = model.classifier[0].weight[:, live].eq(0).all(dim=1)
+    assert dead[:10].all()
+    assert linears[0].out_features == model.classifier[0].out_features - int(dead.sum())
+    x = torch.randn(4, 3, 28, 28)
+    with torch.no_grad():
+        assert relative_error(model(x), compact(x)) < 1e-5
+
+
+def test_csr_linear_storage_gives_the_same_outputs():
+    model = masked("vgg16", 28, 0.25, "mixed")
+    dense, sparse = compact_model(model, linear="dense"), compact_model(model, linear="csr")
+    assert any(isinstance(m, CSRLinear) for m in sparse.modules())
+    x = torch.randn(6, 3, 28, 28)
+    with torch.no_grad():
+        assert relative_error(dense(x), sparse(x)) < 1e-5
+
+
+def test_compacting_an_unknown_architecture_is_refused():
+    from sparsebench.errors import InputError
+
+    with pytest.raises(InputError, match="compaction knows VGG and ResNet"):
+        compact_model(torch.nn.Sequential(torch.nn.Linear(3, 2)))
