@@ -101,3 +101,39 @@ def test_compacting_an_unknown_architecture_is_refused():
 
     with pytest.raises(InputError, match="compaction knows VGG and ResNet"):
         compact_model(torch.nn.Sequential(torch.nn.Linear(3, 2)))
+
+
+def test_a_model_trained_by_sparsebench_train_compacts_exactly(tmp_path):
+    from sparsebench.data import BatchLoader
+    from sparsebench.data.synthetic import make_synthetic
+    from sparsebench.deploy.load import load_run_model
+    from sparsebench.store import ResultsStore
+    from sparsebench.train import RunConfig
+    from sparsebench.train.run import run_and_record
+
+    config = RunConfig(
+        model="resnet18",
+        width=0.23,
+        dataset="synthetic",
+        method="set",
+        scenario="mixed",
+        epochs=2,
+        lr=2e-3,
+        device="cpu",
+    )
+    data = make_synthetic()
+    with ResultsStore(tmp_path / "r.db") as store:
+        run_and_record(config, data, store, tmp_path / "runs")
+    model, loaded_config, summary = load_run_model(
+        config.run_id(), tmp_path / "r.db", tmp_path / "runs"
+    )
+    assert loaded_config == config and summary["classes"] == data.class_names
+    compact = compact_model(model)
+    test = data.splits["test"]
+    x, _ = next(iter(BatchLoader(test, data.mean, data.std, 128, torch.device("cpu"))))
+    with torch.no_grad():
+        assert relative_error(model(x), compact(x)) < 1e-5
+    assert (
+        count_model(compact, (3, 28, 28)).macs_dense
+        < 0.5 * count_model(model, (3, 28, 28)).macs_dense
+    )

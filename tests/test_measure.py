@@ -42,3 +42,22 @@ def test_energy_is_a_measurement_or_missing_with_a_reason():
     else:
         assert reading.joules is None and reading.source is None
         assert "RAPL" in reading.missing_reason or "sensor" in reading.missing_reason
+
+
+def test_csr_storage_counts_only_stored_weights_and_shrinks_the_file():
+    from sparsebench.deploy.compact import CSRLinear
+    from sparsebench.measure.counting import model_file_bytes
+
+    linear = nn.Linear(200, 100)
+    with torch.no_grad():
+        linear.weight[:, :150] = 0  # 25% of the weights are left
+    sparse = nn.Sequential(CSRLinear(linear.weight, linear.bias))
+    dense = nn.Sequential(linear)
+    dense_counts, sparse_counts = count_model(dense, (200,)), count_model(sparse, (200,))
+    assert dense_counts.macs_dense == 20_000 and dense_counts.macs_effective == 5_000
+    assert sparse_counts.macs_dense == sparse_counts.macs_effective == 5_000
+    assert sparse_counts.params_dense == 5_000 + 100
+    # 4-byte values and 4-byte column indices for a quarter of the weights: about half.
+    assert model_file_bytes(sparse) < 0.6 * model_file_bytes(dense)
+    x = torch.randn(3, 200)
+    assert torch.allclose(sparse(x), dense(x), atol=1e-6)

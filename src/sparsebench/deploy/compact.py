@@ -93,6 +93,10 @@ class CSRLinear(nn.Module):
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
             warnings.simplefilter("ignore", UserWarning)
             csr = weight.detach().to_sparse_csr()
+            # int32 indices halve the file of a layer with fewer than 2**31 weights.
+            csr = torch.sparse_csr_tensor(
+                csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape
+            )
         self.register_buffer("weight", csr)
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 

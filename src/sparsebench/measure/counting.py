@@ -1,12 +1,14 @@
 """Parameter and multiply-accumulate (MAC) counts, dense-equivalent and effective.
 
-Dense-equivalent counts every weight; effective counts only non-zero weights (a pruned
-filter or weight costs nothing once compacted). MACs are counted per sample from one
+Dense-equivalent counts every stored weight (a CSR weight stores only its non-zeros);
+effective counts only non-zero weights (a pruned filter or weight costs nothing once
+compacted). MACs are counted per sample from one
 forward pass: a conv weight is used once per output position, a linear weight once.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import torch
@@ -24,24 +26,43 @@ class Counts:
         return dict(self.__dict__)
 
 
+def model_file_bytes(model: nn.Module) -> int:
+    """Size of the model's state dict as `torch.save` writes it (sparse tensors as CSR)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell()
+
+
+def _weight_counts(weight: torch.Tensor) -> tuple[int, int]:
+    """(stored weights, non-zero weights); a CSR weight stores only its non-zeros."""
+    if weight.layout == torch.sparse_csr:
+        values = weight.values()
+        return values.numel(), int(torch.count_nonzero(values))
+    return weight.numel(), int(torch.count_nonzero(weight))
+
+
 @torch.no_grad()
 def count_model(model: nn.Module, input_shape: tuple[int, int, int]) -> Counts:
     """Counts for one sample of shape (C, H, W)."""
-    params = [p for p in model.parameters()]
-    params_dense = sum(p.numel() for p in params)
-    params_effective = sum(int(torch.count_nonzero(p)) for p in params)
+    tensors = list(model.parameters()) + [
+        b for b in model.buffers() if b.layout == torch.sparse_csr
+    ]
+    stored = [_weight_counts(t) for t in tensors]
+    params_dense = sum(total for total, _ in stored)
+    params_effective = sum(nonzero for _, nonzero in stored)
     macs = {"dense": 0, "effective": 0}
 
     def count(module: nn.Module, _inputs, output: torch.Tensor) -> None:
-        weight = module.weight
+        total, nonzero = _weight_counts(module.weight)
         positions = output[0, 0].numel() if isinstance(module, nn.Conv2d) else 1
-        macs["dense"] += weight.numel() * positions
-        macs["effective"] += int(torch.count_nonzero(weight)) * positions
+        macs["dense"] += total * positions
+        macs["effective"] += nonzero * positions
 
     handles = [
         m.register_forward_hook(count)
         for m in model.modules()
         if isinstance(m, nn.Conv2d | nn.Linear)
+        or getattr(getattr(m, "weight", None), "layout", None) == torch.sparse_csr
     ]
     was_training = model.training
     model.eval()
