@@ -67,7 +67,8 @@ def count_model(model: nn.Module, input_shape: tuple[int, int, int]) -> Counts:
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
+        first = next(iter(tensors), None)
+        device = first.device if first is not None else torch.device("cpu")
         model(torch.zeros((1, *input_shape), device=device))
     finally:
         model.train(was_training)
