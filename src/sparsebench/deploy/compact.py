@@ -98,7 +98,7 @@ class CSRLinear(nn.Module):
                 csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape
             )
         self.register_buffer("weight", csr)
-        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.sparse.mm(self.weight, x.t()).t()
