@@ -106,7 +106,6 @@ def test_compacting_an_unknown_architecture_is_refused():
 def test_a_model_trained_by_sparsebench_train_compacts_exactly(tmp_path):
     from sparsebench.data import BatchLoader
     from sparsebench.data.synthetic import make_synthetic
-    from sparsebench.deploy.load import load_run_model
     from sparsebench.store import ResultsStore
     from sparsebench.train import RunConfig
     from sparsebench.train.run import run_and_record
@@ -124,10 +123,9 @@ def test_a_model_trained_by_sparsebench_train_compacts_exactly(tmp_path):
     data = make_synthetic()
     with ResultsStore(tmp_path / "r.db") as store:
         run_and_record(config, data, store, tmp_path / "runs")
-    model, loaded_config, summary = load_run_model(
-        config.run_id(), tmp_path / "r.db", tmp_path / "runs"
-    )
-    assert loaded_config == config and summary["classes"] == data.class_names
+    run = load_run(config.run_id(), tmp_path / "r.db", tmp_path / "runs")
+    model = run.model
+    assert RunConfig(**run.config) == config and run.data["classes"] == data.class_names
     compact = compact_model(model)
     test = data.splits["test"]
     x, _ = next(iter(BatchLoader(test, data.mean, data.std, 128, torch.device("cpu"))))

@@ -8,9 +8,10 @@ import pytest
 
 from sparsebench.data.synthetic import make_synthetic
 from sparsebench.store import ResultsStore
+from sparsebench.store.layout import checkpoint_path
 from sparsebench.train import RunConfig, train_run
 from sparsebench.train.loop import RunInterrupted
-from sparsebench.train.run import checkpoint_path, run_and_record
+from sparsebench.train.run import run_and_record
 
 # Measurements that differ between any two runs; everything else must match exactly.
 MEASURED = {

@@ -7,12 +7,9 @@ from typing import Any
 
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.store.db import ResultsStore
+from sparsebench.store.layout import checkpoint_path
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import EpochProgress, RunInterrupted, resolve_device, train_run
-
-
-def checkpoint_path(runs_dir: str | Path, run_id: str) -> Path:
-    return Path(runs_dir) / run_id / "checkpoint.pt"
 
 
 def run_and_record(
