@@ -106,6 +106,7 @@ def test_compacting_an_unknown_architecture_is_refused():
 def test_a_model_trained_by_sparsebench_train_compacts_exactly(tmp_path):
     from sparsebench.data import BatchLoader
     from sparsebench.data.synthetic import make_synthetic
+    from sparsebench.deploy.load import load_run
     from sparsebench.store import ResultsStore
     from sparsebench.train import RunConfig
     from sparsebench.train.run import run_and_record
