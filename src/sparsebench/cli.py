@@ -399,6 +399,58 @@ def demo_table(rows: list[dict[str, Any]], db: Path) -> Table:
     return table
 
 
+@app.command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="a finished run's id (sparsebench runs)")],
+    out_path: Annotated[Path, typer.Option("--out", help="the ONNX file to write")],
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    compact: Annotated[
+        bool, typer.Option("--compact/--no-compact", help="remove pruned filters first")
+    ] = True,
+    quantize: Annotated[str | None, typer.Option(help="int8: also write MODEL.int8.onnx")] = None,
+    calibration_samples: Annotated[int, typer.Option(help="train images to calibrate")] = 256,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Export a trained run to ONNX (compact, optionally int8) and check it in ONNX Runtime."""
+    from sparsebench.deploy.export import export_run
+
+    try:
+        result = export_run(
+            run_id,
+            db,
+            runs_dir,
+            out_path,
+            compact=compact,
+            quantize=quantize,
+            calibration_samples=calibration_samples,
+        )
+    except InputError as error:
+        raise fail(str(error)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print(
+        f"wrote {result['onnx']} ({result['onnx_bytes'] / 2**20:.2f} MiB), "
+        f"max difference to PyTorch {result['max_abs_difference']:.2e} "
+        f"({result['max_rel_difference']:.2e} relative)"
+    )
+    table = Table(title=f"test accuracy of run {run_id}")
+    for column in ("model", "accuracy"):
+        table.add_column(column)
+    table.add_row(
+        "PyTorch" + (" (compact)" if compact else ""), f"{result['test_accuracy_torch']:.4f}"
+    )
+    table.add_row("ONNX Runtime, float32", f"{result['test_accuracy_onnx']:.4f}")
+    if "onnx_int8" in result:
+        table.add_row(
+            f"ONNX Runtime, int8 ({result['calibration_samples']} calibration images)",
+            f"{result['test_accuracy_int8']:.4f}",
+        )
+        out.print(f"wrote {result['onnx_int8']} ({result['onnx_int8_bytes'] / 2**20:.2f} MiB)")
+    out.print(table)
+
+
 def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "-"

@@ -116,3 +116,65 @@ def onnx_accuracy(session, batches) -> float:
         correct += int((torch.from_numpy(predictions) == labels.cpu()).sum())
         total += len(labels)
     return correct / max(total, 1)
+
+
+def export_run(
+    run_id: str,
+    db: str | Path,
+    runs_dir: str | Path,
+    out: str | Path,
+    *,
+    compact: bool = True,
+    quantize: str | None = None,
+    calibration_samples: int = 256,
+) -> dict:
+    """Export a finished run as ONNX (compact unless told not to), check ONNX Runtime
+    against PyTorch on a test batch, and optionally add an int8 model; returns what was
+    written and measured, test accuracies included."""
+    from sparsebench.data import BatchLoader
+    from sparsebench.deploy.compact import compact_model
+    from sparsebench.deploy.load import load_run
+
+    if quantize not in (None, "int8"):
+        raise InputError(f"--quantize: only int8 is supported, got {quantize!r}")
+    run = load_run(run_id, db, runs_dir)
+    model = compact_model(run.model, linear="dense") if compact else run.model
+    data = run.dataset()
+    cpu = torch.device("cpu")
+    test = BatchLoader(data.splits["test"], data.mean, data.std, 256, cpu)
+    first_batch = next(iter(test))[0]
+    out = Path(out)
+    export_onnx(model, first_batch[:2], out)
+    session = onnx_session(out)
+    absolute, relative = max_difference(session, model, first_batch)
+    with torch.no_grad():
+        torch_accuracy = sum(int((model(x).argmax(1) == y).sum()) for x, y in test) / len(
+            data.splits["test"]
+        )
+    result = {
+        "run_id": run_id,
+        "compact": compact,
+        "onnx": str(out),
+        "onnx_bytes": out.stat().st_size,
+        "max_abs_difference": absolute,
+        "max_rel_difference": relative,
+        "test_accuracy_torch": torch_accuracy,
+        "test_accuracy_onnx": onnx_accuracy(session, test),
+    }
+    if quantize == "int8":
+        train = BatchLoader(data.splits["train"], data.mean, data.std, 32, cpu, shuffle=True)
+        calibration, taken = [], 0
+        for images, _ in train:
+            calibration.append(images[: calibration_samples - taken])
+            taken += len(calibration[-1])
+            if taken >= calibration_samples:
+                break
+        int8_path = out.with_name(out.stem + ".int8.onnx")
+        quantize_int8(out, int8_path, calibration)
+        result.update(
+            onnx_int8=str(int8_path),
+            onnx_int8_bytes=int8_path.stat().st_size,
+            calibration_samples=taken,
+            test_accuracy_int8=onnx_accuracy(onnx_session(int8_path), test),
+        )
+    return result

@@ -1,0 +1,107 @@
+import json
+
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from sparsebench.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "resnet18",
+            "--width",
+            "0.23",
+            "--dataset",
+            "synthetic",
+            "--method",
+            "set",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.002",
+            "--db",
+            str(folder / "r.db"),
+            "--runs-dir",
+            str(folder / "runs"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    return folder, json.loads(result.stdout)["run_id"]
+
+
+def test_export_float_and_int8_onnx_match_pytorch(trained_run):
+    folder, run_id = trained_run
+    out = folder / "deploy" / "model.onnx"
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            run_id,
+            "--out",
+            str(out),
+            "--db",
+            str(folder / "r.db"),
+            "--runs-dir",
+            str(folder / "runs"),
+            "--quantize",
+            "int8",
+            "--calibration-samples",
+            "64",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["max_rel_difference"] < 1e-4
+    assert report["test_accuracy_onnx"] == pytest.approx(report["test_accuracy_torch"], abs=1e-3)
+    assert report["calibration_samples"] == 64
+    assert abs(report["test_accuracy_int8"] - report["test_accuracy_onnx"]) < 0.1
+    assert report["onnx_int8_bytes"] < 0.5 * report["onnx_bytes"]
+    quantized = onnx.load(report["onnx_int8"])
+    assert any(node.op_type == "QuantizeLinear" for node in quantized.graph.node)
+    onnx.checker.check_model(onnx.load(str(out)))
+    assert not list(out.parent.glob(".*tmp"))
+
+
+def test_compact_export_is_smaller_than_masked_export(trained_run):
+    folder, run_id = trained_run
+    sizes = {}
+    for flag in ("--compact", "--no-compact"):
+        out = folder / f"m{flag}.onnx"
+        result = runner.invoke(
+            app,
+            [
+                "export",
+                run_id,
+                "--out",
+                str(out),
+                flag,
+                "--json",
+                "--db",
+                str(folder / "r.db"),
+                "--runs-dir",
+                str(folder / "runs"),
+            ],
+        )
+        assert result.exit_code == 0, result.stderr
+        sizes[flag] = json.loads(result.stdout)["onnx_bytes"]
+    assert sizes["--compact"] < 0.7 * sizes["--no-compact"]
+
+
+def test_export_of_an_unknown_run_is_refused(trained_run, tmp_path):
+    folder, _ = trained_run
+    result = runner.invoke(
+        app, ["export", "nope", "--out", str(tmp_path / "m.onnx"), "--db", str(folder / "r.db")]
+    )
+    assert result.exit_code == 2
+    assert "run 'nope' is not in" in result.stderr
