@@ -89,6 +89,15 @@ CREATE TABLE IF NOT EXISTS test_metrics (
 },
     confusion_json TEXT
 );
+CREATE TABLE IF NOT EXISTS inference_bench (
+    bench_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT, subject TEXT NOT NULL, variant TEXT NOT NULL,
+    batch_size INTEGER, threads INTEGER,
+    latency_median_ms REAL, latency_p95_ms REAL, throughput_per_s REAL,
+    macs_per_sample INTEGER, energy_per_inference_j REAL, energy_source TEXT,
+    energy_missing_reason TEXT, speedup REAL, mac_ratio REAL, efficiency REAL,
+    max_rel_difference REAL, created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS layer_sparsity (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
     layer TEXT NOT NULL, kind TEXT NOT NULL,
@@ -242,6 +251,37 @@ class ResultsStore:
                 ),
             )
 
+    def record_inference_bench(
+        self, run_id: str | None, subject: str, rows: list[dict], max_rel_difference: float
+    ) -> None:
+        """One benchmark's rows (deploy.bench), all or nothing."""
+        columns = [
+            "variant",
+            "batch_size",
+            "threads",
+            "latency_median_ms",
+            "latency_p95_ms",
+            "throughput_per_s",
+            "macs_per_sample",
+            "energy_per_inference_j",
+            "energy_source",
+            "energy_missing_reason",
+            "speedup",
+            "mac_ratio",
+            "efficiency",
+        ]
+        now = time.time()
+        with self.transaction() as cursor:
+            cursor.executemany(
+                f"""INSERT INTO inference_bench (run_id, subject, {", ".join(columns)},
+                        max_rel_difference, created_at)
+                    VALUES (?, ?, {", ".join("?" for _ in columns)}, ?, ?)""",
+                [
+                    (run_id, subject, *(row[c] for c in columns), max_rel_difference, now)
+                    for row in rows
+                ],
+            )
+
     def mark_run(self, run_id: str, status: str, error: str | None = None) -> None:
         """Set a run's status to `interrupted` or `failed` (with its error)."""
         with self.transaction() as cursor:
@@ -300,7 +340,7 @@ class ResultsStore:
         }
 
     def table(self, name: str) -> pd.DataFrame:
-        if name not in ("runs", "epochs", "test_metrics", "layer_sparsity"):
+        if name not in ("runs", "epochs", "test_metrics", "layer_sparsity", "inference_bench"):
             raise ValueError(f"unknown table {name!r}")
         return pd.read_sql_query(f"SELECT * FROM {name}", self.connection)
 

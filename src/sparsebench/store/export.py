@@ -10,7 +10,7 @@ import pandas as pd
 
 from sparsebench.store.db import ResultsStore
 
-TABLES = ("runs", "epochs", "test_metrics", "layer_sparsity")
+TABLES = ("runs", "epochs", "test_metrics", "layer_sparsity", "inference_bench")
 
 
 def write_table(frame: pd.DataFrame, path: Path, fmt: Literal["csv", "parquet"]) -> None:

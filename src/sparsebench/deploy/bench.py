@@ -1,0 +1,174 @@
+"""Inference benchmark on the CPU: the masked network (pruned weights kept in place, as
+the study deployed it), the compact PyTorch network, and the compact network under ONNX
+Runtime in float32 and int8. Latency (median, p95) and throughput after warm-up, energy
+per inference where RAPL is readable, and the speedup over masked next to the MAC ratio.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from sparsebench.deploy.compact import LinearStorage, compact_model
+from sparsebench.deploy.export import export_onnx, onnx_session, quantize_int8
+from sparsebench.measure.counting import count_model
+from sparsebench.measure.energy import EnergyMeter
+
+VARIANTS = ("masked", "compact", "onnx-float", "onnx-int8")
+
+
+@dataclass
+class BenchRow:
+    variant: str
+    batch_size: int
+    threads: int
+    latency_median_ms: float
+    latency_p95_ms: float
+    throughput_per_s: float
+    macs_per_sample: int
+    energy_per_inference_j: float | None
+    energy_source: str | None
+    energy_missing_reason: str | None
+    speedup: float = 1.0
+    mac_ratio: float = 1.0
+
+    @property
+    def efficiency(self) -> float:
+        return self.speedup / self.mac_ratio
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "efficiency": self.efficiency}
+
+
+def time_calls(call: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        call()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def benchmark_models(
+    masked: nn.Module,
+    input_shape: tuple[int, int, int],
+    *,
+    batch_sizes: list[int],
+    threads: list[int],
+    repeats: int = 20,
+    calibration: list[torch.Tensor] | None = None,
+    linear: LinearStorage = "auto",
+    variants: tuple[str, ...] = VARIANTS,
+) -> tuple[list[BenchRow], float]:
+    """Rows for every variant, batch size and thread count, and the largest relative
+    output difference between the compact and the masked network."""
+    masked = masked.eval().cpu()
+    compact = compact_model(masked, linear=linear)
+    onnx_compact = compact_model(masked, linear="dense")  # ONNX has no CSR matmul
+    probe = torch.randn(8, *input_shape)
+    with torch.inference_mode():
+        reference = masked(probe)
+        difference = float((compact(probe) - reference).abs().max() / reference.abs().max())
+    macs = {
+        "masked": count_model(masked, input_shape).macs_dense,
+        "compact": count_model(compact, input_shape).macs_dense,
+    }
+    macs["onnx-float"] = macs["onnx-int8"] = count_model(onnx_compact, input_shape).macs_dense
+    runners: dict[str, Callable[[torch.Tensor, int], Callable[[], object]]] = {}
+
+    def torch_runner(model: nn.Module):
+        def prepare(x: torch.Tensor, n_threads: int):
+            torch.set_num_threads(n_threads)
+            return lambda: _torch_forward(model, x)
+
+        return prepare
+
+    runners["masked"] = torch_runner(masked)
+    runners["compact"] = torch_runner(compact)
+    rows: list[BenchRow] = []
+    with tempfile.TemporaryDirectory() as folder:
+        if "onnx-float" in variants or "onnx-int8" in variants:
+            float_path = export_onnx(onnx_compact, probe[:2], Path(folder) / "model.onnx")
+            runners["onnx-float"] = _onnx_runner(float_path)
+            if "onnx-int8" in variants:
+                batches = calibration or [torch.randn(16, *input_shape) for _ in range(4)]
+                int8_path = quantize_int8(float_path, Path(folder) / "model.int8.onnx", batches)
+                runners["onnx-int8"] = _onnx_runner(int8_path)
+        meter = EnergyMeter(torch.device("cpu"))
+        previous_threads = torch.get_num_threads()
+        try:
+            for n_threads in threads:
+                for batch_size in batch_sizes:
+                    x = torch.randn(batch_size, *input_shape)
+                    group = []
+                    for variant in variants:
+                        call = runners[variant](x, n_threads)
+                        meter.begin()
+                        seconds = time_calls(call, repeats)
+                        reading = meter.end()
+                        median = statistics.median(seconds)
+                        energy = None
+                        if reading.joules is not None:
+                            energy = reading.joules / (len(seconds) * batch_size)
+                        group.append(
+                            BenchRow(
+                                variant,
+                                batch_size,
+                                n_threads,
+                                median * 1e3,
+                                float(np.percentile(seconds, 95)) * 1e3,
+                                batch_size / median,
+                                macs[variant],
+                                energy,
+                                reading.source,
+                                reading.missing_reason,
+                            )
+                        )
+                    base = next((r for r in group if r.variant == "masked"), group[0])
+                    for row in group:
+                        row.speedup = base.latency_median_ms / row.latency_median_ms
+                        row.mac_ratio = base.macs_per_sample / row.macs_per_sample
+                    rows += group
+        finally:
+            torch.set_num_threads(previous_threads)
+    return rows, difference
+
+
+def _torch_forward(model: nn.Module, x: torch.Tensor) -> None:
+    with torch.inference_mode():
+        model(x)
+
+
+def _onnx_runner(path: Path):
+    def prepare(x: torch.Tensor, n_threads: int):
+        session = onnx_session(path, threads=n_threads)
+        feed = {"images": x.contiguous().numpy()}
+        return lambda: session.run(None, feed)
+
+    return prepare
+
+
+def bench_subject(
+    model_name: str, method: str, scenario: str, width: float, image_size: int, seed: int = 0
+) -> tuple[nn.Module, tuple[int, int, int], str]:
+    """A freshly initialised network masked by `method` (weights from initialisation:
+    for speed alone), its input shape and a label for it."""
+    from sparsebench.models import build_model
+    from sparsebench.sparsity import SparsityTargets, make_method, scenario_targets
+
+    torch.manual_seed(seed)
+    model = build_model(model_name, num_classes=10, image_size=image_size, width=width)
+    targets = SparsityTargets(0.0, 0.0) if method == "dense" else scenario_targets(scenario)
+    make_method(method, targets, seed=seed).on_train_begin(model, None, 1)
+    label = f"{model_name} x{width:g} {image_size}px {method} {scenario}"
+    return model.eval(), (3, image_size, image_size), label

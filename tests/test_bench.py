@@ -1,0 +1,58 @@
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from sparsebench.cli import app
+from sparsebench.store import ResultsStore
+
+runner = CliRunner()
+
+
+def test_bench_of_a_masked_model_reports_and_stores_every_variant(tmp_path):
+    db = tmp_path / "r.db"
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--model",
+            "resnet18",
+            "--width",
+            "0.25",
+            "--scenario",
+            "uniform",
+            "--image-size",
+            "32",
+            "--batch-sizes",
+            "1,8",
+            "--threads",
+            "1",
+            "--repeats",
+            "3",
+            "--db",
+            str(db),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["max_rel_difference"] < 1e-5
+    rows = pd.DataFrame(report["rows"])
+    assert sorted(set(rows["variant"])) == ["compact", "masked", "onnx-float", "onnx-int8"]
+    assert len(rows) == 8 and set(rows["batch_size"]) == {1, 8}
+    masked = rows[rows["variant"] == "masked"]
+    assert (masked["speedup"] == 1.0).all() and (masked["mac_ratio"] == 1.0).all()
+    compact = rows[rows["variant"] == "compact"].iloc[0]
+    # Uniform: 80% of filters gone in every conv, so far fewer MACs.
+    assert compact["mac_ratio"] > 5
+    assert compact["efficiency"] == compact["speedup"] / compact["mac_ratio"]
+    assert (rows["latency_p95_ms"] >= rows["latency_median_ms"]).all()
+    assert (rows["energy_per_inference_j"].isna() == rows["energy_missing_reason"].notna()).all()
+    with ResultsStore(db) as store:
+        stored = store.table("inference_bench")
+    assert len(stored) == 8 and stored["subject"].iloc[0].startswith("resnet18 x0.25 32px pre")
+
+
+def test_bench_refuses_bad_lists(tmp_path):
+    result = runner.invoke(app, ["bench", "--batch-sizes", "1,x", "--db", str(tmp_path / "r.db")])
+    assert result.exit_code == 2 and "--batch-sizes" in result.stderr
