@@ -65,6 +65,11 @@ def test_export_float_and_int8_onnx_match_pytorch(trained_run):
     assert report["max_rel_difference"] < 1e-4
     assert report["test_accuracy_onnx"] == pytest.approx(report["test_accuracy_torch"], abs=1e-3)
     assert report["calibration_samples"] == 64
+    masked, compact = report["counts"]["masked"], report["counts"]["compact"]
+    assert compact["macs_dense"] < masked["macs_dense"]
+    assert compact["params_dense"] < masked["params_dense"]
+    assert compact["file_bytes"] < masked["file_bytes"]
+    assert compact["params_effective"] <= masked["params_effective"]
     assert abs(report["test_accuracy_int8"] - report["test_accuracy_onnx"]) < 0.1
     assert report["onnx_int8_bytes"] < 0.5 * report["onnx_bytes"]
     quantized = onnx.load(report["onnx_int8"])

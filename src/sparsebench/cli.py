@@ -435,6 +435,18 @@ def export(
         f"max difference to PyTorch {result['max_abs_difference']:.2e} "
         f"({result['max_rel_difference']:.2e} relative)"
     )
+    sizes = Table(title="masked vs compact")
+    for column in ("model", "parameters", "non-zero", "MACs/sample", "file MiB"):
+        sizes.add_column(column, justify="left" if column == "model" else "right")
+    for name, numbers in result["counts"].items():
+        sizes.add_row(
+            name,
+            f"{numbers['params_dense']:,}",
+            f"{numbers['params_effective']:,}",
+            f"{numbers['macs_dense']:,}",
+            f"{numbers['file_bytes'] / 2**20:.2f}",
+        )
+    out.print(sizes)
     table = Table(title=f"test accuracy of run {run_id}")
     for column in ("model", "accuracy"):
         table.add_column(column)

@@ -22,6 +22,7 @@ from onnxruntime.quantization import (
 from torch import nn
 
 from sparsebench.errors import InputError
+from sparsebench.measure.counting import count_model, model_file_bytes
 
 
 def export_onnx(model: nn.Module, sample: torch.Tensor, path: str | Path, opset: int = 17) -> Path:
@@ -151,9 +152,14 @@ def export_run(
         torch_accuracy = sum(int((model(x).argmax(1) == y).sum()) for x, y in test) / len(
             data.splits["test"]
         )
+    counts = {}
+    for name, network in (("masked", run.model), ("compact", model)):
+        numbers = count_model(network, run.input_shape).as_dict()
+        counts[name] = {**numbers, "file_bytes": model_file_bytes(network)}
     result = {
         "run_id": run_id,
         "compact": compact,
+        "counts": counts,
         "onnx": str(out),
         "onnx_bytes": out.stat().st_size,
         "max_abs_difference": absolute,
