@@ -231,6 +231,10 @@ class CompactBlock(nn.Module):
         self.conv1, self.bn1, self.conv2, self.bn2 = conv1, bn1, conv2, bn2
         self.downsample = downsample
         self.width = width
+        # Where a contributor fills the whole stream in order, plain addition does (no
+        # scatter): a block that lost no residual channel costs what the original did.
+        self.main_is_whole = _is_whole(main_index, width)
+        self.shortcut_is_whole = shortcut_index is not None and _is_whole(shortcut_index, width)
         self.register_buffer("main_index", main_index)
         self.register_buffer("shortcut_index", shortcut_index)
 
@@ -238,11 +242,23 @@ class CompactBlock(nn.Module):
         out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
         if self.downsample is None:
             identity = x
+        elif self.shortcut_is_whole:
+            identity = self.downsample(x)
         else:
-            shortcut = self.downsample(x)
-            identity = shortcut.new_zeros(shortcut.shape[0], self.width, *shortcut.shape[2:])
-            identity = identity.index_copy(1, self.shortcut_index, shortcut)
+            identity = _scatter(self.downsample(x), self.shortcut_index, self.width)
+        if self.main_is_whole:
+            return F.relu(identity + out)
         return F.relu(identity.index_add(1, self.main_index, out))
+
+
+def _is_whole(index: torch.Tensor, width: int) -> bool:
+    return len(index) == width and bool(torch.equal(index, torch.arange(width)))
+
+
+def _scatter(values: torch.Tensor, index: torch.Tensor, width: int) -> torch.Tensor:
+    """`values` placed at channels `index` of a zero tensor `width` channels wide."""
+    full = values.new_zeros(values.shape[0], width, *values.shape[2:])
+    return full.index_copy(1, index, values)
 
 
 class CompactResNet(nn.Module):
@@ -256,12 +272,13 @@ class CompactResNet(nn.Module):
     ) -> None:
         super().__init__()
         self.stem, self.stages, self.fc, self.width = stem, stages, fc, width
+        self.stem_is_whole = _is_whole(stem_index, width)
         self.register_buffer("stem_index", stem_index)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stem = self.stem(x)
-        stream = stem.new_zeros(stem.shape[0], self.width, *stem.shape[2:])
-        stream = stream.index_copy(1, self.stem_index, stem)
+        stream = self.stem(x)
+        if not self.stem_is_whole:
+            stream = _scatter(stream, self.stem_index, self.width)
         stream = self.stages(stream)
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(stream, 1), 1))
 
