@@ -19,7 +19,7 @@ import statistics
 
 import torch
 
-from sparsebench.deploy.bench import bench_subject, benchmark_models, time_calls
+from sparsebench.deploy.bench import bench_subject, benchmark_models, time_interleaved
 from sparsebench.deploy.compact import compact_model, live_filters
 
 SCENARIOS = ("uniform", "mixed", "linear-only")
@@ -45,9 +45,8 @@ def torch_pruning_ratio(model_name: str, size: int, scenario: str, repeats: int)
                 graph.get_pruning_group(module, tp.prune_conv_out_channels, idxs=dead).prune()
     x = torch.randn(64, *shape)
     with torch.inference_mode():
-        mine = statistics.median(time_calls(lambda: ours(x), repeats, 2))
-        theirs = statistics.median(time_calls(lambda: pruned(x), repeats, 2))
-    return f"{mine / theirs:.2f}"
+        seconds = time_interleaved({"ours": lambda: ours(x), "tp": lambda: pruned(x)}, repeats, 2)
+    return f"{statistics.median(seconds['ours']) / statistics.median(seconds['tp']):.2f}"
 
 
 def main() -> None:

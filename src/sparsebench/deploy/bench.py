@@ -48,15 +48,29 @@ class BenchRow:
         return {**asdict(self), "efficiency": self.efficiency}
 
 
-def time_calls(call: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        call()
-    seconds = []
+def time_interleaved(
+    calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 3
+) -> dict[str, list[float]]:
+    """Seconds per call of each variant, taking turns call by call, so that a change in
+    the machine's load or clock hits every variant alike."""
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - started)
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - started)
     return seconds
+
+
+def energy_per_call(meter: EnergyMeter, call: Callable[[], object], repeats: int):
+    """Joules per call over `repeats` calls (its own window), or the missing reading."""
+    meter.begin()
+    for _ in range(repeats):
+        call()
+    return meter.end()
 
 
 def benchmark_models(
@@ -110,16 +124,20 @@ def benchmark_models(
             for n_threads in threads:
                 for batch_size in batch_sizes:
                     x = torch.randn(batch_size, *input_shape)
+                    calls = {variant: runners[variant](x, n_threads) for variant in variants}
+                    timings = time_interleaved(calls, repeats)
                     group = []
-                    for variant in variants:
-                        call = runners[variant](x, n_threads)
-                        meter.begin()
-                        seconds = time_calls(call, repeats)
-                        reading = meter.end()
+                    for variant, call in calls.items():
+                        seconds = timings[variant]
+                        reading = (
+                            energy_per_call(meter, call, repeats)
+                            if meter.available
+                            else meter.end()
+                        )
                         median = statistics.median(seconds)
                         energy = None
                         if reading.joules is not None:
-                            energy = reading.joules / (len(seconds) * batch_size)
+                            energy = reading.joules / (repeats * batch_size)
                         group.append(
                             BenchRow(
                                 variant,
@@ -134,6 +152,7 @@ def benchmark_models(
                                 reading.missing_reason,
                             )
                         )
+                    del calls
                     base = next((r for r in group if r.variant == "masked"), group[0])
                     for row in group:
                         row.speedup = base.latency_median_ms / row.latency_median_ms

@@ -52,6 +52,8 @@ def export_onnx(model: nn.Module, sample: torch.Tensor, path: str | Path, opset:
 
 def onnx_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
     options = ort.SessionOptions()
+    # Idle ONNX Runtime threads spin by default, stealing the CPU from whatever runs next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
