@@ -110,3 +110,39 @@ def test_export_of_an_unknown_run_is_refused(trained_run, tmp_path):
     )
     assert result.exit_code == 2
     assert "run 'nope' is not in" in result.stderr
+
+
+def test_bench_of_a_trained_run_uses_its_data_and_stores_its_id(trained_run):
+    from sparsebench.store import ResultsStore
+
+    folder, run_id = trained_run
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            run_id,
+            "--batch-sizes",
+            "2",
+            "--threads",
+            "1",
+            "--repeats",
+            "2",
+            "--db",
+            str(folder / "r.db"),
+            "--runs-dir",
+            str(folder / "runs"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["run_id"] == run_id and report["max_rel_difference"] < 1e-5
+    assert {row["variant"] for row in report["rows"]} == {
+        "masked",
+        "compact",
+        "onnx-float",
+        "onnx-int8",
+    }
+    with ResultsStore(folder / "r.db") as store:
+        stored = store.table("inference_bench")
+    assert set(stored["run_id"]) == {run_id}
