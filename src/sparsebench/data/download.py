@@ -13,10 +13,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
 
 from sparsebench.data.images import default_cache_dir
+from sparsebench.data.progress import quiet_progress
 from sparsebench.errors import InputError
 
 # The MedMNIST v2 record (Zenodo 10519652); the base can be pointed elsewhere (a mirror).
@@ -135,15 +135,8 @@ def download_file(url: str, destination: Path, md5: str, timeout: float = 60.0) 
             raise InputError(f"{url}: download failed ({reason})") from None
         with response, open(temporary, "wb") as handle:
             expected = int(response.headers.get("Content-Length") or 0) or None
-            console = Console(stderr=True)
-            with Progress(
-                TextColumn(destination.name),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                console=console,
-                transient=True,
-                disable=not console.is_terminal,
+            with quiet_progress(
+                TextColumn(destination.name), BarColumn(), DownloadColumn(), TransferSpeedColumn()
             ) as progress:
                 task = progress.add_task("download", total=expected)
                 while True:

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
+from sparsebench.data.progress import quiet_progress
 from sparsebench.errors import InputError
 
 CACHE_VERSION = 1
@@ -62,14 +62,8 @@ def decode_images(
 def _decode_all(paths: Sequence[Path], image_size: int, channels: int) -> torch.Tensor:
     mode = "L" if channels == 1 else "RGB"
     out = np.empty((len(paths), image_size, image_size, channels), dtype=np.uint8)
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("decoding images"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
+    with quiet_progress(
+        TextColumn("decoding images"), BarColumn(), MofNCompleteColumn()
     ) as progress:
         for index in progress.track(range(len(paths))):
             path = paths[index]
