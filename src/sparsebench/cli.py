@@ -492,8 +492,8 @@ def bench(
     """Inference latency, throughput and energy: masked vs compact vs ONNX Runtime."""
     import torch
 
-    from sparsebench.data import BatchLoader
     from sparsebench.deploy.bench import bench_subject, benchmark_models
+    from sparsebench.deploy.export import calibration_batches
     from sparsebench.deploy.load import load_run
     from sparsebench.store import ResultsStore
 
@@ -507,11 +507,7 @@ def bench(
             run = load_run(run_id, db, runs_dir)
             network, shape = run.model, run.input_shape
             subject = f"run {run_id}"
-            data = run.dataset()
-            train = BatchLoader(
-                data.splits["train"], data.mean, data.std, 32, torch.device("cpu"), shuffle=True
-            )
-            calibration = [images for images, _ in list(train)[:8]]
+            calibration = calibration_batches(run.dataset(), 256)
         else:
             network, shape, subject = bench_subject(model, method, scenario, width, image_size)
     except InputError as error:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Decoded image sets are stored at this size unless --image-size says otherwise: small
 # enough for CPU runs on an edge box, large enough for the defects in the shared data.
@@ -25,3 +27,21 @@ class DataOptions:
     @property
     def decode_size(self) -> int:
         return self.image_size or DEFAULT_IMAGE_SIZE
+
+    @classmethod
+    def from_run_config(
+        cls, config: Mapping[str, Any], cache_dir: Path | None = None, download: bool = False
+    ) -> DataOptions:
+        """The options a run's config (its fields, as stored) asks of its data set."""
+        objects = config.get("visa_objects")
+        return cls(
+            image_size=config.get("image_size"),
+            split=config.get("split", "paper"),
+            seed=config.get("seed", 0),
+            subset_size=config.get("subset_size"),
+            visa_objects=tuple(objects) if objects else None,
+            label_rule=config.get("label_rule", "first"),
+            elpv_classes=config.get("elpv_classes", 2),
+            cache_dir=cache_dir,
+            download=download,
+        )

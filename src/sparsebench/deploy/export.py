@@ -21,6 +21,7 @@ from onnxruntime.quantization import (
 )
 from torch import nn
 
+from sparsebench.data import BatchLoader, ImageDataset
 from sparsebench.errors import InputError
 from sparsebench.measure.counting import count_model, model_file_bytes
 
@@ -121,6 +122,20 @@ def onnx_accuracy(session, batches) -> float:
     return correct / max(total, 1)
 
 
+def calibration_batches(data: ImageDataset, samples: int, batch_size: int = 32) -> list:
+    """`samples` normalised training images (a seeded shuffle), in batches."""
+    loader = BatchLoader(
+        data.splits["train"], data.mean, data.std, batch_size, torch.device("cpu"), shuffle=True
+    )
+    batches, taken = [], 0
+    for images, _ in loader:
+        batches.append(images[: samples - taken])
+        taken += len(batches[-1])
+        if taken >= samples:
+            break
+    return batches
+
+
 def export_run(
     run_id: str,
     db: str | Path,
@@ -134,7 +149,6 @@ def export_run(
     """Export a finished run as ONNX (compact unless told not to), check ONNX Runtime
     against PyTorch on a test batch, and optionally add an int8 model; returns what was
     written and measured, test accuracies included."""
-    from sparsebench.data import BatchLoader
     from sparsebench.deploy.compact import compact_model
     from sparsebench.deploy.load import load_run
 
@@ -170,13 +184,8 @@ def export_run(
         "test_accuracy_onnx": onnx_accuracy(session, test),
     }
     if quantize == "int8":
-        train = BatchLoader(data.splits["train"], data.mean, data.std, 32, cpu, shuffle=True)
-        calibration, taken = [], 0
-        for images, _ in train:
-            calibration.append(images[: calibration_samples - taken])
-            taken += len(calibration[-1])
-            if taken >= calibration_samples:
-                break
+        calibration = calibration_batches(data, calibration_samples)
+        taken = sum(len(batch) for batch in calibration)
         int8_path = out.with_name(out.stem + ".int8.onnx")
         quantize_int8(out, int8_path, calibration)
         result.update(

@@ -32,15 +32,7 @@ class TrainedRun:
     def dataset(self) -> ImageDataset:
         """The run's data set, split and sized as it was trained."""
         config = self.config
-        options = DataOptions(
-            image_size=config.get("image_size"),
-            split=config.get("split", "paper"),
-            seed=config["seed"],
-            subset_size=config.get("subset_size"),
-            visa_objects=tuple(config["visa_objects"]) if config.get("visa_objects") else None,
-            label_rule=config.get("label_rule", "first"),
-            elpv_classes=config.get("elpv_classes", 2),
-        )
+        options = DataOptions.from_run_config(config)
         data = load_dataset(config["dataset"], config.get("data_path"), options)
         channels, size, _ = self.input_shape
         if (data.channels, data.image_size) != (channels, size):

@@ -156,7 +156,8 @@ class ResultsStore:
     # Writing a run's life.
 
     def begin_run(self, run_id: str, config: dict[str, Any], device: str, data: dict) -> None:
-        """Record a run as running; a run seen before keeps its creation time."""
+        """Record a run as running, without results yet; a run seen before keeps its
+        creation time."""
         now = time.time()
         with self.transaction() as cursor:
             cursor.execute(
@@ -184,8 +185,10 @@ class ResultsStore:
                     now,
                 ),
             )
-            cursor.execute("DELETE FROM test_metrics WHERE run_id = ?", (run_id,))
-            cursor.execute("DELETE FROM layer_sparsity WHERE run_id = ?", (run_id,))
+            # A run that starts again owns no results until it reports them; a resumed
+            # one gets its checkpointed epochs back through `replace_epochs`.
+            for table in ("epochs", "test_metrics", "layer_sparsity"):
+                cursor.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
     def replace_epochs(self, run_id: str, rows: list[dict[str, Any]]) -> None:
         """Make the stored epochs exactly `rows` (a resumed run's checkpointed history)."""

@@ -127,17 +127,7 @@ class RunConfig(BaseModel):
         return self
 
     def data_options(self, cache_dir: Path | None = None, download: bool = False) -> DataOptions:
-        return DataOptions(
-            image_size=self.image_size,
-            split=self.split,
-            seed=self.seed,
-            subset_size=self.subset_size,
-            visa_objects=tuple(self.visa_objects) if self.visa_objects else None,
-            label_rule=self.label_rule,
-            elpv_classes=self.elpv_classes,
-            cache_dir=cache_dir,
-            download=download,
-        )
+        return DataOptions.from_run_config(self.model_dump(), cache_dir, download)
 
     @property
     def total_epochs(self) -> int:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsebench.data.dataset import BatchLoader, ImageDataset
+from sparsebench.errors import InputError
 from sparsebench.measure.counting import count_model
 from sparsebench.measure.energy import EnergyMeter
 from sparsebench.measure.memory import PeakMemory
@@ -71,8 +72,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from sparsebench.errors import InputError
-
         raise InputError(f"--device {name}: CUDA is not available on this machine")
     return device
 

@@ -39,7 +39,6 @@ def run_and_record(
         checkpoint.unlink(missing_ok=True)
     device = resolve_device(config.device)
     store.begin_run(run_id, config.model_dump(), str(device), dataset.summary())
-    store.replace_epochs(run_id, [])
     try:
         result = train_run(
             config,
