@@ -7,13 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from sparsebench.errors import InputError
+from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS, SparsityTargets
 from sparsebench.train.config import RunConfig
 
-__all__ = ["SCENARIOS", "RunConfig", "SparsityTargets", "load_run_config", "validation_message"]
+__all__ = [
+    "SCENARIOS",
+    "RunConfig",
+    "SparsityTargets",
+    "SweepConfig",
+    "load_run_config",
+    "load_sweep_config",
+    "validation_message",
+]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -29,10 +38,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def validation_message(error: ValidationError, where: str = "", flags: bool = False) -> str:
-    """The first problem of a pydantic error as one line naming the key (or the flag)."""
+def validation_message(
+    error: ValidationError, where: str = "", flags: bool = False, section: str = ""
+) -> str:
+    """The first problem of a pydantic error as one line naming the key (or the flag);
+    `section` is the path of the validated mapping inside a larger file."""
     first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
+    key = ".".join(str(part) for part in (*([section] if section else []), *first["loc"]))
     if flags and key:
         key = "--" + key.replace("_", "-")
     message = first["msg"].removeprefix("Value error, ")
@@ -51,3 +63,129 @@ def load_run_config(path: str | Path | None = None, **overrides: Any) -> RunConf
     except ValidationError as error:
         where = str(path) if path is not None else ""
         raise InputError(validation_message(error, where, flags=path is None)) from None
+
+
+# The fields of a run that a sweep's data-set entry sets, and those its `training`
+# section sets for every run; model, method, scenario and seed come from the grid's lists.
+DATA_FIELDS = (
+    "dataset",
+    "data_path",
+    "split",
+    "subset_size",
+    "visa_objects",
+    "label_rule",
+    "elpv_classes",
+    "augment",
+    "image_size",
+    "in_channels",
+)
+TRAINING_FIELDS = (
+    "width",
+    "epochs",
+    "batch_size",
+    "eval_batch_size",
+    "lr",
+    "weight_decay",
+    "swap_fraction",
+    "fine_tune_epochs",
+    "allocation",
+    "include",
+    "exclude",
+    "device",
+)
+
+
+def _subset_model(name: str, fields: tuple[str, ...]) -> type[BaseModel]:
+    """A model with some of RunConfig's fields (same types and defaults), so a sweep's
+    sections are checked key by key and never drift from what a run accepts."""
+    return create_model(
+        name,
+        __config__=ConfigDict(extra="forbid", frozen=True),
+        **{
+            field: (RunConfig.model_fields[field].annotation, RunConfig.model_fields[field])
+            for field in fields
+        },
+    )
+
+
+DataSpec = _subset_model("DataSpec", DATA_FIELDS)
+TrainingSpec = _subset_model("TrainingSpec", TRAINING_FIELDS)
+
+
+class SweepConfig(BaseModel):
+    """A grid of runs: every model x data set x method x scenario x seed, with shared
+    training settings. A dense run ignores the scenarios (it is one run per model, data
+    set and seed); `post` is derived from that dense run when both are in the grid."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "sweep"
+    models: list[str] = Field(min_length=1)
+    datasets: list[DataSpec] = Field(min_length=1)  # type: ignore[valid-type]
+    methods: list[str] = Field(min_length=1)
+    scenarios: list[str] = Field(default_factory=lambda: ["mixed"], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[valid-type]
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, values: list[str]) -> list[str]:
+        from sparsebench.models import model_names
+
+        return _all_known(values, model_names(), "model")
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, values: list[str]) -> list[str]:
+        return _all_known(values, list(METHODS), "method")
+
+    @field_validator("scenarios")
+    @classmethod
+    def _known_scenarios(cls, values: list[str]) -> list[str]:
+        return _all_known(values, list(SCENARIOS), "scenario")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, values: list[int]) -> list[int]:
+        if len(set(values)) != len(values):
+            raise ValueError(f"seeds repeat: {values}")
+        return values
+
+    def run_config(
+        self, model: str, dataset_index: int, method: str, scenario: str | None, seed: int
+    ) -> RunConfig:
+        data = self.datasets[dataset_index].model_dump(exclude_unset=True)
+        training = self.training.model_dump(exclude_unset=True)
+        try:
+            return RunConfig(
+                model=model, method=method, scenario=scenario, seed=seed, **data, **training
+            )
+        except ValidationError as error:
+            loc = error.errors()[0]["loc"]
+            section = f"datasets.{dataset_index}" if loc and loc[0] in DATA_FIELDS else "training"
+            raise InputError(validation_message(error, section=section)) from None
+
+
+def _all_known(values: list[str], known: list[str], what: str) -> list[str]:
+    unknown = [value for value in values if value not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown[0]!r} (choose from {', '.join(known)})")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what}s repeat: {values}")
+    return values
+
+
+def load_sweep_config(path: str | Path) -> SweepConfig:
+    """A sweep from YAML; every problem names the file and the key."""
+    try:
+        sweep = SweepConfig(**read_yaml(path))
+    except ValidationError as error:
+        raise InputError(validation_message(error, str(path))) from None
+    except TypeError as error:
+        raise InputError(f"{path}: {error}") from None
+    try:
+        for index in range(len(sweep.datasets)):
+            sweep.run_config(sweep.models[0], index, sweep.methods[0], sweep.scenarios[0], 0)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+    return sweep

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 EPOCH_COLUMNS = [
     "epoch",
@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS runs (
     data_json TEXT,
     created_at REAL NOT NULL, started_at REAL, finished_at REAL,
     total_train_time_s REAL, total_train_energy_j REAL,
-    sparsity_conv REAL, sparsity_linear REAL
+    sparsity_conv REAL, sparsity_linear REAL,
+    derived_from TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
@@ -130,6 +131,9 @@ class ResultsStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     cursor.execute(statement)
+            columns = {row["name"] for row in cursor.execute("PRAGMA table_info(runs)")}
+            if "derived_from" not in columns:  # written by schema 1
+                cursor.execute("ALTER TABLE runs ADD COLUMN derived_from TEXT")
             cursor.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -209,8 +213,11 @@ class ResultsStore:
             (run_id, *(row.get(c) for c in EPOCH_COLUMNS)),
         )
 
-    def finish_run(self, run_id: str, summary: dict[str, Any]) -> None:
-        """Store a finished run's test metrics and layer sparsity, all or nothing."""
+    def finish_run(
+        self, run_id: str, summary: dict[str, Any], derived_from: str | None = None
+    ) -> None:
+        """Store a finished run's epochs, test metrics and layer sparsity, all or nothing.
+        `derived_from` names the dense run whose training a derived `post` run reuses."""
         test, epochs = summary["test"], summary["epochs"]
         energies = [row.get("energy_j") for row in epochs]
         total_energy = None if any(e is None for e in energies) else float(sum(energies))
@@ -242,7 +249,8 @@ class ResultsStore:
             cursor.execute(
                 """UPDATE runs SET status='finished', error=NULL, finished_at=?,
                        total_train_time_s=?, total_train_energy_j=?, sparsity_conv=?,
-                       sparsity_linear=?
+                       sparsity_linear=?, derived_from=?,
+                       device=COALESCE(?, device), data_json=COALESCE(?, data_json)
                    WHERE run_id=?""",
                 (
                     time.time(),
@@ -250,6 +258,9 @@ class ResultsStore:
                     total_energy,
                     by_kind.get("conv"),
                     by_kind.get("linear"),
+                    derived_from,
+                    summary.get("device"),
+                    json.dumps(summary["data"]) if summary.get("data") else None,
                     run_id,
                 ),
             )
@@ -336,6 +347,7 @@ class ResultsStore:
             "error": run["error"],
             "config": json.loads(run["config_json"]),
             "device": run["device"],
+            "derived_from": run["derived_from"],
             "data": json.loads(run["data_json"]) if run["data_json"] else None,
             "epochs": epochs,
             "test": test,
@@ -355,7 +367,7 @@ class ResultsStore:
                       t.precision AS test_precision, t.recall AS test_recall,
                       t.loss AS test_loss, r.total_train_time_s, r.total_train_energy_j,
                       t.inference_time_per_sample_s, r.sparsity_conv, r.sparsity_linear,
-                      t.params_effective, t.macs_effective, r.error
+                      t.params_effective, t.macs_effective, r.derived_from, r.error
                FROM runs r LEFT JOIN test_metrics t USING (run_id)
                ORDER BY r.created_at""",
             self.connection,

@@ -173,18 +173,9 @@ def train_run(
         row = {"epoch": epoch, **row, **val.as_dict("val_")}
         history.append(row)
         save_checkpoint(
-            {
-                "version": CHECKPOINT_VERSION,
-                "run_id": run_id,
-                "config": config.model_dump(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "method": method.state_dict(),
-                "data_generator": train_loader.generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "history": history,
-            },
+            checkpoint_state(
+                config, model, optimizer, method, train_loader.generator.get_state(), history
+            ),
             checkpoint_path,
         )
         progress.end_epoch(row)
@@ -193,11 +184,52 @@ def train_run(
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             raise RunInterrupted(epoch)
 
+    return finish_training(
+        config, model, method, checkpoint_path, dataset, device, energy, history, start_epoch
+    )
+
+
+def checkpoint_state(
+    config: RunConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    method: PruningMethod,
+    data_generator_state: torch.Tensor,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Everything a run needs to go on exactly where it stopped."""
+    device = next(model.parameters()).device
+    return {
+        "version": CHECKPOINT_VERSION,
+        "run_id": config.run_id(),
+        "config": config.model_dump(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "method": method.state_dict(),
+        "data_generator": data_generator_state,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "history": history,
+    }
+
+
+def finish_training(
+    config: RunConfig,
+    model: nn.Module,
+    method: PruningMethod,
+    checkpoint_path: Path,
+    dataset: ImageDataset,
+    device: torch.device,
+    energy: EnergyMeter,
+    history: list[dict[str, Any]],
+    start_epoch: int,
+) -> RunResult:
+    """End the method's training, test the checkpointed network, report its sparsity."""
     method.on_train_end()
     test = test_model(model, checkpoint_path, dataset, config, device, energy)
     layers = sparsity_report(model)
     return RunResult(
-        run_id=run_id,
+        run_id=config.run_id(),
         config=config.model_dump(),
         device=str(device),
         data=dataset.summary(),

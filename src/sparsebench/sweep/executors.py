@@ -1,0 +1,110 @@
+"""Where a sweep's runs execute: worker processes on this machine, or a Ray cluster.
+
+Both hand back a `concurrent.futures.Future` per run, so the driver waits on either the
+same way, and both say how many runs may execute at once (`slots`).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+
+import psutil
+
+from sparsebench.errors import InputError
+from sparsebench.sweep.worker import RunTask, execute_task, prepare_worker
+
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+class LocalExecutor:
+    """`workers` processes on this machine, the cores split evenly between them."""
+
+    def __init__(self, workers: int = 1, threads_per_run: int | None = None) -> None:
+        if workers < 1:
+            raise InputError(f"--workers must be at least 1, got {workers}")
+        self.slots = workers
+        self.threads = threads_per_run or max(1, available_cpus() // workers)
+        self.description = f"local, {workers} worker(s) x {self.threads} torch thread(s)"
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: a forked child inherits the driver's torch thread pools.
+        return ProcessPoolExecutor(
+            max_workers=self.slots,
+            mp_context=get_context("spawn"),
+            initializer=prepare_worker,
+            initargs=(self.threads,),
+        )
+
+    def submit(self, task: RunTask) -> Future:
+        return self._pool.submit(execute_task, task)
+
+    def restart(self) -> None:
+        """A fresh pool after a worker died (every run it held has failed)."""
+        self.close()
+        self._pool = self._new_pool()
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            for child in psutil.Process().children(recursive=True):
+                child.kill()
+        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+class RayExecutor:
+    """Runs as Ray tasks: a local Ray instance, or the cluster at `address`. Data paths and
+    the runs folder must be readable (and the runs folder writable) on every node."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        cpus_per_run: float = 1.0,
+        gpus_per_run: float = 0.0,
+        workers: int | None = None,
+    ) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--executor ray needs Ray: pip install 'sparsebench[ray]'") from None
+        if cpus_per_run <= 0 or gpus_per_run < 0:
+            raise InputError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
+        self._ray = ray
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=available_cpus(),
+                include_dashboard=False,
+                log_to_driver=False,
+                object_store_memory=256 * 2**20,
+            )
+        self.threads = max(1, int(cpus_per_run))
+        self._remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(execute_task)
+        resources = ray.cluster_resources()
+        fits = int(resources.get("CPU", 1) // cpus_per_run)
+        if gpus_per_run:
+            fits = min(fits, int(resources.get("GPU", 0) // gpus_per_run))
+        if fits < 1:
+            ray.shutdown()
+            raise InputError(
+                f"the Ray cluster ({resources.get('CPU', 0):g} CPUs, "
+                f"{resources.get('GPU', 0):g} GPUs) cannot fit one run of "
+                f"{cpus_per_run:g} CPUs and {gpus_per_run:g} GPUs"
+            )
+        self.slots = min(workers, fits) if workers else fits
+        where = address or "local instance"
+        self.description = f"ray ({where}), {self.slots} run(s) at once x {cpus_per_run:g} CPU(s)"
+
+    def submit(self, task: RunTask) -> Future:
+        task = RunTask(**{**task.__dict__, "threads": self.threads})
+        return self._remote.remote(task).future()
+
+    def restart(self) -> None:
+        """Ray replaces dead workers itself."""
+
+    def close(self, cancel: bool = False) -> None:
+        self._ray.shutdown()

@@ -1,0 +1,135 @@
+"""Grid expansion without waste, and what a sweep must still do for each of its runs.
+
+A dense run is one run per model, data set and seed whatever the scenarios. A `post` run
+trains exactly as dense does and prunes only after its last epoch, so when the grid also
+holds that dense run (and no fine-tune epochs follow the pruning) it is derived from the
+dense run's final weights instead of trained again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sparsebench.config import SweepConfig
+from sparsebench.store.db import ResultsStore
+from sparsebench.store.layout import checkpoint_path
+from sparsebench.train.config import RunConfig
+from sparsebench.train.derive import derivable_from
+
+Action = Literal["train", "resume", "derive", "skip"]
+ACTIONS: tuple[Action, ...] = ("train", "resume", "derive", "skip")
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One distinct run of a grid; `derive_from` is the dense run a `post` run reuses."""
+
+    config: RunConfig
+    derive_from: RunConfig | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run_id()
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    grid_run: GridRun
+    action: Action
+    # A derived run waits for its dense run when that is not finished yet.
+    waits_for: str | None = None
+
+    @property
+    def config(self) -> RunConfig:
+        return self.grid_run.config
+
+    @property
+    def run_id(self) -> str:
+        return self.grid_run.run_id
+
+    def as_dict(self) -> dict[str, Any]:
+        derive_from = self.grid_run.derive_from
+        return {
+            "run_id": self.run_id,
+            "action": self.action,
+            "model": self.config.model,
+            "dataset": self.config.dataset,
+            "data_path": self.config.data_path,
+            "method": self.config.method,
+            "scenario": self.config.scenario_label,
+            "seed": self.config.seed,
+            "derived_from": None if derive_from is None else derive_from.run_id(),
+        }
+
+
+def expand_grid(sweep: SweepConfig) -> list[GridRun]:
+    """The grid's distinct runs, dense first within each model, data set and seed so that
+    the runs derived from it can start early."""
+    runs: list[GridRun] = []
+    for dataset_index in range(len(sweep.datasets)):
+        for model in sweep.models:
+            for seed in sweep.seeds:
+                dense = None
+                if "dense" in sweep.methods:
+                    dense = sweep.run_config(model, dataset_index, "dense", None, seed)
+                    runs.append(GridRun(dense))
+                for method in sweep.methods:
+                    if method == "dense":
+                        continue
+                    for scenario in sweep.scenarios:
+                        config = sweep.run_config(model, dataset_index, method, scenario, seed)
+                        derivable = dense is not None and derivable_from(config, dense)
+                        runs.append(GridRun(config, dense if derivable else None))
+    return _distinct(runs)
+
+
+def _distinct(runs: list[GridRun]) -> list[GridRun]:
+    seen: set[str] = set()
+    distinct = []
+    for run in runs:
+        if run.run_id not in seen:
+            seen.add(run.run_id)
+            distinct.append(run)
+    return distinct
+
+
+def plan_sweep(
+    grid: list[GridRun], store: ResultsStore | None, runs_dir: str | Path
+) -> list[PlannedRun]:
+    """What each run needs now: skip (finished in the database), resume (a checkpoint
+    of it exists), derive (from its dense run), or train from the start. Without a
+    database nothing is finished yet."""
+    in_grid = {run.run_id for run in grid}
+
+    def finished(run_id: str) -> bool:
+        return store is not None and store.run_status(run_id) == "finished"
+
+    planned = []
+    for run in grid:
+        if finished(run.run_id):
+            planned.append(PlannedRun(run, "skip"))
+            continue
+        dense = run.derive_from
+        if dense is not None:
+            dense_id = dense.run_id()
+            dense_done = finished(dense_id)
+            dense_weights = checkpoint_path(runs_dir, dense_id).exists()
+            if dense_done and dense_weights:
+                planned.append(PlannedRun(run, "derive"))
+                continue
+            if not dense_done and dense_id in in_grid:
+                planned.append(PlannedRun(run, "derive", waits_for=dense_id))
+                continue
+            # The dense run finished elsewhere and its weights are gone: train this one.
+            run = GridRun(run.config)
+        action: Action = "resume" if checkpoint_path(runs_dir, run.run_id).exists() else "train"
+        planned.append(PlannedRun(run, action))
+    return planned
+
+
+def plan_counts(planned: list[PlannedRun]) -> dict[str, int]:
+    counts = Counter(run.action for run in planned)
+    return {action: counts.get(action, 0) for action in ACTIONS}

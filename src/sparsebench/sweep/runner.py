@@ -1,0 +1,148 @@
+"""The sweep's driver: hands runs to an executor, writes every result to the database
+(it is the only writer), and starts each derived `post` run once its dense run is done.
+
+Every run is checkpointed each epoch by its worker and written to the database in one
+transaction when it ends, so a sweep killed at any moment and started again resumes each
+unfinished run from its last epoch and ends with the rows of an uninterrupted sweep.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sparsebench.store.db import ResultsStore
+from sparsebench.sweep.plan import PlannedRun
+from sparsebench.sweep.worker import RunTask
+
+
+class Executor(Protocol):
+    slots: int
+    description: str
+
+    def submit(self, task: RunTask) -> Future: ...
+
+    def restart(self) -> None: ...
+
+    def close(self, cancel: bool = False) -> None: ...
+
+
+@dataclass
+class SweepState:
+    """Counts for a progress display, and what became of each run."""
+
+    total: int
+    done: int = 0
+    running: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+
+    @property
+    def left(self) -> int:
+        return self.total - self.done - self.running - len(self.failed)
+
+
+class SweepProgress:
+    """What the driver tells a display; the default shows nothing."""
+
+    def update(self, state: SweepState) -> None: ...
+
+    def run_ended(self, run: PlannedRun, result: dict[str, Any]) -> None: ...
+
+
+def run_sweep(
+    planned: list[PlannedRun],
+    store: ResultsStore,
+    runs_dir: str | Path,
+    executor: Executor,
+    *,
+    cache_dir: str | Path | None = None,
+    download: bool = False,
+    progress: SweepProgress | None = None,
+) -> SweepState:
+    """Execute every planned run that is not finished; return what happened."""
+    progress = progress or SweepProgress()
+    todo = [run for run in planned if run.action != "skip"]
+    state = SweepState(total=len(todo))
+    waiting: dict[str, list[PlannedRun]] = defaultdict(list)
+    # Derived runs are quick: they go first whenever they are ready.
+    ready = deque(
+        sorted(
+            (run for run in todo if run.waits_for is None),
+            key=lambda run: run.action != "derive",
+        )
+    )
+    for run in todo:
+        if run.waits_for is not None:
+            waiting[run.waits_for].append(run)
+
+    def task_for(run: PlannedRun) -> RunTask:
+        dense = run.grid_run.derive_from if run.action == "derive" else None
+        return RunTask(
+            action=run.action,
+            config=run.config.model_dump(),
+            runs_dir=str(runs_dir),
+            dense_config=None if dense is None else dense.model_dump(),
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            download=download,
+        )
+
+    def record(run: PlannedRun, result: dict[str, Any]) -> None:
+        if result["ok"]:
+            derived_from = run.waits_for or (
+                run.grid_run.derive_from.run_id() if run.action == "derive" else None
+            )
+            store.finish_run(run.run_id, result["summary"], derived_from=derived_from)
+            state.done += 1
+            state.finished.append(run.run_id)
+            ready.extendleft(waiting.pop(run.run_id, []))
+        else:
+            store.mark_run(run.run_id, "failed", result["error"])
+            state.failed.append({"run_id": run.run_id, "error": result["error"]})
+            for dependent in waiting.pop(run.run_id, []):
+                error = f"its dense run {run.run_id} failed: {result['error']}"
+                store.begin_run(dependent.run_id, dependent.config.model_dump(), "", {})
+                store.mark_run(dependent.run_id, "failed", error)
+                state.failed.append({"run_id": dependent.run_id, "error": error})
+        progress.run_ended(run, result)
+
+    in_flight: dict[Future, PlannedRun] = {}
+    try:
+        while ready or in_flight:
+            while ready and len(in_flight) < executor.slots:
+                run = ready.popleft()
+                store.begin_run(run.run_id, run.config.model_dump(), run.config.device, {})
+                in_flight[executor.submit(task_for(run))] = run
+            state.running = len(in_flight)
+            progress.update(state)
+            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            broken = False
+            for future in finished:
+                run = in_flight.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    result = _lost(run, "its worker process died (killed, or out of memory)")
+                except Exception as error:
+                    result = _lost(run, f"{type(error).__name__}: {error}")
+                record(run, result)
+            if broken:
+                executor.restart()
+            state.running = len(in_flight)
+            progress.update(state)
+    except BaseException:
+        for run in in_flight.values():
+            store.mark_run(run.run_id, "interrupted")
+        executor.close(cancel=True)
+        raise
+    executor.close()
+    return state
+
+
+def _lost(run: PlannedRun, error: str) -> dict[str, Any]:
+    return {"run_id": run.run_id, "ok": False, "error": error}

@@ -1,0 +1,72 @@
+"""A `post` run derived from its dense run instead of trained again.
+
+Post-training trains exactly as dense does (same seed, same batches, no masks) and
+prunes after its last epoch, so the dense run's final checkpoint holds the weights and
+the history that training `post` would produce; only the pruning and the test remain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sparsebench.data.dataset import ImageDataset
+from sparsebench.errors import InputError
+from sparsebench.measure.energy import EnergyMeter
+from sparsebench.train.checkpoint import load_checkpoint, save_checkpoint
+from sparsebench.train.config import RunConfig
+from sparsebench.train.loop import (
+    RunResult,
+    build_run,
+    checkpoint_state,
+    finish_training,
+    prepare_dataset,
+    resolve_device,
+)
+
+
+def derivable_from(config: RunConfig, dense: RunConfig) -> bool:
+    """Whether `config` is `post` on exactly `dense`'s training, without fine-tuning."""
+    if config.method != "post" or dense.method != "dense" or config.fine_tune_epochs:
+        return False
+    training = {"method", "scenario", "conv_sparsity", "linear_sparsity", "device"}
+    ours = config.model_dump(exclude=training | {"swap_fraction", "allocation"})
+    theirs = dense.model_dump(exclude=training | {"swap_fraction", "allocation"})
+    return ours == theirs
+
+
+def derive_post_run(
+    config: RunConfig,
+    dense: RunConfig,
+    dataset: ImageDataset,
+    dense_checkpoint: Path,
+    checkpoint_path: Path,
+) -> RunResult:
+    """Prune `dense`'s final weights as `config` says, checkpoint them as `config`'s run
+    (so it can be exported and benchmarked like a trained one), and test them."""
+    if not derivable_from(config, dense):
+        raise InputError(
+            f"run {config.run_id()} ({config.method}) cannot be derived from run "
+            f"{dense.run_id()} ({dense.method}): their training differs"
+        )
+    state = load_checkpoint(dense_checkpoint)
+    if state is None or state.get("run_id") != dense.run_id():
+        raise InputError(f"{dense_checkpoint}: no checkpoint of dense run {dense.run_id()}")
+    if len(state["history"]) != dense.total_epochs:
+        raise InputError(
+            f"{dense_checkpoint}: dense run {dense.run_id()} has trained "
+            f"{len(state['history'])} of {dense.total_epochs} epochs"
+        )
+    device = resolve_device(config.device)
+    dataset = prepare_dataset(config, dataset)
+    model, optimizer, method = build_run(config, dataset, device)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    method.on_epoch_end(config.epochs - 1)
+    history = list(state["history"])
+    checkpoint = checkpoint_state(
+        config, model, optimizer, method, state["data_generator"], history
+    )
+    save_checkpoint(checkpoint, checkpoint_path)
+    return finish_training(
+        config, model, method, checkpoint_path, dataset, device, EnergyMeter(device), history, 0
+    )
