@@ -196,16 +196,30 @@ def test_a_bad_data_file_stops_with_exit_code_two(tmp_path):
     assert not (tmp_path / "r.db").exists()
 
 
-def test_quick_demo_compares_every_method(tmp_path):
-    pytest.importorskip("elpv_dataset", reason="elpv-dataset (the demo extra) is not installed")
-    db = tmp_path / "demo.db"
+def test_demo_runs_a_sweep_then_writes_the_report(tmp_path):
+    config = tmp_path / "demo.yaml"
+    config.write_text(
+        "models: [resnet18]\ndatasets: [{dataset: synthetic}]\nmethods: [dense, pre, post]\n"
+        "scenarios: [mixed]\ntraining: {width: 0.125, epochs: 1, batch_size: 64, device: cpu}\n"
+    )
+    db, report = tmp_path / "demo.db", tmp_path / "report"
     result = runner.invoke(
-        app, ["demo", "--quick", "--db", str(db), "--runs-dir", str(tmp_path / "runs")]
+        app,
+        [
+            "demo",
+            "--config",
+            str(config),
+            "--db",
+            str(db),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--out",
+            str(report),
+        ],
     )
     assert result.exit_code == 0, result.stderr
-    for method in ("dense", "pre", "in", "post", "set"):
-        assert f"│ {method}" in result.stdout
-    assert "energy missing" in result.stdout or "missing" not in result.stdout
+    assert result.stdout.strip().endswith(str((report / "index.html").resolve()))
+    assert (report / "figures" / "mixed_test_accuracy.png").is_file()
     listed = json.loads(runner.invoke(app, ["runs", "--db", str(db), "--format", "json"]).stdout)
-    assert sorted(row["method"] for row in listed) == ["dense", "in", "post", "pre", "set"]
+    assert sorted(row["method"] for row in listed) == ["dense", "post", "pre"]
     assert all(row["status"] == "finished" for row in listed)

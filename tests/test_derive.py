@@ -1,11 +1,11 @@
 import pytest
+from test_train import small_config, without_measurements
 
 from sparsebench.data.synthetic import make_synthetic
 from sparsebench.errors import InputError
 from sparsebench.train import train_run
 from sparsebench.train.derive import derivable_from, derive_post_run
 from sparsebench.train.loop import RunInterrupted
-from test_train import small_config, without_measurements
 
 
 @pytest.mark.parametrize(("model", "scenario"), [("resnet18", "mixed"), ("vgg16", "uniform")])

@@ -519,72 +519,58 @@ def plan_table(planned: list[Any], config: Path) -> Table:
 
 
 @app.command()
-def demo(
-    quick: Annotated[
-        bool, typer.Option(help="smaller model and 2 epochs: under 2 minutes")
-    ] = False,
+def report(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the report")] = Path("report"),
     db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
-    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
-    cache_dir: Annotated[Path | None, typer.Option(help="decoded-image cache")] = None,
 ) -> None:
-    """Every pruning method on real solar-cell images (ELPV), offline, on this CPU."""
-    from sparsebench.data import load_dataset
-    from sparsebench.store import ResultsStore
-    from sparsebench.sweep.demo import demo_configs, demo_row
-    from sparsebench.train.run import run_and_record
+    """The study's figures (PNG + SVG), Table 1, every run, and an offline index.html."""
+    from sparsebench.report import build_report
 
-    configs = demo_configs(quick)
     try:
-        data = load_dataset("elpv", None, configs[0].data_options(cache_dir))
+        built = build_report(db, out_dir)
     except InputError as error:
         raise fail(str(error)) from None
-    samples = data.summary()["samples"]
     err.print(
-        f"ELPV solar cells (CC BY-NC-SA 4.0): {samples['train']} train, {samples['val']} val, "
-        f"{samples['test']} test images; {configs[0].model} x{configs[0].width:g} at "
-        f"{configs[0].image_size}px, {configs[0].epochs} epochs, mixed scenario",
+        f"{len(built.figures)} figures (PNG + SVG) and {len(built.tables)} tables in {out_dir}",
         highlight=False,
     )
-    rows = []
-    with ResultsStore(db) as store:
-        for config in configs:
-            err.print(f"{config.method}: run {config.run_id()}", highlight=False)
-            with RichEpochProgress(err) as progress:
-                summary = run_and_record(config, data, store, runs_dir, progress=progress)
-            rows.append(demo_row(summary))
-    out.print(demo_table(rows, db))
+    out.print(str(built.index.resolve()), highlight=False)
 
 
-def demo_table(rows: list[dict[str, Any]], db: Path) -> Table:
-    table = Table(title=f"ELPV demo, mixed scenario (results in {db})")
-    for column in (
-        "method",
-        "test acc",
-        "macro F1",
-        "train s",
-        "peak MiB",
-        "energy J",
-        "inference ms",
-        "conv sparsity",
-        "linear sparsity",
-    ):
-        table.add_column(column, justify="left" if column == "method" else "right")
-    for row in rows:
-        table.add_row(
-            row["method"],
-            f"{row['accuracy']:.4f}",
-            f"{row['f1']:.4f}",
-            f"{row['train_time_s']:.1f}",
-            f"{row['peak_memory_mib']:.0f}",
-            "missing" if row["energy_j"] is None else f"{row['energy_j']:.1f}",
-            f"{row['inference_ms']:.3f}",
-            f"{row['sparsity_conv']:.3f}",
-            f"{row['sparsity_linear']:.3f}",
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option(help="the sweep to run")] = Path("configs/quick.yaml"),
+    workers: Annotated[int, typer.Option(help="runs at once")] = 2,
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the report")] = Path("report"),
+) -> None:
+    """The whole loop offline: the quick sweep (every method and scenario on real
+    solar-cell images, ELPV), then the report; prints the path of its index.html."""
+    failed = False
+    try:
+        sweep(
+            config,
+            db=db,
+            runs_dir=runs_dir,
+            executor="local",
+            workers=workers,
+            threads_per_run=None,
+            ray_address=None,
+            cpus_per_run=1.0,
+            gpus_per_run=0.0,
+            cache_dir=None,
+            download=False,
+            dry_run=False,
+            as_json=False,
         )
-    reasons = {row["energy_missing_reason"] for row in rows if row["energy_j"] is None}
-    if reasons:
-        table.caption = "energy missing: " + "; ".join(sorted(reasons))
-    return table
+    except typer.Exit as exit_:
+        if exit_.exit_code != 1:  # 1: some runs failed; the report shows the others
+            raise
+        failed = True
+    report(out_dir=out_dir, db=db)
+    if failed:
+        raise typer.Exit(code=1)
 
 
 @app.command()

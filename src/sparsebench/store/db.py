@@ -55,6 +55,22 @@ TEST_COLUMNS = [
     "macs_effective",
 ]
 
+BENCH_COLUMNS = [
+    "variant",
+    "batch_size",
+    "threads",
+    "latency_median_ms",
+    "latency_p95_ms",
+    "throughput_per_s",
+    "macs_per_sample",
+    "energy_per_inference_j",
+    "energy_source",
+    "energy_missing_reason",
+    "speedup",
+    "mac_ratio",
+    "efficiency",
+]
+
 LAYER_COLUMNS = ["layer", "kind", "units", "pruned_units", "weights", "zero_weights", "sparsity"]
 
 _SCHEMA = f"""
@@ -269,21 +285,7 @@ class ResultsStore:
         self, run_id: str | None, subject: str, rows: list[dict], max_rel_difference: float
     ) -> None:
         """One benchmark's rows (deploy.bench), all or nothing."""
-        columns = [
-            "variant",
-            "batch_size",
-            "threads",
-            "latency_median_ms",
-            "latency_p95_ms",
-            "throughput_per_s",
-            "macs_per_sample",
-            "energy_per_inference_j",
-            "energy_source",
-            "energy_missing_reason",
-            "speedup",
-            "mac_ratio",
-            "efficiency",
-        ]
+        columns = BENCH_COLUMNS
         now = time.time()
         with self.transaction() as cursor:
             cursor.executemany(

@@ -1,1 +1,1 @@
-"""Many runs: the demo today; grid expansion and executors with the sweep issue."""
+"""Many runs: grid expansion, the driver, and executors (local processes, Ray)."""

@@ -6,9 +6,13 @@ same way, and both say how many runs may execute at once (`slots`).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 
 import psutil
 
@@ -66,6 +70,7 @@ class RayExecutor:
         gpus_per_run: float = 0.0,
         workers: int | None = None,
     ) -> None:
+        _hide_broken_amdsmi()
         try:
             import ray
         except ImportError:
@@ -108,3 +113,19 @@ class RayExecutor:
 
     def close(self, cancel: bool = False) -> None:
         self._ray.shutdown()
+
+
+def _hide_broken_amdsmi() -> None:
+    """Make `import amdsmi` an ImportError, here and in the Ray processes started from
+    here, where the installed package cannot load its library (see shims/amdsmi)."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its failure
+            import amdsmi  # noqa: F401
+    except ImportError:
+        return
+    except Exception:
+        sys.modules.pop("amdsmi", None)
+        sys.modules["amdsmi"] = None  # type: ignore[assignment]
+        shims = str(Path(__file__).parent / "shims")
+        path = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = shims if not path else f"{shims}{os.pathsep}{path}"

@@ -1,0 +1,241 @@
+"""`sparsebench report`: every figure and table of the study from a results database,
+written with an `index.html` that opens from the file system (no server, no network).
+
+The report is built in a temporary folder beside `out_dir` and moved into place whole,
+so a failed or interrupted report never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from sparsebench.errors import InputError
+from sparsebench.report.figures import BARS, CURVES, FigureNotes, bar_figure, curve_figure
+from sparsebench.report.results import SCENARIO_NAMES, Results, load_results
+from sparsebench.report.tables import bench_table, per_run_table, references_table, table_one
+
+
+@dataclass
+class FigureEntry:
+    scenario: str
+    title: str
+    stem: str
+    energy: bool
+    notes: FigureNotes
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    index: Path
+    figures: list[FigureEntry] = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)
+
+
+def build_report(db: str | Path, out_dir: str | Path) -> Report:
+    db, out_dir = Path(db), Path(out_dir)
+    if not db.is_file():
+        raise InputError(f"{db}: results database does not exist")
+    results = load_results(db)
+    if results.empty:
+        raise InputError(f"{db}: no finished runs to report")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        report = _write(results, db, staging)
+        _replace_folder(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report.out_dir = out_dir
+    report.index = out_dir / "index.html"
+    report.tables = [out_dir / path.name for path in report.tables]
+    return report
+
+
+def _replace_folder(staging: Path, out_dir: Path) -> None:
+    os.chmod(staging, 0o755)
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+        staging.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(out_dir)
+
+
+def _write(results: Results, db: Path, folder: Path) -> Report:
+    report = Report(out_dir=folder, index=folder / "index.html")
+    (folder / "figures").mkdir()
+    for scenario in results.scenarios():
+        for metric in CURVES:
+            figure, notes = curve_figure(results, scenario, metric)
+            report.figures.append(_save(figure, folder, scenario, metric.column, metric.title))
+            report.figures[-1].notes = notes
+        for metric in BARS:
+            figure, notes = bar_figure(results, scenario, metric)
+            entry = _save(figure, folder, scenario, metric.column, metric.title, metric.energy)
+            entry.notes = notes
+            report.figures.append(entry)
+    runs = per_run_table(results)
+    runs.to_csv(folder / "runs.csv", index=False)
+    runs.to_parquet(folder / "runs.parquet", index=False)
+    first = table_one(results)
+    first.to_csv(folder / "table1.csv", index=False)
+    references = references_table(results)
+    references.to_csv(folder / "references.csv", index=False)
+    bench = bench_table(results)
+    report.tables = [folder / name for name in ("runs.csv", "runs.parquet", "table1.csv")]
+    if not bench.empty:
+        bench.to_csv(folder / "inference_bench.csv", index=False)
+        report.tables.append(folder / "inference_bench.csv")
+    (folder / "index.html").write_text(
+        _index_html(results, db, report, first, references, bench, runs)
+    )
+    return report
+
+
+def _save(
+    figure: plt.Figure, folder: Path, scenario: str, column: str, title: str, energy: bool = False
+) -> FigureEntry:
+    stem = f"figures/{scenario}_{column}"
+    figure.savefig(folder / f"{stem}.png", dpi=110)
+    figure.savefig(folder / f"{stem}.svg")
+    plt.close(figure)
+    return FigureEntry(scenario, title, stem, energy, FigureNotes())
+
+
+def _energy_statement(notes: FigureNotes) -> str:
+    if notes.missing == 0:
+        return f"Energy measured for all {notes.measured} runs shown."
+    reasons = "; ".join(sorted(notes.reasons)) or "no reason recorded"
+    if notes.measured == 0:
+        return (
+            f"Energy missing for all {notes.missing} runs shown (never drawn as zero): {reasons}."
+        )
+    return (
+        f"Energy measured for {notes.measured} runs and missing for {notes.missing} "
+        f"(shown as missing, never as zero): {reasons}."
+    )
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.25em; margin-top: 2em; } h3 { font-size: 1.05em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #444; } .missing { color: #a33; }
+.scroll { overflow-x: auto; } nav a { margin-right: 1em; }
+"""
+
+
+def _index_html(
+    results: Results,
+    db: Path,
+    report: Report,
+    first: pd.DataFrame,
+    references: pd.DataFrame,
+    bench: pd.DataFrame,
+    runs: pd.DataFrame,
+) -> str:
+    e = html.escape
+    scenarios = results.scenarios()
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>sparsebench report</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>sparsebench report</h1>",
+        f"<p>From <code>{e(str(db))}</code>, {time.strftime('%Y-%m-%d %H:%M %Z')}: "
+        f"{len(results.runs)} finished runs ({_count_text(results)}). Figures are PNG "
+        "(shown) and SVG (linked); tables are CSV, and Parquet for the per-run table.</p>",
+        "<nav>",
+        "<a href='#table1'>Table 1</a>",
+        *(f"<a href='#{e(s)}'>scenario {e(s)}</a>" for s in scenarios),
+        "<a href='#bench'>inference benchmark</a><a href='#runs'>every run</a></nav>",
+        "<h2 id='table1'>Table 1: best test accuracy, dense and mixed scenario</h2>",
+        "<p>Best over seeds, with mean ± standard deviation (number of seeds). "
+        "<a href='table1.csv'>CSV</a></p>",
+        _html_table(first, {c: "{:.4f}" for c in first.columns if c.endswith("best")}),
+    ]
+    if not references.empty:
+        parts += [
+            "<h3>Reference accuracies from the literature</h3>",
+            "<p>Measured under their authors' protocols (below), not re-run here; the "
+            "BloodMNIST-style data in <code>../shared/data</code> uses its own split.</p>",
+            _html_table(references, {"accuracy": "{:.3f}"}),
+        ]
+    for scenario in scenarios:
+        parts.append(
+            f"<h2 id='{e(scenario)}'>Scenario {e(SCENARIO_NAMES.get(scenario, scenario))}</h2>"
+        )
+        parts.append(
+            "<p>Dense is the same baseline in every scenario. Post-Training shares its dense "
+            "run's training (it is derived from the dense weights), so its curves and "
+            "training time are the dense ones.</p>"
+        )
+        for entry in (f for f in report.figures if f.scenario == scenario):
+            caption = e(entry.title)
+            if entry.energy:
+                caption += f" <span class='missing'>{e(_energy_statement(entry.notes))}</span>"
+            if entry.notes.not_run:
+                caption += " Not run: " + e(", ".join(sorted(set(entry.notes.not_run)))) + "."
+            parts.append(
+                f"<figure><img src='{e(entry.stem)}.png' alt='{e(entry.title)}'>"
+                f"<figcaption>{caption} <a href='{e(entry.stem)}.svg'>SVG</a></figcaption>"
+                "</figure>"
+            )
+    parts.append("<h2 id='bench'>Inference benchmark (sparsebench bench)</h2>")
+    if bench.empty:
+        parts.append(
+            "<p>No benchmark in this database yet: <code>sparsebench bench RUN_ID</code> "
+            "measures masked vs compact vs ONNX Runtime latency and stores it here.</p>"
+        )
+    else:
+        parts += [
+            "<p>Latest measurement of each subject, variant, batch size and thread count; "
+            "speedup is over the masked model, efficiency = speedup / MAC ratio. "
+            "<a href='inference_bench.csv'>CSV</a></p>",
+            "<div class='scroll'>",
+            _html_table(bench, _number_formats(bench)),
+            "</div>",
+        ]
+    parts += [
+        "<h2 id='runs'>Every run</h2>",
+        "<p><a href='runs.csv'>CSV</a> · <a href='runs.parquet'>Parquet</a>. "
+        "Empty energy cells are missing measurements (reason in the next column).</p>",
+        "<div class='scroll'>",
+        _html_table(runs, _number_formats(runs)),
+        "</div></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _count_text(results: Results) -> str:
+    counts = results.runs.groupby("method").size()
+    return ", ".join(f"{method} {count}" for method, count in counts.items())
+
+
+def _number_formats(frame: pd.DataFrame) -> dict[str, str]:
+    return {
+        column: "{:.4g}" for column in frame.columns if pd.api.types.is_float_dtype(frame[column])
+    }
+
+
+def _html_table(frame: pd.DataFrame, formats: dict[str, str]) -> str:
+    formatters = {
+        column: (lambda value, f=fmt: "missing" if pd.isna(value) else f.format(value))
+        for column, fmt in formats.items()
+    }
+    return frame.to_html(index=False, na_rep="missing", formatters=formatters, border=0)

@@ -1,0 +1,228 @@
+"""The study's figures: per scenario, one panel per data set and model, a line or a bar
+per method, the mean over seeds with its spread, units on every axis.
+
+A method that was not run, or a measurement that is missing (energy on a machine without
+a readable sensor), is written into its panel as such: it is never drawn as zero.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass, field
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or wanted
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from sparsebench.report.results import METHOD_NAMES, METHOD_ORDER, Results  # noqa: E402
+
+METHOD_COLOURS = {
+    "dense": "#222222",
+    "pre": "#1f77b4",
+    "in": "#ff7f0e",
+    "post": "#2ca02c",
+    "set": "#d62728",
+}
+# A derived post run shares its dense run's training: dashed so both lines stay visible.
+METHOD_LINES = {"post": (0, (4, 2))}
+
+
+@dataclass(frozen=True)
+class CurveMetric:
+    column: str
+    title: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class BarMetric:
+    column: str
+    title: str
+    unit: str
+    scale: float = 1.0
+    missing_reason: str | None = None  # the column saying why a value is missing
+    energy: bool = False
+
+
+CURVES = [
+    CurveMetric("train_accuracy", "Training accuracy per epoch", "accuracy (fraction correct)"),
+    CurveMetric("train_loss", "Training loss per epoch", "cross-entropy loss"),
+]
+BARS = [
+    BarMetric("total_train_time_s", "Total training time", "seconds"),
+    BarMetric("test_accuracy", "Test accuracy", "accuracy (fraction correct)"),
+    BarMetric(
+        "total_train_energy_j",
+        "Total training energy",
+        "joules",
+        missing_reason="train_energy_missing_reason",
+        energy=True,
+    ),
+    BarMetric(
+        "inference_time_per_sample_s", "Average inference time", "milliseconds per image", 1e3
+    ),
+    BarMetric(
+        "inference_energy_j",
+        "Inference energy (test split, model load included)",
+        "joules",
+        missing_reason="inference_energy_missing_reason",
+        energy=True,
+    ),
+]
+
+
+@dataclass
+class FigureNotes:
+    """What a figure shows besides its drawing: counts of measured and missing values."""
+
+    measured: int = 0
+    missing: int = 0
+    reasons: set[str] = field(default_factory=set)
+    not_run: list[str] = field(default_factory=list)
+
+
+def _grid(results: Results, title: str) -> tuple[Figure, dict[tuple[str, str], plt.Axes]]:
+    datasets, models = results.datasets(), results.models()
+    figure, axes = plt.subplots(
+        len(datasets),
+        len(models),
+        figsize=(max(7.0, 4.4 * len(models)), 3.3 * len(datasets) + 0.9),
+        squeeze=False,
+    )
+    figure.suptitle(title, fontsize=11)
+    panels = {}
+    for row, dataset in enumerate(datasets):
+        for column, model in enumerate(models):
+            axis = axes[row][column]
+            axis.set_title(f"{model} on {dataset}", fontsize=9)
+            axis.grid(alpha=0.3)
+            panels[(dataset, model)] = axis
+    return figure, panels
+
+
+def _legend(figure: Figure, methods: list[str]) -> None:
+    handles = [
+        plt.Line2D(
+            [], [], color=METHOD_COLOURS.get(m, "grey"), linestyle=METHOD_LINES.get(m, "-"), lw=2
+        )
+        for m in methods
+    ]
+    figure.legend(
+        handles,
+        [METHOD_NAMES.get(m, m) for m in methods],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.945),
+        ncol=len(methods),
+        fontsize=8,
+        handlelength=2.5,
+        frameon=False,
+    )
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
+
+
+def curve_figure(
+    results: Results, scenario: str, metric: CurveMetric
+) -> tuple[Figure, FigureNotes]:
+    """Lines: the mean over seeds per epoch; band: the lowest to the highest seed."""
+    notes = FigureNotes()
+    epochs = results.in_scenario(results.epochs, scenario)
+    figure, panels = _grid(results, f"{metric.title}, scenario {scenario}")
+    for (dataset, model), axis in panels.items():
+        panel = epochs[(epochs.data_label == dataset) & (epochs.model == model)]
+        for method in METHOD_ORDER:
+            rows = panel[panel.method == method]
+            if rows.empty:
+                notes.not_run.append(f"{METHOD_NAMES[method]} ({model}, {dataset})")
+                continue
+            by_epoch = rows.groupby("epoch")[metric.column]
+            mean, low, high = by_epoch.mean(), by_epoch.min(), by_epoch.max()
+            x = mean.index + 1
+            colour = METHOD_COLOURS[method]
+            axis.plot(x, mean.values, color=colour, linestyle=METHOD_LINES.get(method, "-"))
+            axis.fill_between(x, low.values, high.values, color=colour, alpha=0.15, lw=0)
+            notes.measured += int(rows[metric.column].notna().sum())
+        _mark_not_run(axis, panel, [m for m in METHOD_ORDER if m not in set(panel.method)])
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric.unit)
+    _legend(figure, METHOD_ORDER)
+    return figure, notes
+
+
+def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figure, FigureNotes]:
+    """Bars: the mean over seeds; whiskers: the standard deviation; dots: each seed."""
+    notes = FigureNotes()
+    runs = results.in_scenario(results.runs, scenario)
+    figure, panels = _grid(results, f"{metric.title}, scenario {scenario}")
+    positions = np.arange(len(METHOD_ORDER))
+    for (dataset, model), axis in panels.items():
+        panel = runs[(runs.data_label == dataset) & (runs.model == model)]
+        top = panel[metric.column].max() * metric.scale if panel[metric.column].notna().any() else 1
+        for position, method in zip(positions, METHOD_ORDER, strict=True):
+            rows = panel[panel.method == method]
+            label_y = 0.02 * (top if math.isfinite(top) and top > 0 else 1)
+            if rows.empty:
+                notes.not_run.append(f"{METHOD_NAMES[method]} ({model}, {dataset})")
+                _slot_text(axis, position, label_y, "not run")
+                continue
+            values = rows[metric.column] * metric.scale
+            measured = values.dropna()
+            notes.measured += len(measured)
+            notes.missing += len(values) - len(measured)
+            if metric.missing_reason:
+                notes.reasons.update(rows[metric.missing_reason].dropna())
+            if measured.empty:
+                _slot_text(axis, position, label_y, "missing")
+                continue
+            spread = measured.std(ddof=1) if len(measured) > 1 else 0.0
+            axis.bar(
+                position,
+                measured.mean(),
+                color=METHOD_COLOURS[method],
+                alpha=0.85,
+                yerr=spread if len(measured) > 1 else None,
+                capsize=3,
+            )
+            axis.scatter(np.full(len(measured), position), measured, s=9, color="black", zorder=3)
+        axis.set_xticks(positions, [METHOD_NAMES[m] for m in METHOD_ORDER], rotation=30, ha="right")
+        axis.set_xlim(-0.6, len(METHOD_ORDER) - 0.4)
+        axis.set_ylabel(metric.unit)
+        if panel[metric.column].isna().all() and not panel.empty:
+            reasons = sorted(panel[metric.missing_reason].dropna()) if metric.missing_reason else []
+            _missing_panel(axis, reasons[0] if reasons else "not measured")
+        axis.tick_params(axis="x", labelsize=8)
+    _legend(figure, METHOD_ORDER)
+    return figure, notes
+
+
+def _missing_panel(axis: plt.Axes, reason: str) -> None:
+    """A panel with no measured value at all says so across its face."""
+    axis.set_yticks([])
+    axis.text(
+        0.5,
+        0.55,
+        "missing (not zero):\n" + textwrap.fill(reason, 40),
+        transform=axis.transAxes,
+        ha="center",
+        va="center",
+        fontsize=8,
+        color="#a33",
+    )
+
+
+def _slot_text(axis: plt.Axes, position: float, y: float, text: str) -> None:
+    axis.text(position, y, text, rotation=90, ha="center", va="bottom", fontsize=8, color="grey")
+
+
+def _mark_not_run(axis: plt.Axes, panel: pd.DataFrame, methods: list[str]) -> None:
+    if methods:
+        names = ", ".join(METHOD_NAMES[m] for m in methods)
+        axis.text(
+            0.02, 0.02, f"not run: {names}", transform=axis.transAxes, fontsize=7, color="grey"
+        )

@@ -1,0 +1,111 @@
+"""The results a report draws, read from the database into tidy tables.
+
+Only finished runs count. A dense run belongs to every scenario (it is the baseline each
+scenario is compared with), and a derived `post` run carries its dense run's training.
+Missing measurements stay missing (NaN with the reason), never zero.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sparsebench.sparsity.methods import METHODS
+from sparsebench.sparsity.scenarios import SCENARIOS
+from sparsebench.store.db import ResultsStore
+
+METHOD_ORDER = list(METHODS)
+METHOD_NAMES = {
+    "dense": "Dense",
+    "pre": "Pre-Training",
+    "in": "In-Training",
+    "post": "Post-Training",
+    "set": "SET",
+}
+SCENARIO_NAMES = {
+    "uniform": "uniform: 80% of conv filters and 80% of linear weights pruned",
+    "mixed": "mixed: 50% of conv filters and 80% of linear weights pruned",
+    "linear-only": "linear-only: 80% of linear weights pruned, convs dense",
+}
+
+
+@dataclass
+class Results:
+    runs: pd.DataFrame  # one row per finished run
+    epochs: pd.DataFrame  # one row per epoch of a finished run, with the run's keys
+    bench: pd.DataFrame  # inference benchmark rows (deploy.bench), possibly empty
+
+    @property
+    def empty(self) -> bool:
+        return self.runs.empty
+
+    def scenarios(self) -> list[str]:
+        present = set(self.runs.loc[self.runs.method != "dense", "scenario"])
+        known = [name for name in SCENARIOS if name in present]
+        return known + sorted(present - set(known))
+
+    def panels(self) -> list[tuple[str, str]]:
+        """(data set, model) pairs in a stable order: rows of data sets, columns of models."""
+        return [(dataset, model) for dataset in self.datasets() for model in self.models()]
+
+    def datasets(self) -> list[str]:
+        return list(dict.fromkeys(self.runs.sort_values("created_at").data_label))
+
+    def models(self) -> list[str]:
+        return sorted(set(self.runs.model), key=lambda m: (m != "vgg16", m))
+
+    def in_scenario(self, frame: pd.DataFrame, scenario: str) -> pd.DataFrame:
+        return frame[(frame.scenario == scenario) | (frame.method == "dense")]
+
+
+def load_results(db: str | Path) -> Results:
+    with ResultsStore(db) as store:
+        runs = pd.read_sql_query(
+            """SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
+                      r.config_json, r.device, r.created_at, r.derived_from,
+                      r.total_train_time_s, r.total_train_energy_j,
+                      r.sparsity_conv, r.sparsity_linear,
+                      t.accuracy AS test_accuracy, t.f1 AS test_f1, t.loss AS test_loss,
+                      t.inference_time_per_sample_s, t.inference_energy_j,
+                      t.inference_energy_source, t.inference_energy_missing_reason,
+                      t.params_dense, t.params_effective, t.macs_dense, t.macs_effective
+               FROM runs r JOIN test_metrics t USING (run_id)
+               WHERE r.status = 'finished'""",
+            store.connection,
+        )
+        epochs = pd.read_sql_query(
+            """SELECT e.* FROM epochs e JOIN runs r USING (run_id)
+               WHERE r.status = 'finished' ORDER BY e.run_id, e.epoch""",
+            store.connection,
+        )
+        bench = store.table("inference_bench")
+    configs = runs.config_json.map(json.loads)
+    runs["data_path"] = configs.map(lambda c: c.get("data_path"))
+    runs["width"] = configs.map(lambda c: c.get("width"))
+    runs["data_label"] = _data_labels(runs)
+    runs["train_energy_missing_reason"] = _energy_reasons(epochs, runs)
+    runs = runs.drop(columns=["config_json"])
+    keys = ["run_id", "model", "data_label", "method", "scenario", "seed", "derived_from"]
+    epochs = epochs.merge(runs[keys], on="run_id")
+    return Results(runs=runs, epochs=epochs, bench=bench)
+
+
+def _data_labels(runs: pd.DataFrame) -> pd.Series:
+    """The data set's name, with its folder where one loader read several places."""
+    paths_per_name = runs.groupby("dataset").data_path.nunique(dropna=False)
+
+    def label(row: pd.Series) -> str:
+        if paths_per_name[row.dataset] > 1 and row.data_path:
+            return f"{row.dataset} ({Path(row.data_path).name})"
+        return row.dataset
+
+    return runs.apply(label, axis=1) if len(runs) else pd.Series(dtype=str)
+
+
+def _energy_reasons(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
+    reasons = epochs.dropna(subset=["energy_missing_reason"]).groupby("run_id")
+    first = reasons.energy_missing_reason.first()
+    return runs.run_id.map(first)

@@ -1,0 +1,192 @@
+"""The report from a database whose every value is known, so figures and tables can be
+checked against numbers worked out by hand."""
+
+import re
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sparsebench.cli import app
+from sparsebench.errors import InputError
+from sparsebench.report import build_report
+from sparsebench.report.figures import BARS, CURVES
+from sparsebench.store import ResultsStore
+from sparsebench.store.db import EPOCH_COLUMNS, TEST_COLUMNS
+
+runner = CliRunner()
+RAPL_MISSING = "RAPL is not readable on this machine"
+
+
+def add_run(store, run_id, method, scenario, seed, accuracy, energy=None, derived_from=None):
+    config = {
+        "model": "resnet18",
+        "dataset": "bloodmnist",
+        "data_path": "blood.npz",
+        "width": 0.25,
+        "method": method,
+        "scenario": scenario,
+        "conv_sparsity": 0.0 if method == "dense" else 0.5,
+        "linear_sparsity": 0.0 if method == "dense" else 0.8,
+        "seed": seed,
+        "epochs": 2,
+    }
+    epochs = [
+        {
+            **{column: 0.5 for column in EPOCH_COLUMNS},
+            "epoch": epoch,
+            "train_accuracy": accuracy - 0.1 * (1 - epoch),
+            "train_loss": 1.0 - 0.2 * epoch,
+            "train_time_s": 10.0 + seed,
+            "memory_kind": "cpu-rss",
+            "energy_j": energy,
+            "energy_source": None if energy is None else "rapl",
+            "energy_missing_reason": RAPL_MISSING if energy is None else None,
+        }
+        for epoch in range(2)
+    ]
+    test = {column: 0.25 for column in TEST_COLUMNS}
+    test.update(
+        accuracy=accuracy,
+        inference_time_per_sample_s=0.002,
+        inference_energy_j=energy,
+        inference_energy_source=None if energy is None else "rapl",
+        inference_energy_missing_reason=RAPL_MISSING if energy is None else None,
+        confusion_matrix=[[1, 0], [0, 1]],
+    )
+    store.begin_run(run_id, config, "cpu", {})
+    summary = {
+        "epochs": epochs,
+        "test": test,
+        "sparsity": {"layers": [], "by_kind": {"conv": 0.5, "linear": 0.8}},
+        "device": "cpu",
+        "data": {"name": "bloodmnist"},
+    }
+    store.finish_run(run_id, summary, derived_from=derived_from)
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "dense0", "dense", None, 0, 0.90)
+        add_run(store, "dense1", "dense", None, 1, 0.80)
+        add_run(store, "pre0", "pre", "mixed", 0, 0.70, energy=120.0)
+        add_run(store, "pre1", "pre", "mixed", 1, 0.60, energy=100.0)
+        add_run(store, "post0", "post", "mixed", 0, 0.30, derived_from="dense0")
+        add_run(store, "set0", "set", "uniform", 0, 0.50)
+        # Unfinished and failed runs are not results.
+        store.begin_run(
+            "broken",
+            {
+                "model": "resnet18",
+                "dataset": "bloodmnist",
+                "method": "in",
+                "scenario": "mixed",
+                "conv_sparsity": 0.5,
+                "linear_sparsity": 0.8,
+                "seed": 0,
+                "epochs": 2,
+            },
+            "cpu",
+            {},
+        )
+        store.mark_run("broken", "failed", "RuntimeError: boom")
+        store.record_inference_bench(
+            "pre0",
+            "run pre0",
+            [
+                {
+                    "variant": "compact",
+                    "batch_size": 64,
+                    "threads": 2,
+                    "latency_median_ms": 12.5,
+                    "latency_p95_ms": 13.0,
+                    "throughput_per_s": 5120.0,
+                    "macs_per_sample": 1000,
+                    "energy_per_inference_j": None,
+                    "energy_source": None,
+                    "energy_missing_reason": RAPL_MISSING,
+                    "speedup": 3.25,
+                    "mac_ratio": 4.0,
+                    "efficiency": 0.8125,
+                }
+            ],
+            max_rel_difference=1e-6,
+        )
+    return path
+
+
+def test_every_figure_of_every_scenario_is_written_as_png_and_svg(db, tmp_path):
+    report = build_report(db, tmp_path / "report")
+    page = report.index.read_text()
+    for scenario in ("mixed", "uniform"):
+        for metric in [*CURVES, *BARS]:
+            stem = tmp_path / "report" / "figures" / f"{scenario}_{metric.column}"
+            png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert "<svg" in svg.read_text()[:1000]
+            assert f"figures/{scenario}_{metric.column}.png" in page
+    assert "linear-only" not in {f.scenario for f in report.figures}  # nothing ran there
+    assert len(report.figures) == 2 * 7
+
+
+def test_table_one_holds_the_best_and_the_mean_over_seeds(db, tmp_path):
+    build_report(db, tmp_path / "report")
+    table = pd.read_csv(tmp_path / "report" / "table1.csv")
+    row = table.iloc[0]
+    assert (row["data set"], row["model"]) == ("bloodmnist", "resnet18")
+    assert row["Dense best"] == pytest.approx(0.90)
+    # mean 0.85, sample standard deviation sqrt(0.005) = 0.0707
+    assert row["Dense mean ± sd (n)"] == "0.8500 ± 0.0707 (2)"
+    assert row["Pre-Training (mixed) best"] == pytest.approx(0.70)
+    assert row["Post-Training (mixed) mean ± sd (n)"] == "0.3000 (1)"
+    assert pd.isna(row["In-Training (mixed) best"])  # failed: not a result
+    assert pd.isna(row["SET (mixed) best"])  # SET ran only in uniform
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "MedMNIST v2" in page and "Doerrich et al." in page
+    assert "0.958" in page
+
+
+def test_missing_energy_is_stated_and_never_zero(db, tmp_path):
+    report = build_report(db, tmp_path / "report")
+    runs = pd.read_parquet(tmp_path / "report" / "runs.parquet")
+    assert len(runs) == 6 and "broken" not in set(runs.run_id)
+    energy = runs.set_index("run_id").total_train_energy_j
+    assert energy["pre0"] == pytest.approx(240.0)  # 2 epochs x 120 J
+    assert energy[["dense0", "dense1", "post0", "set0"]].isna().all()
+    assert (runs.set_index("run_id").train_energy_missing_reason["dense0"]) == RAPL_MISSING
+    page = report.index.read_text()
+    mixed = [f for f in report.figures if f.scenario == "mixed" and f.energy]
+    assert {(f.notes.measured, f.notes.missing) for f in mixed} == {(2, 3)}
+    assert "Energy measured for 2 runs and missing for 3" in page
+    uniform = [f for f in report.figures if f.scenario == "uniform" and f.energy]
+    assert {(f.notes.measured, f.notes.missing) for f in uniform} == {(0, 3)}
+    assert "Energy missing for all 3 runs shown" in page
+    assert RAPL_MISSING in page
+    curves = [f for f in report.figures if f.scenario == "uniform" and not f.energy]
+    assert "In-Training (resnet18, bloodmnist)" in curves[0].notes.not_run
+
+
+def test_bench_rows_are_shown(db, tmp_path):
+    report = build_report(db, tmp_path / "report")
+    page = report.index.read_text()
+    bench = page[page.index("id='bench'") :]
+    assert re.search(r"<td>3\.25</td>", bench) and re.search(r"<td>0\.8125</td>", bench)
+    assert (tmp_path / "report" / "inference_bench.csv").is_file()
+
+
+def test_a_report_replaces_the_old_one_whole_and_a_failed_one_leaves_it(db, tmp_path):
+    out = tmp_path / "report"
+    build_report(db, out)
+    (out / "stale.txt").write_text("from before")
+    build_report(db, out)
+    assert not (out / "stale.txt").exists()
+    empty = tmp_path / "empty.db"
+    ResultsStore(empty).close()
+    with pytest.raises(InputError, match="no finished runs"):
+        build_report(empty, out)
+    assert (out / "index.html").is_file()
+    assert not any(p.name.startswith(".report") for p in tmp_path.iterdir())
+    result = runner.invoke(app, ["report", "--db", str(tmp_path / "absent.db"), "--out", str(out)])
+    assert result.exit_code == 2 and "absent.db: results database does not exist" in result.output

@@ -1,0 +1,311 @@
+"""Sweeps end to end: grid expansion, the driver and its executors, kill and resume."""
+
+import importlib.util
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from test_train import MEASURED
+from typer.testing import CliRunner
+
+from sparsebench.cli import app
+from sparsebench.config import load_sweep_config
+from sparsebench.errors import InputError
+from sparsebench.store import ResultsStore
+from sparsebench.sweep.plan import expand_grid, plan_counts, plan_sweep
+
+runner = CliRunner()
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+TINY = """
+name: tiny
+models: [resnet18]
+datasets:
+  - dataset: synthetic
+methods: [dense, pre, post]
+scenarios: [mixed, uniform]
+seeds: {seeds}
+training: {{width: 0.125, epochs: 2, batch_size: 32, lr: 2.0e-3, device: cpu}}
+"""
+
+
+def write_config(folder: Path, seeds="[0, 1]", text=TINY) -> Path:
+    path = folder / "sweep.yaml"
+    path.write_text(text.format(seeds=seeds))
+    return path
+
+
+def sweep_cli(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sparsebench.cli", "sweep", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def sweep_into(folder: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
+    """`sparsebench sweep CONFIG` with its database and runs in `folder`, as JSON."""
+    return sweep_cli(
+        str(config),
+        "--db",
+        str(folder / "r.db"),
+        "--runs-dir",
+        str(folder / "runs"),
+        "--json",
+        *args,
+    )
+
+
+def stored_rows(db: Path) -> dict:
+    """Everything a sweep writes that does not depend on timing, keyed for comparison."""
+    with sqlite3.connect(db) as connection:
+        connection.row_factory = sqlite3.Row
+        runs = {
+            row["run_id"]: (row["status"], row["method"], row["scenario"], row["derived_from"])
+            for row in connection.execute("SELECT * FROM runs")
+        }
+        tables = {}
+        for table, key in (
+            ("epochs", "epoch"),
+            ("test_metrics", None),
+            ("layer_sparsity", "layer"),
+        ):
+            rows = connection.execute(f"SELECT * FROM {table}").fetchall()
+            keyed = [((row["run_id"], row[key] if key else None), dict(row)) for row in rows]
+            assert len({k for k, _ in keyed}) == len(keyed), f"duplicate rows in {table}"
+            tables[table] = {
+                k: {c: v for c, v in row.items() if c not in MEASURED} for k, row in keyed
+            }
+    return {"runs": runs, **tables}
+
+
+@pytest.fixture(scope="module")
+def straight_sweep(tmp_path_factory):
+    """One uninterrupted sweep of the tiny grid (2 seeds), the reference for the others."""
+    folder = tmp_path_factory.mktemp("straight")
+    config = write_config(folder)
+    result = sweep_into(folder, config, "--workers", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, json.loads(result.stdout)
+
+
+def test_paper_grid_trains_180_runs_and_derives_54(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            str(CONFIGS / "paper.yaml"),
+            "--dry-run",
+            "--json",
+            "--db",
+            str(tmp_path / "none.db"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["counts"] == {"train": 180, "resume": 0, "derive": 54, "skip": 0}
+    runs = plan["runs"]
+    assert len({run["run_id"] for run in runs}) == 234
+    dense = {run["run_id"]: run for run in runs if run["method"] == "dense"}
+    assert len(dense) == 2 * 3 * 3
+    for run in runs:
+        if run["method"] == "post":
+            assert run["action"] == "derive"
+            source = dense[run["derived_from"]]
+            assert (source["model"], source["dataset"], source["seed"]) == (
+                run["model"],
+                run["dataset"],
+                run["seed"],
+            )
+    assert not (tmp_path / "none.db").exists()  # a dry run writes nothing
+
+
+def test_every_preset_is_valid():
+    for name in ("paper", "cpu", "quick"):
+        sweep = load_sweep_config(CONFIGS / f"{name}.yaml")
+        assert expand_grid(sweep)
+    quick = load_sweep_config(CONFIGS / "quick.yaml")
+    assert [d.dataset for d in quick.datasets] == ["elpv"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "models: [resnet18]\ndatasets: [{dataset: synthetic}]\nmethods: [dense]\nepochs: 3",
+            "epochs: unknown key",
+        ),
+        (
+            "models: [resnet18]\ndatasets: [{dataset: synthetic}]\nmethods: [dense]\n"
+            "training: {epoch: 3}",
+            "training.epoch: unknown key",
+        ),
+        (
+            "models: [resnet18]\ndatasets: [{dataset: synthetic}]\nmethods: [dense]\n"
+            "training: {lr: -1}",
+            "training.lr: Input should be greater than 0",
+        ),
+        (
+            "models: [resnet18]\ndatasets: [{dataset: synthetic, split: nope}]\nmethods: [dense]",
+            "datasets.0.split: expected paper or csv",
+        ),
+        (
+            "models: [resnet18]\ndatasets: [{dataset: synthetic}]\nmethods: [dense, magic]",
+            "methods: unknown method 'magic'",
+        ),
+        (
+            "models: [alexnet]\ndatasets: [{dataset: synthetic}]\nmethods: [dense]",
+            "models: unknown model 'alexnet'",
+        ),
+        (
+            "models: [resnet18]\ndatasets: [{dataset: synthetic}]\nmethods: [set]\n"
+            "scenarios: [mixed, heavy]",
+            "scenarios: unknown scenario 'heavy'",
+        ),
+        ("models: [resnet18]\nmethods: [dense]", "datasets: Field required"),
+    ],
+)
+def test_a_bad_sweep_config_names_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError) as error:
+        load_sweep_config(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+    result = runner.invoke(app, ["sweep", str(path), "--dry-run"])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_sweep_trains_derives_and_a_second_sweep_does_nothing(straight_sweep):
+    folder, outcome = straight_sweep
+    assert outcome["counts"] == {"train": 6, "resume": 0, "derive": 4, "skip": 0}
+    assert outcome["finished"] == 10 and outcome["failed"] == []
+    rows = stored_rows(folder / "r.db")
+    assert {status for status, *_ in rows["runs"].values()} == {"finished"}
+    dense_ids = {rid for rid, (_, method, *_) in rows["runs"].items() if method == "dense"}
+    for run_id, (_, method, _, derived_from) in rows["runs"].items():
+        if method == "post":
+            assert derived_from in dense_ids
+            # A derived run carries its dense run's training, epoch for epoch.
+            ours = [rows["epochs"][(run_id, e)] for e in (0, 1)]
+            theirs = [rows["epochs"][(derived_from, e)] for e in (0, 1)]
+            assert [dict(r, run_id=None) for r in ours] == [dict(r, run_id=None) for r in theirs]
+    again = sweep_into(folder, folder / "sweep.yaml")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout)["counts"] == {"train": 0, "resume": 0, "derive": 0, "skip": 10}
+    assert stored_rows(folder / "r.db") == rows
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    text = TINY.replace(
+        "  - dataset: synthetic\n",
+        "  - dataset: synthetic\n  - dataset: folder\n    data_path: {missing}\n",
+    ).replace("seeds: {seeds}", "seeds: [0]")
+    config = tmp_path / "sweep.yaml"
+    config.write_text(text.format(missing=tmp_path / "no-such-folder"))
+    result = sweep_into(tmp_path, config)
+    assert result.returncode == 1
+    outcome = json.loads(result.stdout)
+    assert outcome["finished"] == 5
+    assert len(outcome["failed"]) == 5
+    errors = {failure["error"] for failure in outcome["failed"]}
+    assert any("no-such-folder: data path does not exist" in error for error in errors)
+    assert any(error.startswith("its dense run") for error in errors)
+    with ResultsStore(tmp_path / "r.db") as store:
+        overview = store.runs_overview()
+    assert sorted(overview.status.value_counts().items()) == [("failed", 5), ("finished", 5)]
+    assert overview[overview.status == "failed"].error.notna().all()
+
+
+def _wait_for(predicate, process, timeout=120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "the sweep never reached the kill point"
+        time.sleep(0.05)
+
+
+def _finished_runs(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db) as connection:
+            return connection.execute(
+                "SELECT COUNT(*) FROM runs WHERE status = 'finished'"
+            ).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_a_sweep_killed_at_any_moment_ends_with_the_rows_of_an_uninterrupted_one(
+    tmp_path, straight_sweep
+):
+    """SIGKILL the driver: as soon as a first checkpoint exists, after the first and after
+    the sixth finished run; then run it to the end and compare with the straight sweep."""
+    reference, _ = straight_sweep
+    config = write_config(tmp_path)
+    db, runs_dir = tmp_path / "r.db", tmp_path / "runs"
+    kill_points = [
+        lambda: any(runs_dir.glob("*/checkpoint.pt")),
+        lambda: _finished_runs(db) >= 1,
+        lambda: _finished_runs(db) >= 6,
+    ]
+    for kill_point in kill_points:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sparsebench.cli",
+                "sweep",
+                str(config),
+                "--db",
+                str(db),
+                "--runs-dir",
+                str(runs_dir),
+                "--workers",
+                "2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _wait_for(kill_point, process)
+        workers = psutil.Process(process.pid).children(recursive=True)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        # The workers die with their driver: nothing trains on behind a killed sweep.
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive
+    assert _finished_runs(db) < 10
+    # Same workers, so the same torch threads per run: float sums then add up alike.
+    finish = sweep_into(tmp_path, config, "--workers", "2")
+    assert finish.returncode == 0, finish.stderr[-3000:]
+    assert stored_rows(db) == stored_rows(reference / "r.db")
+
+
+def test_ray_executor_gives_the_results_of_the_local_one(tmp_path, straight_sweep):
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray (the ray extra) is not installed")
+    reference, _ = straight_sweep
+    config = write_config(tmp_path)
+    result = sweep_into(
+        tmp_path, config, "--executor", "ray", "--cpus-per-run", "1", "--workers", "2"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["finished"] == 10
+    assert stored_rows(tmp_path / "r.db") == stored_rows(reference / "r.db")
+
+
+def test_dry_run_after_an_interruption_lists_resumes_and_skips(tmp_path, straight_sweep):
+    reference, _ = straight_sweep
+    grid = expand_grid(load_sweep_config(reference / "sweep.yaml"))
+    with ResultsStore(reference / "r.db") as store:
+        assert plan_counts(plan_sweep(grid, store, reference / "runs"))["skip"] == 10
+    # Without the database every run with a checkpoint is resumed, and post still derives.
+    counts = plan_counts(plan_sweep(grid, None, reference / "runs"))
+    assert counts == {"train": 0, "resume": 6, "derive": 4, "skip": 0}
