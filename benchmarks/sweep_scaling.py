@@ -1,5 +1,6 @@
 """Sweep throughput with 1 worker and with 2 workers (one torch thread each), measured
-side by side in this one process run.
+side by side in this one process run; and, for reference, 1 worker using both cores
+(2 torch threads, what `--workers 1` does by default on this machine).
 
 The same small grid (ResNet18 at width 0.25 on the generated data set, `dense`, `pre`,
 `in` and `set` in the `mixed` scenario, several seeds) is swept from scratch into a fresh
@@ -7,7 +8,7 @@ database by each configuration in turn, `--rounds` times in alternating order so
 drift on a shared machine hits both alike. Throughput is runs per minute of wall time,
 process start-up and data loading included; the ratio is the median over rounds.
 
-    python benchmarks/sweep_scaling.py [--seeds 4] [--epochs 3] [--rounds 2]
+    python benchmarks/sweep_scaling.py [--seeds 4] [--epochs 3] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -40,12 +41,16 @@ def grid(seeds: int, epochs: int) -> SweepConfig:
     )
 
 
-def sweep_seconds(sweep: SweepConfig, workers: int) -> tuple[float, int]:
+# (workers, torch threads per run)
+SETUPS = ((1, 1), (2, 1), (1, 2))
+
+
+def sweep_seconds(sweep: SweepConfig, workers: int, threads: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as folder, ResultsStore(Path(folder) / "r.db") as store:
         planned = plan_sweep(expand_grid(sweep), store, Path(folder) / "runs")
         started = time.perf_counter()
         state = run_sweep(
-            planned, store, Path(folder) / "runs", LocalExecutor(workers, threads_per_run=1)
+            planned, store, Path(folder) / "runs", LocalExecutor(workers, threads_per_run=threads)
         )
         elapsed = time.perf_counter() - started
     if state.failed:
@@ -57,26 +62,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     sweep = grid(args.seeds, args.epochs)
     print(
         f"{platform.processor() or platform.machine()}, {available_cpus()} cores, "
         f"torch {torch.__version__}; {len(expand_grid(sweep))} runs per sweep"
     )
-    ratios = []
+    ratios: dict[tuple[int, int], list[float]] = {setup: [] for setup in SETUPS[1:]}
     for round_ in range(args.rounds):
-        order = (1, 2) if round_ % 2 == 0 else (2, 1)
+        order = SETUPS if round_ % 2 == 0 else SETUPS[::-1]
         seconds = {}
-        for workers in order:
-            seconds[workers], runs = sweep_seconds(sweep, workers)
+        for workers, threads in order:
+            seconds[workers, threads], runs = sweep_seconds(sweep, workers, threads)
             print(
-                f"round {round_ + 1}: {workers} worker(s): {runs} runs in "
-                f"{seconds[workers]:.1f} s = {60 * runs / seconds[workers]:.1f} runs/min"
+                f"round {round_ + 1}: {workers} worker(s) x {threads} thread(s): {runs} runs "
+                f"in {seconds[workers, threads]:.1f} s = "
+                f"{60 * runs / seconds[workers, threads]:.1f} runs/min"
             )
-        ratios.append(seconds[1] / seconds[2])
-        print(f"round {round_ + 1}: throughput 2 workers / 1 worker = {ratios[-1]:.2f}")
-    print(f"median throughput ratio, 2 workers / 1 worker: {statistics.median(ratios):.2f}")
+        for setup in ratios:
+            ratios[setup].append(seconds[SETUPS[0]] / seconds[setup])
+    for (workers, threads), values in ratios.items():
+        print(
+            f"throughput of {workers} worker(s) x {threads} thread(s) over 1 worker x 1 thread: "
+            f"median {statistics.median(values):.2f} (rounds: "
+            f"{', '.join(f'{v:.2f}' for v in values)})"
+        )
 
 
 if __name__ == "__main__":
