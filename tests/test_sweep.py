@@ -245,17 +245,20 @@ def _finished_runs(db: Path) -> int:
 def test_a_sweep_killed_at_any_moment_ends_with_the_rows_of_an_uninterrupted_one(
     tmp_path, straight_sweep
 ):
-    """SIGKILL the driver: as soon as a first checkpoint exists, after the first and after
-    the sixth finished run; then run it to the end and compare with the straight sweep."""
+    """SIGKILL the driver as soon as a first checkpoint exists, after the first and after
+    the fourth finished run; then Ctrl-C (SIGINT to the whole process group, as a
+    terminal sends it) after the sixth; then run it to the end and compare with the
+    straight sweep."""
     reference, _ = straight_sweep
     config = write_config(tmp_path)
     db, runs_dir = tmp_path / "r.db", tmp_path / "runs"
     kill_points = [
-        lambda: any(runs_dir.glob("*/checkpoint.pt")),
-        lambda: _finished_runs(db) >= 1,
-        lambda: _finished_runs(db) >= 6,
+        (lambda: any(runs_dir.glob("*/checkpoint.pt")), signal.SIGKILL),
+        (lambda: _finished_runs(db) >= 1, signal.SIGKILL),
+        (lambda: _finished_runs(db) >= 4, signal.SIGKILL),
+        (lambda: _finished_runs(db) >= 6, signal.SIGINT),
     ]
-    for kill_point in kill_points:
+    for kill_point, kill_signal in kill_points:
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -273,12 +276,17 @@ def test_a_sweep_killed_at_any_moment_ends_with_the_rows_of_an_uninterrupted_one
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
         _wait_for(kill_point, process)
         workers = psutil.Process(process.pid).children(recursive=True)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        # The workers die with their driver: nothing trains on behind a killed sweep.
+        if kill_signal == signal.SIGKILL:
+            os.kill(process.pid, signal.SIGKILL)
+        else:
+            os.killpg(process.pid, signal.SIGINT)
+        returncode = process.wait(timeout=60)
+        assert returncode == (-signal.SIGKILL if kill_signal == signal.SIGKILL else 130)
+        # The workers die with their driver: nothing trains on behind a stopped sweep.
         _, alive = psutil.wait_procs(workers, timeout=10)
         assert not alive
     assert _finished_runs(db) < 10
