@@ -19,7 +19,7 @@ MEDMNIST_V2_PROTOCOL = (
 )
 DOERRICH_2024 = (
     "Doerrich et al., Rethinking model prototyping through the MedMNIST+ dataset "
-    "collection, Scientific Reports (2025), arXiv:2404.15786; per-resolution tables in "
+    "collection, Scientific Reports 15:7669 (2025), arXiv:2404.15786; tables (as images) in "
     "github.com/sdoerrich97/rethinking-model-prototyping-MedMNISTPlus (BENCHMARK.md)"
 )
 DOERRICH_2024_PROTOCOL = (
