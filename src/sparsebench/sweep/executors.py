@@ -11,6 +11,7 @@ import io
 import os
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from sparsebench.sweep.worker import RunTask, execute_task, prepare_worker
 
 
 def available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class LocalExecutor:
@@ -105,8 +108,7 @@ class RayExecutor:
         self.description = f"ray ({where}), {self.slots} run(s) at once x {cpus_per_run:g} CPU(s)"
 
     def submit(self, task: RunTask) -> Future:
-        task = RunTask(**{**task.__dict__, "threads": self.threads})
-        return self._remote.remote(task).future()
+        return self._remote.remote(replace(task, threads=self.threads)).future()
 
     def restart(self) -> None:
         """Ray replaces dead workers itself."""
