@@ -24,7 +24,7 @@ test: $(STAMP)
 # The quick sweep (every method and scenario on real solar-cell images, ELPV, shipped by
 # a package: offline), then the report; prints the path of its index.html. ~3 min.
 demo: $(STAMP)
-	$(BIN)/sparsebench demo --config configs/quick.yaml --workers 2 --out report
+	$(BIN)/sparsebench demo --config configs/quick.yaml --out report
 
 lint:
 	$(BIN)/ruff check .

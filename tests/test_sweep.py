@@ -85,10 +85,11 @@ def stored_rows(db: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def straight_sweep(tmp_path_factory):
-    """One uninterrupted sweep of the tiny grid (2 seeds), the reference for the others."""
+    """One uninterrupted sweep of the tiny grid (2 seeds), the reference for the others;
+    by default, on this 2-core machine: 2 workers of one torch thread each."""
     folder = tmp_path_factory.mktemp("straight")
     config = write_config(folder)
-    result = sweep_into(folder, config, "--workers", "2")
+    result = sweep_into(folder, config)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, json.loads(result.stdout)
 
@@ -270,8 +271,6 @@ def test_a_sweep_killed_at_any_moment_ends_with_the_rows_of_an_uninterrupted_one
                 str(db),
                 "--runs-dir",
                 str(runs_dir),
-                "--workers",
-                "2",
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -290,8 +289,9 @@ def test_a_sweep_killed_at_any_moment_ends_with_the_rows_of_an_uninterrupted_one
         _, alive = psutil.wait_procs(workers, timeout=10)
         assert not alive
     assert _finished_runs(db) < 10
-    # Same workers, so the same torch threads per run: float sums then add up alike.
-    finish = sweep_into(tmp_path, config, "--workers", "2")
+    # Default workers as the straight sweep, so the same torch threads per run: float
+    # sums then add up alike.
+    finish = sweep_into(tmp_path, config)
     assert finish.returncode == 0, finish.stderr[-3000:]
     assert stored_rows(db) == stored_rows(reference / "r.db")
 
@@ -301,9 +301,8 @@ def test_ray_executor_gives_the_results_of_the_local_one(tmp_path, straight_swee
         pytest.skip("Ray (the ray extra) is not installed")
     reference, _ = straight_sweep
     config = write_config(tmp_path)
-    result = sweep_into(
-        tmp_path, config, "--executor", "ray", "--cpus-per-run", "1", "--workers", "2"
-    )
+    # Both executors' defaults: one CPU, so one torch thread, per run.
+    result = sweep_into(tmp_path, config, "--executor", "ray")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout)["finished"] == 10
     assert stored_rows(tmp_path / "r.db") == stored_rows(reference / "r.db")

@@ -387,7 +387,8 @@ def sweep(
     runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
     executor: Annotated[str, typer.Option(help="local or ray")] = "local",
     workers: Annotated[
-        int | None, typer.Option(help="runs at once (local default 1; ray: what fits)")
+        int | None,
+        typer.Option(help="runs at once (local: one per core, at most 8; ray: what fits)"),
     ] = None,
     threads_per_run: Annotated[
         int | None, typer.Option(help="local: torch threads per run (default: cores / workers)")
@@ -439,7 +440,7 @@ def sweep(
         if executor == "local":
             from sparsebench.sweep.executors import LocalExecutor
 
-            runner = LocalExecutor(workers or 1, threads_per_run)
+            runner = LocalExecutor(workers, threads_per_run)
         else:
             from sparsebench.sweep.executors import RayExecutor
 
@@ -540,7 +541,9 @@ def report(
 @app.command()
 def demo(
     config: Annotated[Path, typer.Option(help="the sweep to run")] = Path("configs/quick.yaml"),
-    workers: Annotated[int, typer.Option(help="runs at once")] = 2,
+    workers: Annotated[
+        int | None, typer.Option(help="runs at once (default: one per core, at most 8)")
+    ] = None,
     db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
     runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
     out_dir: Annotated[Path, typer.Option("--out", help="folder for the report")] = Path("report"),

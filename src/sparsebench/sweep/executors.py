@@ -27,10 +27,21 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def default_workers() -> int:
+    """One run per core (at most 8), so each run gets one torch thread: the fastest way
+    to sweep small networks here, and the same numerics as the Ray executor's default of
+    one CPU per run (a run's float results depend on its thread count). One run at a
+    time on a CUDA machine, where the runs would share the GPU."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else min(available_cpus(), 8)
+
+
 class LocalExecutor:
     """`workers` processes on this machine, the cores split evenly between them."""
 
-    def __init__(self, workers: int = 1, threads_per_run: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, threads_per_run: int | None = None) -> None:
+        workers = default_workers() if workers is None else workers
         if workers < 1:
             raise InputError(f"--workers must be at least 1, got {workers}")
         self.slots = workers
