@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sparsebench.report.results import METHOD_NAMES, METHOD_ORDER, Results  # noqa: E402
@@ -106,9 +107,11 @@ def _grid(results: Results, title: str) -> tuple[Figure, dict[tuple[str, str], p
     return figure, panels
 
 
-def _legend(figure: Figure, methods: list[str]) -> None:
+def _legend(figure: Figure, methods: list[str], bars: bool = False) -> None:
     handles = [
-        plt.Line2D(
+        Patch(color=METHOD_COLOURS.get(m, "grey"), alpha=0.85)
+        if bars
+        else plt.Line2D(
             [], [], color=METHOD_COLOURS.get(m, "grey"), linestyle=METHOD_LINES.get(m, "-"), lw=2
         )
         for m in methods
@@ -197,7 +200,7 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
             reasons = sorted(panel[metric.missing_reason].dropna()) if metric.missing_reason else []
             _missing_panel(axis, reasons[0] if reasons else "not measured")
         axis.tick_params(axis="x", labelsize=8)
-    _legend(figure, METHOD_ORDER)
+    _legend(figure, METHOD_ORDER, bars=True)
     return figure, notes
 
 
