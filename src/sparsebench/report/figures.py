@@ -162,7 +162,8 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
     """Bars: the mean over seeds; whiskers: the standard deviation; dots: each seed."""
     notes = FigureNotes()
     runs = results.in_scenario(results.runs, scenario)
-    figure, panels = _grid(results, f"{metric.title}, scenario {scenario}")
+    devices = ", ".join(sorted(set(runs.device.dropna()))) or "unknown device"
+    figure, panels = _grid(results, f"{metric.title}, scenario {scenario} (on {devices})")
     positions = np.arange(len(METHOD_ORDER))
     for (dataset, model), axis in panels.items():
         panel = runs[(runs.data_label == dataset) & (runs.model == model)]
