@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from sparsebench.cli import app
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BLOODMNIST_LIKE = SHARED_DATA / "bloodmnist_like" / "bloodmnist_like_28.npz"
@@ -26,3 +30,14 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path} is absent (see shared/data)")
     return path
+
+
+def cli_json(args: list[str], folder: Path) -> dict:
+    """`sparsebench ARGS` with its database and runs in `folder` and `--json`; it must
+    succeed, and its JSON is returned."""
+    result = CliRunner().invoke(
+        app,
+        [*args, "--db", str(folder / "r.db"), "--runs-dir", str(folder / "runs"), "--json"],
+    )
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import cli_json
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
@@ -125,8 +126,7 @@ def test_console_script_is_installed():
 
 
 def test_include_and_exclude_flags_limit_pruning(tmp_path):
-    result = runner.invoke(
-        app,
+    summary = cli_json(
         [
             *TRAIN,
             "--method",
@@ -137,15 +137,9 @@ def test_include_and_exclude_flags_limit_pruning(tmp_path):
             "fc",
             "--exclude",
             "*.downsample.*",
-            "--db",
-            str(tmp_path / "r.db"),
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--json",
         ],
+        tmp_path,
     )
-    assert result.exit_code == 0, result.stderr
-    summary = json.loads(result.stdout)
     pruned = {row["layer"] for row in summary["sparsity"]["layers"] if row["sparsity"] > 0}
     assert pruned == {"layer4.0.conv1", "layer4.0.conv2", "layer4.1.conv1", "layer4.1.conv2", "fc"}
     assert summary["config"]["include"] == ["layer4.*", "fc"]
@@ -155,8 +149,7 @@ def test_an_unseen_grey_binary_medmnist_file_trains(tmp_path):
     from test_data import write_npz
 
     path = write_npz(tmp_path / "unseen.npz", grey=True, counts=(64, 16, 16), classes=2)
-    result = runner.invoke(
-        app,
+    summary = cli_json(
         [
             "train",
             "--model",
@@ -171,15 +164,9 @@ def test_an_unseen_grey_binary_medmnist_file_trains(tmp_path):
             "pre",
             "--epochs",
             "1",
-            "--json",
-            "--db",
-            str(tmp_path / "r.db"),
-            "--runs-dir",
-            str(tmp_path / "runs"),
         ],
+        tmp_path,
     )
-    assert result.exit_code == 0, result.stderr
-    summary = json.loads(result.stdout)
     assert summary["data"]["image_shape"] == [1, 28, 28]
     assert summary["data"]["class_counts"]["train"] == {"0": 32, "1": 32}
 

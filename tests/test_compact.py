@@ -104,6 +104,8 @@ def test_compacting_an_unknown_architecture_is_refused():
 
 
 def test_a_model_trained_by_sparsebench_train_compacts_exactly(tmp_path):
+    from test_train import small_config
+
     from sparsebench.data import BatchLoader
     from sparsebench.data.synthetic import make_synthetic
     from sparsebench.deploy.load import load_run
@@ -111,16 +113,7 @@ def test_a_model_trained_by_sparsebench_train_compacts_exactly(tmp_path):
     from sparsebench.train import RunConfig
     from sparsebench.train.run import run_and_record
 
-    config = RunConfig(
-        model="resnet18",
-        width=0.23,
-        dataset="synthetic",
-        method="set",
-        scenario="mixed",
-        epochs=2,
-        lr=2e-3,
-        device="cpu",
-    )
+    config = small_config(width=0.23, method="set", epochs=2)
     data = make_synthetic()
     with ResultsStore(tmp_path / "r.db") as store:
         run_and_record(config, data, store, tmp_path / "runs")

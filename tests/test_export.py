@@ -1,7 +1,6 @@
-import json
-
 import onnx
 import pytest
+from conftest import cli_json
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
@@ -12,8 +11,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("export")
-    result = runner.invoke(
-        app,
+    summary = cli_json(
         [
             "train",
             "--model",
@@ -28,40 +26,19 @@ def trained_run(tmp_path_factory):
             "2",
             "--lr",
             "0.002",
-            "--db",
-            str(folder / "r.db"),
-            "--runs-dir",
-            str(folder / "runs"),
-            "--json",
         ],
+        folder,
     )
-    assert result.exit_code == 0, result.stderr
-    return folder, json.loads(result.stdout)["run_id"]
+    return folder, summary["run_id"]
 
 
 def test_export_float_and_int8_onnx_match_pytorch(trained_run):
     folder, run_id = trained_run
     out = folder / "deploy" / "model.onnx"
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            run_id,
-            "--out",
-            str(out),
-            "--db",
-            str(folder / "r.db"),
-            "--runs-dir",
-            str(folder / "runs"),
-            "--quantize",
-            "int8",
-            "--calibration-samples",
-            "64",
-            "--json",
-        ],
+    report = cli_json(
+        ["export", run_id, "--out", str(out), "--quantize", "int8", "--calibration-samples", "64"],
+        folder,
     )
-    assert result.exit_code == 0, result.stderr
-    report = json.loads(result.stdout)
     assert report["max_rel_difference"] < 1e-4
     assert report["test_accuracy_onnx"] == pytest.approx(report["test_accuracy_torch"], abs=1e-3)
     assert report["calibration_samples"] == 64
@@ -83,23 +60,7 @@ def test_compact_export_is_smaller_than_masked_export(trained_run):
     sizes = {}
     for flag in ("--compact", "--no-compact"):
         out = folder / f"m{flag}.onnx"
-        result = runner.invoke(
-            app,
-            [
-                "export",
-                run_id,
-                "--out",
-                str(out),
-                flag,
-                "--json",
-                "--db",
-                str(folder / "r.db"),
-                "--runs-dir",
-                str(folder / "runs"),
-            ],
-        )
-        assert result.exit_code == 0, result.stderr
-        sizes[flag] = json.loads(result.stdout)["onnx_bytes"]
+        sizes[flag] = cli_json(["export", run_id, "--out", str(out), flag], folder)["onnx_bytes"]
     assert sizes["--compact"] < 0.7 * sizes["--no-compact"]
 
 
@@ -116,26 +77,9 @@ def test_bench_of_a_trained_run_uses_its_data_and_stores_its_id(trained_run):
     from sparsebench.store import ResultsStore
 
     folder, run_id = trained_run
-    result = runner.invoke(
-        app,
-        [
-            "bench",
-            run_id,
-            "--batch-sizes",
-            "2",
-            "--threads",
-            "1",
-            "--repeats",
-            "2",
-            "--db",
-            str(folder / "r.db"),
-            "--runs-dir",
-            str(folder / "runs"),
-            "--json",
-        ],
+    report = cli_json(
+        ["bench", run_id, "--batch-sizes", "2", "--threads", "1", "--repeats", "2"], folder
     )
-    assert result.exit_code == 0, result.stderr
-    report = json.loads(result.stdout)
     assert report["run_id"] == run_id and report["max_rel_difference"] < 1e-5
     assert {row["variant"] for row in report["rows"]} == {
         "masked",

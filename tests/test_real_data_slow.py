@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import SHARED_DATA, shared_path
+from conftest import SHARED_DATA, cli_json, shared_path
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
@@ -15,8 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_resnet18_set_mixed_four_epochs_reaches_eighty_percent(tmp_path, bloodmnist_like):
-    result = CliRunner().invoke(
-        app,
+    summary = cli_json(
         [
             "train",
             "--model",
@@ -33,15 +32,9 @@ def test_resnet18_set_mixed_four_epochs_reaches_eighty_percent(tmp_path, bloodmn
             "mixed",
             "--epochs",
             "4",
-            "--db",
-            str(tmp_path / "r.db"),
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--json",
         ],
+        tmp_path,
     )
-    assert result.exit_code == 0, result.stderr
-    summary = json.loads(result.stdout)
     assert summary["test"]["accuracy"] >= 0.80
     assert len(summary["epochs"]) == 4
     assert summary["sparsity"]["by_kind"]["conv"] == pytest.approx(0.5, abs=0.05)

@@ -431,7 +431,7 @@ def sweep(
             plan["runs"] = [run.as_dict() for run in planned]
             sys.stdout.write(json.dumps(plan) + "\n")
         else:
-            out.print(plan_table(planned, config))
+            out.print(plan_table(planned, counts, config))
         return
 
     from sparsebench.sweep.runner import run_sweep
@@ -491,15 +491,11 @@ def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{number} to {action}" for action, number in counts.items())
 
 
-def plan_table(planned: list[Any], config: Path) -> Table:
-    counts: dict[str, int] = {}
-    for run in planned:
-        counts[run.action] = counts.get(run.action, 0) + 1
+def plan_table(planned: list[Any], counts: dict[str, int], config: Path) -> Table:
     table = Table(title=f"{config}: {len(planned)} runs")
     table.caption = (
-        f"{counts.get('train', 0)} to train, {counts.get('resume', 0)} to resume, "
-        f"{counts.get('derive', 0)} derived from dense runs, "
-        f"{counts.get('skip', 0)} skipped (already finished)"
+        f"{counts['train']} to train, {counts['resume']} to resume, "
+        f"{counts['derive']} derived from dense runs, {counts['skip']} skipped (already finished)"
     )
     for column in ("action", "run_id", "model", "dataset", "method", "scenario", "seed"):
         table.add_column(column, no_wrap=column == "run_id")

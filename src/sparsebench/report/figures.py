@@ -7,7 +7,6 @@ a readable sensor), is written into its panel as such: it is never drawn as zero
 
 from __future__ import annotations
 
-import math
 import textwrap
 from dataclasses import dataclass, field
 
@@ -16,7 +15,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -138,9 +136,11 @@ def curve_figure(
     figure, panels = _grid(results, f"{metric.title}, scenario {scenario}")
     for (dataset, model), axis in panels.items():
         panel = epochs[(epochs.data_label == dataset) & (epochs.model == model)]
+        not_run = []
         for method in METHOD_ORDER:
             rows = panel[panel.method == method]
             if rows.empty:
+                not_run.append(method)
                 notes.not_run.append(f"{METHOD_NAMES[method]} ({model}, {dataset})")
                 continue
             by_epoch = rows.groupby("epoch")[metric.column]
@@ -149,8 +149,7 @@ def curve_figure(
             colour = METHOD_COLOURS[method]
             axis.plot(x, mean.values, color=colour, linestyle=METHOD_LINES.get(method, "-"))
             axis.fill_between(x, low.values, high.values, color=colour, alpha=0.15, lw=0)
-            notes.measured += int(rows[metric.column].notna().sum())
-        _mark_not_run(axis, panel, [m for m in METHOD_ORDER if m not in set(panel.method)])
+        _mark_not_run(axis, not_run)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric.unit)
@@ -167,10 +166,10 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
     positions = np.arange(len(METHOD_ORDER))
     for (dataset, model), axis in panels.items():
         panel = runs[(runs.data_label == dataset) & (runs.model == model)]
-        top = panel[metric.column].max() * metric.scale if panel[metric.column].notna().any() else 1
+        top = panel[metric.column].max() * metric.scale
+        label_y = 0.02 * (top if top > 0 else 1)  # NaN (nothing measured) compares False
         for position, method in zip(positions, METHOD_ORDER, strict=True):
             rows = panel[panel.method == method]
-            label_y = 0.02 * (top if math.isfinite(top) and top > 0 else 1)
             if rows.empty:
                 notes.not_run.append(f"{METHOD_NAMES[method]} ({model}, {dataset})")
                 _slot_text(axis, position, label_y, "not run")
@@ -224,7 +223,7 @@ def _slot_text(axis: plt.Axes, position: float, y: float, text: str) -> None:
     axis.text(position, y, text, rotation=90, ha="center", va="bottom", fontsize=8, color="grey")
 
 
-def _mark_not_run(axis: plt.Axes, panel: pd.DataFrame, methods: list[str]) -> None:
+def _mark_not_run(axis: plt.Axes, methods: list[str]) -> None:
     if methods:
         names = ", ".join(METHOD_NAMES[m] for m in methods)
         axis.text(

@@ -26,9 +26,9 @@ METHOD_NAMES = {
     "set": "SET",
 }
 SCENARIO_NAMES = {
-    "uniform": "uniform: 80% of conv filters and 80% of linear weights pruned",
-    "mixed": "mixed: 50% of conv filters and 80% of linear weights pruned",
-    "linear-only": "linear-only: 80% of linear weights pruned, convs dense",
+    name: f"{name}: {targets.conv:.0%} of conv filters and {targets.linear:.0%} of linear "
+    "weights pruned"
+    for name, targets in SCENARIOS.items()
 }
 
 

@@ -15,10 +15,8 @@ from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
-import psutil
-
 from sparsebench.errors import InputError
-from sparsebench.sweep.worker import RunTask, execute_task, prepare_worker
+from sparsebench.sweep.worker import RunTask, die_with_parent, execute_task
 
 
 def available_cpus() -> int:
@@ -54,12 +52,11 @@ class LocalExecutor:
         return ProcessPoolExecutor(
             max_workers=self.slots,
             mp_context=get_context("spawn"),
-            initializer=prepare_worker,
-            initargs=(self.threads,),
+            initializer=die_with_parent,
         )
 
     def submit(self, task: RunTask) -> Future:
-        return self._pool.submit(execute_task, task)
+        return self._pool.submit(execute_task, replace(task, threads=self.threads))
 
     def restart(self) -> None:
         """A fresh pool after a worker died (every run it held has failed)."""
@@ -68,8 +65,10 @@ class LocalExecutor:
 
     def close(self, cancel: bool = False) -> None:
         if cancel:
-            for child in psutil.Process().children(recursive=True):
-                child.kill()
+            # The pool has no public way to stop runs in progress; kill its own workers
+            # (not every child of this process: a library user may have others).
+            for process in list((self._pool._processes or {}).values()):
+                process.kill()
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
 

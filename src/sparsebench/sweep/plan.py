@@ -50,8 +50,12 @@ class PlannedRun:
     def run_id(self) -> str:
         return self.grid_run.run_id
 
+    @property
+    def dense(self) -> RunConfig | None:
+        """The dense run this run is derived from, if it is derived."""
+        return self.grid_run.derive_from if self.action == "derive" else None
+
     def as_dict(self) -> dict[str, Any]:
-        derive_from = self.grid_run.derive_from
         return {
             "run_id": self.run_id,
             "action": self.action,
@@ -61,7 +65,7 @@ class PlannedRun:
             "method": self.config.method,
             "scenario": self.config.scenario_label,
             "seed": self.config.seed,
-            "derived_from": None if derive_from is None else derive_from.run_id(),
+            "derived_from": None if self.dense is None else self.dense.run_id(),
         }
 
 

@@ -81,21 +81,18 @@ def run_sweep(
             waiting[run.waits_for].append(run)
 
     def task_for(run: PlannedRun) -> RunTask:
-        dense = run.grid_run.derive_from if run.action == "derive" else None
         return RunTask(
             action=run.action,
             config=run.config.model_dump(),
             runs_dir=str(runs_dir),
-            dense_config=None if dense is None else dense.model_dump(),
+            dense_config=None if run.dense is None else run.dense.model_dump(),
             cache_dir=None if cache_dir is None else str(cache_dir),
             download=download,
         )
 
     def record(run: PlannedRun, result: dict[str, Any]) -> None:
         if result["ok"]:
-            derived_from = run.waits_for or (
-                run.grid_run.derive_from.run_id() if run.action == "derive" else None
-            )
+            derived_from = None if run.dense is None else run.dense.run_id()
             store.finish_run(run.run_id, result["summary"], derived_from=derived_from)
             state.done += 1
             state.finished.append(run.run_id)

@@ -38,13 +38,9 @@ class RunTask:
     threads: int | None = None
 
 
-def prepare_worker(threads: int | None) -> None:
-    """Run once in each worker process: its share of the cores, and death with the driver
-    (a killed sweep must not leave orphans training and writing checkpoints)."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
+def die_with_parent() -> None:
+    """Run once in each local worker process: a killed sweep must not leave orphans
+    training and writing checkpoints."""
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
