@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,28 +22,91 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 from sparsebench.data.progress import quiet_progress
 from sparsebench.errors import InputError
 
-CACHE_VERSION = 1
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "P;grey"}
+CACHE_VERSION = 2  # 2: 16-bit and float images scaled to 8 bits (1 clipped them)
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+# Pixels an image may have before it is decoded (its header says how many): a file of a
+# few KB can claim billions. Raised with --max-image-pixels.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("SPARSEBENCH_CACHE", Path.home() / ".cache" / "sparsebench"))
 
 
-def image_channels(paths: Sequence[Path]) -> int:
-    """1 if every image is greyscale, else 3 (read from the file headers only)."""
+@contextmanager
+def open_image(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Iterator[Image.Image]:
+    """The image at `path`, its header read and its size checked before any pixel is
+    decoded. Pillow's own bomb check is set aside here: `max_pixels` replaces it, so a
+    user who raises the limit is not stopped by Pillow's."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        image = Image.open(path)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise InputError(f"{path}: image cannot be decoded ({error})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise InputError(
+                f"{path}: image header claims {width} x {height} pixels, more than the limit "
+                f"of {max_pixels:,} (raise it with --max-image-pixels if the image is real)"
+            )
+        yield image
+
+
+def image_channels(paths: Sequence[Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> int:
+    """1 if every image is greyscale, else 3, read from the file headers only (which
+    also checks every image's size before anything is decoded)."""
+    channels = 1
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                if image.mode not in GREY_MODES:
-                    return 3
-        except (OSError, UnidentifiedImageError) as error:
-            raise InputError(f"{path}: image cannot be decoded ({error})") from None
-    return 1
+        with open_image(path, max_pixels) as image:
+            if image.mode not in GREY_MODES:
+                channels = 3
+    return channels
+
+
+def to_8bit(image: Image.Image, channels: int) -> Image.Image:
+    """`image` as 8 bits per channel, `L` (channels 1) or `RGB` (channels 3).
+
+    Pillow's own conversion clips deep images to 255, which turns a 16-bit camera
+    image white, so the deep modes are scaled here:
+    - 16-bit integer (`I;16*`): v * 255 / 65535, rounded (the type's full range);
+    - 32-bit integer (`I`): read as 16-bit data when every value is in 0..65535 (how
+      16-bit PNG and TIFF files often decode); other values are refused;
+    - 32-bit float (`F`): v * 255, rounded, when every value is in [0, 1]; other values
+      (and NaN or infinity) are refused.
+    Every other mode (1, L, P, LA, RGB, RGBA, CMYK, YCbCr, ...) converts as Pillow does;
+    an alpha channel is dropped.
+    """
+    if image.mode in SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
+        values = np.asarray(image).astype(np.float64)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0, 0)
+        if image.mode == "F":
+            if not (np.isfinite(values).all() and low >= 0.0 and high <= 1.0):
+                raise ValueError(
+                    f"32-bit float pixels from {low:g} to {high:g}: only values in [0, 1] "
+                    "are read; save it as 8 or 16 bits"
+                )
+            scale = 255.0
+        else:
+            if low < 0 or high > 65535:
+                raise ValueError(
+                    f"32-bit integer pixels from {low:g} to {high:g}: only 16-bit data "
+                    "(0..65535) is read; save it as 8 or 16 bits"
+                )
+            scale = 255.0 / 65535.0
+        image = Image.fromarray(np.rint(values * scale).astype(np.uint8), mode="L")
+    return image.convert("L" if channels == 1 else "RGB")
 
 
 def decode_images(
-    paths: Sequence[Path], image_size: int, cache_dir: Path | None = None
+    paths: Sequence[Path],
+    image_size: int,
+    cache_dir: Path | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> torch.Tensor:
     """Every image resized to image_size x image_size, as a (N, C, H, W) uint8 tensor:
     one channel if every image is greyscale, else RGB."""
@@ -54,27 +119,28 @@ def decode_images(
                 return cached["images"]
         except Exception:  # a damaged cache file is decoded again and replaced
             pass
-    images = _decode_all(paths, image_size, image_channels(paths))
-    _write_atomically(cache_file, {"version": CACHE_VERSION, "images": images})
+    images = _decode_all(paths, image_size, image_channels(paths, max_pixels), max_pixels)
+    _write_cache(cache_file, {"version": CACHE_VERSION, "images": images})
     return images
 
 
-def _decode_all(paths: Sequence[Path], image_size: int, channels: int) -> torch.Tensor:
-    mode = "L" if channels == 1 else "RGB"
+def _decode_all(
+    paths: Sequence[Path], image_size: int, channels: int, max_pixels: int
+) -> torch.Tensor:
     out = np.empty((len(paths), image_size, image_size, channels), dtype=np.uint8)
     with quiet_progress(
         TextColumn("decoding images"), BarColumn(), MofNCompleteColumn()
     ) as progress:
         for index in progress.track(range(len(paths))):
             path = paths[index]
-            try:
-                with Image.open(path) as image:
-                    image = image.convert(mode).resize(
+            with open_image(path, max_pixels) as image:
+                try:
+                    image = to_8bit(image, channels).resize(
                         (image_size, image_size), Image.Resampling.BILINEAR
                     )
                     pixels = np.asarray(image, dtype=np.uint8)
-            except (OSError, UnidentifiedImageError, ValueError) as error:
-                raise InputError(f"{path}: image cannot be decoded ({error})") from None
+                except (OSError, ValueError) as error:
+                    raise InputError(f"{path}: image cannot be decoded ({error})") from None
             out[index] = pixels.reshape(image_size, image_size, channels)
     return torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2))).contiguous()
 
@@ -90,11 +156,15 @@ def _cache_key(paths: Sequence[Path], image_size: int) -> str:
     return digest.hexdigest()[:32]
 
 
-def _write_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_cache(path: Path, payload: dict) -> None:
+    """Write-then-rename; a cache that cannot be written (a full disk, a read-only
+    folder) costs the next run a decode, not this run its images."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(payload, temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        warnings.warn(f"{path}: decoded images not cached ({error.strerror})", stacklevel=2)
     finally:
         temporary.unlink(missing_ok=True)

@@ -10,7 +10,10 @@ import numpy as np
 import torch
 
 from sparsebench.data.dataset import SPLITS, ImageDataset, Split
+from sparsebench.data.npz import check_npz_arrays
 from sparsebench.errors import InputError
+
+REQUIRED_KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
 
 # Class names of the MedMNIST 2D sets with one label per image (multi-label ChestMNIST
 # is not a classification set in this sense).
@@ -83,17 +86,12 @@ def load_medmnist_npz(path: str | Path, name: str = "medmnist") -> ImageDataset:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    check_npz_arrays(path, REQUIRED_KEYS)
     try:
         archive = np.load(path, allow_pickle=False)
-        keys = set(archive.files)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise InputError(f"{path}: not a readable npz file ({error})") from None
     with archive:
-        missing = [
-            f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in keys
-        ]
-        if missing:
-            raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
         raw = {}
         for split in SPLITS:
             try:

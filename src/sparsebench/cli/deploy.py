@@ -1,0 +1,184 @@
+"""`sparsebench export` and `bench`: a trained run as a smaller network, measured."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sparsebench.cli.app import app, fail, out
+from sparsebench.errors import InputError
+
+
+@app.command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="a finished run's id (sparsebench runs)")],
+    out_path: Annotated[Path, typer.Option("--out", help="the ONNX file to write")],
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    compact: Annotated[
+        bool, typer.Option("--compact/--no-compact", help="remove pruned filters first")
+    ] = True,
+    quantize: Annotated[str | None, typer.Option(help="int8: also write MODEL.int8.onnx")] = None,
+    calibration_samples: Annotated[int, typer.Option(help="train images to calibrate")] = 256,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Export a trained run to ONNX (compact, optionally int8) and check it in ONNX Runtime."""
+    from sparsebench.deploy.export import export_run
+
+    try:
+        result = export_run(
+            run_id,
+            db,
+            runs_dir,
+            out_path,
+            compact=compact,
+            quantize=quantize,
+            calibration_samples=calibration_samples,
+        )
+    except InputError as error:
+        raise fail(str(error)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print(
+        f"wrote {result['onnx']} ({result['onnx_bytes'] / 2**20:.2f} MiB), "
+        f"max difference to PyTorch {result['max_abs_difference']:.2e} "
+        f"({result['max_rel_difference']:.2e} relative)"
+    )
+    sizes = Table(title="masked vs compact")
+    for column in ("model", "parameters", "non-zero", "MACs/sample", "file MiB"):
+        sizes.add_column(column, justify="left" if column == "model" else "right")
+    for name, numbers in result["counts"].items():
+        sizes.add_row(
+            name,
+            f"{numbers['params_dense']:,}",
+            f"{numbers['params_effective']:,}",
+            f"{numbers['macs_dense']:,}",
+            f"{numbers['file_bytes'] / 2**20:.2f}",
+        )
+    out.print(sizes)
+    table = Table(title=f"test accuracy of run {run_id}")
+    for column in ("model", "accuracy"):
+        table.add_column(column)
+    table.add_row(
+        "PyTorch" + (" (compact)" if compact else ""), f"{result['test_accuracy_torch']:.4f}"
+    )
+    table.add_row("ONNX Runtime, float32", f"{result['test_accuracy_onnx']:.4f}")
+    if "onnx_int8" in result:
+        table.add_row(
+            f"ONNX Runtime, int8 ({result['calibration_samples']} calibration images)",
+            f"{result['test_accuracy_int8']:.4f}",
+        )
+        out.print(f"wrote {result['onnx_int8']} ({result['onnx_int8_bytes'] / 2**20:.2f} MiB)")
+    out.print(table)
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise fail(f"{flag}: expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise fail(f"{flag}: expected positive integers, got {text!r}")
+    return values
+
+
+@app.command()
+def bench(
+    run_id: Annotated[str | None, typer.Argument(help="a finished run (else --model ...)")] = None,
+    model: Annotated[str, typer.Option(help="without RUN_ID: vgg16 or resnet18")] = "resnet18",
+    method: Annotated[str, typer.Option(help="without RUN_ID: the masks to apply")] = "pre",
+    scenario: Annotated[str, typer.Option(help="without RUN_ID: uniform, mixed, ...")] = "mixed",
+    width: Annotated[float, typer.Option(help="without RUN_ID: channel multiplier")] = 1.0,
+    image_size: Annotated[int, typer.Option(help="without RUN_ID: input size")] = 32,
+    batch_sizes: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1,64",
+    threads: Annotated[str, typer.Option(help="comma-separated thread counts")] = "",
+    repeats: Annotated[int, typer.Option(help="timed calls per measurement")] = 20,
+    linear: Annotated[str, typer.Option(help="compact linear storage: auto, dense, csr")] = "auto",
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
+) -> None:
+    """Inference latency, throughput and energy: masked vs compact vs ONNX Runtime."""
+    import torch
+
+    from sparsebench.deploy.bench import bench_subject, benchmark_models
+    from sparsebench.deploy.export import calibration_batches
+    from sparsebench.deploy.load import load_run
+    from sparsebench.store import ResultsStore
+
+    sizes = _int_list(batch_sizes, "--batch-sizes")
+    thread_counts = _int_list(threads, "--threads") if threads else [torch.get_num_threads()]
+    if linear not in ("auto", "dense", "csr"):
+        raise fail(f"--linear: expected auto, dense or csr, got {linear!r}")
+    calibration = None
+    try:
+        if run_id is not None:
+            run = load_run(run_id, db, runs_dir)
+            network, shape = run.model, run.input_shape
+            subject = f"run {run_id}"
+            calibration = calibration_batches(run.dataset(), 256)
+        else:
+            network, shape, subject = bench_subject(model, method, scenario, width, image_size)
+    except InputError as error:
+        raise fail(str(error)) from None
+    rows, difference = benchmark_models(
+        network,
+        shape,
+        batch_sizes=sizes,
+        threads=thread_counts,
+        repeats=repeats,
+        calibration=calibration,
+        linear=linear,  # type: ignore[arg-type]
+    )
+    records = [row.as_dict() for row in rows]
+    with ResultsStore(db) as store:
+        store.record_inference_bench(run_id, subject, records, difference)
+    if as_json:
+        payload = {
+            "subject": subject,
+            "run_id": run_id,
+            "max_rel_difference": difference,
+            "rows": records,
+        }
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    table = Table(title=f"{subject}: CPU inference (compact vs masked difference {difference:.1e})")
+    for column in (
+        "variant",
+        "batch",
+        "threads",
+        "median ms",
+        "p95 ms",
+        "per s",
+        "speedup",
+        "MAC ratio",
+        "efficiency",
+        "J/inference",
+    ):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for row in rows:
+        energy = (
+            "missing" if row.energy_per_inference_j is None else f"{row.energy_per_inference_j:.4f}"
+        )
+        table.add_row(
+            row.variant,
+            str(row.batch_size),
+            str(row.threads),
+            f"{row.latency_median_ms:.2f}",
+            f"{row.latency_p95_ms:.2f}",
+            f"{row.throughput_per_s:.1f}",
+            f"{row.speedup:.2f}",
+            f"{row.mac_ratio:.2f}",
+            f"{row.efficiency:.2f}",
+            energy,
+        )
+    missing = {row.energy_missing_reason for row in rows if row.energy_per_inference_j is None}
+    if missing:
+        table.caption = "energy missing: " + "; ".join(sorted(missing))
+    out.print(table)

@@ -1,0 +1,99 @@
+"""`sparsebench runs`, `tables` and `report`: what the results database holds."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from sparsebench.cli.app import app, err, fail, out
+from sparsebench.errors import InputError
+
+
+@app.command()
+def runs(
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """List stored runs with their final test metrics."""
+    from sparsebench.store import ResultsStore
+
+    if fmt not in ("table", "csv", "json"):
+        raise fail(f"--format: expected table, csv or json, got {fmt!r}")
+    if not db.is_file():
+        raise fail(f"{db}: results database does not exist")
+    with ResultsStore(db) as store:
+        frame = store.runs_overview()
+    if fmt == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif fmt == "json":
+        sys.stdout.write(frame.to_json(orient="records") + "\n")
+    else:
+        table = Table(title=str(db))
+        columns = [
+            "run_id",
+            "model",
+            "dataset",
+            "method",
+            "scenario",
+            "seed",
+            "status",
+            "test_accuracy",
+            "test_f1",
+            "total_train_time_s",
+            "sparsity_conv",
+            "sparsity_linear",
+        ]
+        for column in columns:
+            table.add_column(column, no_wrap=column == "run_id")
+        for record in frame[columns].itertuples(index=False):
+            table.add_row(*(_cell(value) for value in record))
+        out.print(table)
+
+
+@app.command()
+def tables(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the exported tables")],
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+) -> None:
+    """Export every results table to CSV or Parquet files."""
+    from sparsebench.store import ResultsStore, export_tables
+
+    if fmt not in ("csv", "parquet"):
+        raise fail(f"--format: expected csv or parquet, got {fmt!r}")
+    if not db.is_file():
+        raise fail(f"{db}: results database does not exist")
+    with ResultsStore(db) as store:
+        for path in export_tables(store, out_dir, fmt):  # type: ignore[arg-type]
+            out.print(str(path))
+
+
+@app.command()
+def report(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the report")] = Path("report"),
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+) -> None:
+    """The study's figures (PNG + SVG), Table 1, every run, and an offline index.html."""
+    from sparsebench.report import build_report
+
+    try:
+        built = build_report(db, out_dir)
+    except InputError as error:
+        raise fail(str(error)) from None
+    err.print(
+        f"{len(built.figures)} figures (PNG + SVG) and {len(built.tables)} tables in {out_dir}",
+        highlight=False,
+    )
+    out.print(str(built.index.resolve()), highlight=False)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

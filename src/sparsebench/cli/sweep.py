@@ -1,0 +1,246 @@
+"""`sparsebench sweep` and `demo`: grids of runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from sparsebench.cli.app import app, err, fail, out
+from sparsebench.cli.results import report
+from sparsebench.errors import InputError
+
+
+class RichSweepProgress:
+    """Runs done, running, failed and left on stderr; silent when it is not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("runs"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[counts]}"),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self.task = None
+
+    def __enter__(self) -> RichSweepProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def update(self, state: Any) -> None:
+        counts = (
+            f"{state.done} done, {state.running} running, {len(state.failed)} failed, "
+            f"{state.left} left"
+        )
+        if self.task is None:
+            self.task = self.progress.add_task("sweep", total=state.total, counts=counts)
+        self.progress.update(self.task, completed=state.done + len(state.failed), counts=counts)
+
+    def run_ended(self, run: Any, result: dict[str, Any]) -> None:
+        if not self.console.is_terminal:
+            return
+        what = f"{run.config.model} {run.config.dataset} {run.config.method} "
+        what += f"{run.config.scenario_label} seed {run.config.seed}"
+        if result["ok"]:
+            accuracy = result["summary"]["test"]["accuracy"]
+            self.progress.console.print(
+                f"{run.action:>6} {run.run_id} {what}: test accuracy {accuracy:.4f} "
+                f"({result['seconds']:.0f} s)",
+                highlight=False,
+            )
+        else:
+            self.progress.console.print(
+                f"failed {run.run_id} {what}: {result['error']}", highlight=False
+            )
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="sweep YAML, e.g. configs/quick.yaml")],
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    executor: Annotated[str, typer.Option(help="local or ray")] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="runs at once (local: one per core, at most 8; ray: what fits)"),
+    ] = None,
+    threads_per_run: Annotated[
+        int | None, typer.Option(help="local: torch threads per run (default: cores / workers)")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="join this Ray cluster instead of starting one")
+    ] = None,
+    cpus_per_run: Annotated[float, typer.Option(help="ray: CPUs each run reserves")] = 1.0,
+    gpus_per_run: Annotated[float, typer.Option(help="ray: GPUs each run reserves")] = 0.0,
+    cache_dir: Annotated[Path | None, typer.Option(help="decoded-image cache")] = None,
+    download: Annotated[
+        bool, typer.Option(help="MedMNIST: fetch the published files into the cache")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="list what would be trained, derived, resumed or skipped")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+) -> None:
+    """Run a grid of runs; finished runs are skipped and interrupted ones resumed."""
+    from sparsebench.config import load_sweep_config
+    from sparsebench.store import ResultsStore
+    from sparsebench.sweep.plan import expand_grid, plan_counts, plan_sweep
+
+    if executor not in ("local", "ray"):
+        raise fail(f"--executor: expected local or ray, got {executor!r}")
+    try:
+        sweep_config = load_sweep_config(config)
+        grid = expand_grid(sweep_config)
+    except InputError as error:
+        raise fail(str(error)) from None
+    if dry_run and not db.is_file():
+        planned = plan_sweep(grid, None, runs_dir)
+    else:
+        with ResultsStore(db) as store:
+            planned = plan_sweep(grid, store, runs_dir)
+    counts = plan_counts(planned)
+    if dry_run:
+        if as_json:
+            plan = {"config": str(config), "counts": counts}
+            plan["runs"] = [run.as_dict() for run in planned]
+            sys.stdout.write(json.dumps(plan) + "\n")
+        else:
+            out.print(plan_table(planned, counts, config))
+        return
+
+    from sparsebench.sweep.runner import run_sweep
+
+    try:
+        if executor == "local":
+            from sparsebench.sweep.executors import LocalExecutor
+
+            runner = LocalExecutor(workers, threads_per_run)
+        else:
+            from sparsebench.sweep.executors import RayExecutor
+
+            runner = RayExecutor(ray_address, cpus_per_run, gpus_per_run, workers)
+    except InputError as error:
+        raise fail(str(error)) from None
+    err.print(
+        f"sweep {sweep_config.name}: {len(planned)} runs ({_counts_text(counts)}); "
+        f"{runner.description}; results in {db}",
+        highlight=False,
+    )
+    try:
+        with ResultsStore(db) as store, RichSweepProgress(err) as progress:
+            state = run_sweep(
+                planned,
+                store,
+                runs_dir,
+                runner,
+                cache_dir=cache_dir,
+                download=download,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        err.print("interrupted: run the same command again to go on where the sweep stopped")
+        raise typer.Exit(code=130) from None
+    outcome = {
+        "config": str(config),
+        "counts": counts,
+        "finished": len(state.finished),
+        "failed": state.failed,
+        "db": str(db),
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(outcome) + "\n")
+    else:
+        out.print(
+            f"sweep {sweep_config.name}: {len(state.finished)} run(s) finished, "
+            f"{counts['skip']} already done, {len(state.failed)} failed; results in {db}",
+            highlight=False,
+        )
+        for failure in state.failed:
+            out.print(f"  failed {failure['run_id']}: {failure['error']}", highlight=False)
+    if state.failed:
+        raise typer.Exit(code=1)
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{number} to {action}" for action, number in counts.items())
+
+
+def plan_table(planned: list[Any], counts: dict[str, int], config: Path) -> Table:
+    table = Table(title=f"{config}: {len(planned)} runs")
+    table.caption = (
+        f"{counts['train']} to train, {counts['resume']} to resume, "
+        f"{counts['derive']} derived from dense runs, {counts['skip']} skipped (already finished)"
+    )
+    for column in ("action", "run_id", "model", "dataset", "method", "scenario", "seed"):
+        table.add_column(column, no_wrap=column == "run_id")
+    table.add_column("derived from", no_wrap=True)
+    for run in planned:
+        row = run.as_dict()
+        table.add_row(
+            row["action"],
+            row["run_id"],
+            row["model"],
+            row["dataset"],
+            row["method"],
+            row["scenario"],
+            str(row["seed"]),
+            row["derived_from"] or "",
+        )
+    return table
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option(help="the sweep to run")] = Path("configs/quick.yaml"),
+    workers: Annotated[
+        int | None, typer.Option(help="runs at once (default: one per core, at most 8)")
+    ] = None,
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the report")] = Path("report"),
+) -> None:
+    """The whole loop offline: the quick sweep (every method and scenario on real
+    solar-cell images, ELPV), then the report; prints the path of its index.html."""
+    failed = False
+    try:
+        sweep(
+            config,
+            db=db,
+            runs_dir=runs_dir,
+            executor="local",
+            workers=workers,
+            threads_per_run=None,
+            ray_address=None,
+            cpus_per_run=1.0,
+            gpus_per_run=0.0,
+            cache_dir=None,
+            download=False,
+            dry_run=False,
+            as_json=False,
+        )
+    except typer.Exit as exit_:
+        if exit_.exit_code != 1:  # 1: some runs failed; the report shows the others
+            raise
+        failed = True
+    report(out_dir=out_dir, db=db)
+    if failed:
+        raise typer.Exit(code=1)

@@ -1,0 +1,256 @@
+"""`sparsebench train`: one run, with a progress bar per epoch and its summary."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from sparsebench.cli.app import app, err, fail, out
+from sparsebench.errors import InputError
+
+
+class RichEpochProgress:
+    """A progress bar per epoch on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self.task = None
+
+    def __enter__(self) -> RichEpochProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def start_epoch(self, epoch: int, total_epochs: int, batches: int) -> None:
+        self.task = self.progress.add_task(
+            "train", total=batches, epoch=f"{epoch + 1}/{total_epochs}", status=""
+        )
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
+
+    def end_epoch(self, row: dict[str, Any]) -> None:
+        status = (
+            f"loss {row['train_loss']:.3f}  acc {row['train_accuracy']:.3f}  "
+            f"val acc {row['val_accuracy']:.3f}  {row['train_time_s']:.1f}s"
+        )
+        self.progress.update(self.task, status=status)
+
+
+@app.command()
+def train(
+    model: Annotated[str | None, typer.Option(help="vgg16, resnet18 or a registered model")] = None,
+    width: Annotated[
+        float | None, typer.Option(help="channel multiplier; 1.0 is the real model")
+    ] = None,
+    image_size: Annotated[int | None, typer.Option(help="resize inputs to N x N (28..224)")] = None,
+    dataset: Annotated[str | None, typer.Option(help="data set name, e.g. bloodmnist")] = None,
+    data_path: Annotated[str | None, typer.Option(help="file or folder of the data set")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="paper, csv:1cls, csv:2cls_highshot or csv:FILE")
+    ] = None,
+    subset_size: Annotated[int | None, typer.Option(help="stratified subset of N images")] = None,
+    in_channels: Annotated[
+        int | None, typer.Option(help="1 or 3 model input channels (default: the data's)")
+    ] = None,
+    visa_objects: Annotated[
+        str | None, typer.Option(help="VisA objects, comma-separated (default: all)")
+    ] = None,
+    elpv_classes: Annotated[int | None, typer.Option(help="ELPV: 2 (defect >= 0.5) or 4")] = None,
+    augment: Annotated[
+        bool | None, typer.Option("--augment/--no-augment", help="random horizontal flips")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="decoded-image cache (default ~/.cache/sparsebench)")
+    ] = None,
+    download: Annotated[
+        bool, typer.Option(help="MedMNIST: fetch the published file into the cache")
+    ] = False,
+    method: Annotated[str | None, typer.Option(help="dense, pre, in, post or set")] = None,
+    scenario: Annotated[str | None, typer.Option(help="uniform, mixed or linear-only")] = None,
+    conv_sparsity: Annotated[float | None, typer.Option(help="fraction of filters removed")] = None,
+    linear_sparsity: Annotated[
+        float | None, typer.Option(help="fraction of linear weights removed")
+    ] = None,
+    swap_fraction: Annotated[
+        float | None, typer.Option(help="share of units swapped per epoch")
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help="prune only layers matching (repeatable), e.g. 'layer4.*'"),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="never prune layers matching (repeatable), e.g. fc")
+    ] = None,
+    fine_tune_epochs: Annotated[
+        int | None, typer.Option(help="post: epochs of training after pruning (study: 0)")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="training epochs (study: 50)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="batch size (study: 64)")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (study: 1e-4)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
+    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    config: Annotated[Path | None, typer.Option(help="YAML run config; flags override it")] = None,
+    force: Annotated[bool, typer.Option(help="train again even if the run is finished")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the run summary as JSON")] = False,
+) -> None:
+    """Train one network with one pruning method and store every metric."""
+    from sparsebench.config import load_run_config
+    from sparsebench.data import load_dataset
+    from sparsebench.models import model_names
+    from sparsebench.store import ResultsStore
+    from sparsebench.train.loop import resolve_device
+    from sparsebench.train.run import run_and_record
+
+    try:
+        run_config = load_run_config(
+            config,
+            model=model,
+            width=width,
+            image_size=image_size,
+            dataset=dataset,
+            data_path=data_path,
+            split=split,
+            subset_size=subset_size,
+            in_channels=in_channels,
+            visa_objects=visa_objects.split(",") if visa_objects else None,
+            elpv_classes=elpv_classes,
+            augment=augment,
+            method=method,
+            scenario=scenario,
+            conv_sparsity=conv_sparsity,
+            linear_sparsity=linear_sparsity,
+            swap_fraction=swap_fraction,
+            fine_tune_epochs=fine_tune_epochs,
+            include=include or None,
+            exclude=exclude or None,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+        )
+        known = model_names()
+        if run_config.model not in known:
+            raise InputError(
+                f"--model: unknown model {run_config.model!r} (choose from {', '.join(known)})"
+            )
+        resolve_device(run_config.device)
+        data = load_dataset(
+            run_config.dataset, run_config.data_path, run_config.data_options(cache_dir, download)
+        )
+    except InputError as error:
+        raise fail(str(error)) from None
+
+    err.print(
+        f"run {run_config.run_id()}: {run_config.model} x{run_config.width:g} on "
+        f"{data.name} ({', '.join(f'{k} {v}' for k, v in data.summary()['samples'].items())}), "
+        f"method {run_config.method}, {run_config.scenario_label}",
+        highlight=False,
+    )
+    err.print(class_count_table(data.summary()))
+    try:
+        with ResultsStore(db) as store, RichEpochProgress(err) as progress:
+            summary = run_and_record(
+                run_config, data, store, runs_dir, progress=progress, force=force
+            )
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: run the same command again to resume run {run_config.run_id()} "
+            "from its last finished epoch"
+        )
+        raise typer.Exit(code=130) from None
+    if summary.get("reused"):
+        err.print(f"run {summary['run_id']} was already finished in {db}; use --force to retrain")
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=float) + "\n")
+    else:
+        out.print(summary_table(summary))
+
+
+def class_count_table(data: dict[str, Any]) -> Table:
+    """Samples per class in each split, so a user can check the data was read right."""
+    table = Table(title=f"{data['name']}: {data['source']}")
+    counts = data["class_counts"]
+    for column in ("class", *counts, "total"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name in data["classes"]:
+        row = [counts[split][name] for split in counts]
+        total = sum(row) - (counts["val"][name] if _val_is_test(data) else 0)
+        table.add_row(name, *map(str, row), str(total))
+    if _val_is_test(data):
+        table.caption = "validation is the test split (the study's protocol for this data)"
+    return table
+
+
+def _val_is_test(data: dict[str, Any]) -> bool:
+    counts = data["class_counts"]
+    return data["samples"]["val"] == data["samples"]["test"] and counts["val"] == counts["test"]
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"run {summary['run_id']}")
+    table.add_column("epoch", justify="right")
+    for column in (
+        "train loss",
+        "train acc",
+        "val acc",
+        "val F1",
+        "time s",
+        "peak MiB",
+        "energy J",
+    ):
+        table.add_column(column, justify="right")
+    for row in summary["epochs"]:
+        energy = "missing" if row["energy_j"] is None else f"{row['energy_j']:.1f}"
+        table.add_row(
+            str(row["epoch"] + 1),
+            f"{row['train_loss']:.4f}",
+            f"{row['train_accuracy']:.4f}",
+            f"{row['val_accuracy']:.4f}",
+            f"{row['val_f1']:.4f}",
+            f"{row['train_time_s']:.1f}",
+            f"{row['peak_memory_bytes'] / 2**20:.0f}",
+            energy,
+        )
+    test = summary["test"]
+    by_kind = summary["sparsity"]["by_kind"]
+    caption = (
+        f"test: accuracy {test['accuracy']:.4f}  F1 {test['f1']:.4f}  precision "
+        f"{test['precision']:.4f}  recall {test['recall']:.4f}  "
+        f"inference {test['inference_time_per_sample_s'] * 1e3:.3f} ms/sample\n"
+        f"sparsity: conv {by_kind.get('conv', 0):.3f}  linear {by_kind.get('linear', 0):.3f}  "
+        f"params {test['params_effective']:,}/{test['params_dense']:,}  "
+        f"MACs {test['macs_effective']:,}/{test['macs_dense']:,}"
+    )
+    if test["inference_energy_j"] is None and summary["epochs"]:
+        caption += f"\nenergy missing: {summary['epochs'][-1]['energy_missing_reason']}"
+    table.caption = caption
+    return table
