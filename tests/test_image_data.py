@@ -10,7 +10,7 @@ from PIL import Image
 
 from sparsebench.data import DataOptions, load_dataset
 from sparsebench.data import images as images_module
-from sparsebench.data.coco import image_label
+from sparsebench.data.coco import CocoAnnotation, image_label
 from sparsebench.data.splits import stratified_split, stratified_subset
 from sparsebench.errors import InputError
 
@@ -106,6 +106,7 @@ def test_coco_label_rules():
         {"id": 10, "category_id": 3, "area": 30},
         {"id": 11, "category_id": 2, "area": 100},
     ]
+    annotations = [CocoAnnotation(image_id=1, **entry) for entry in annotations]
     assert image_label(annotations, "first") == 3
     assert image_label(annotations, "majority") == 1  # 2 boxes each for 1 and 3; 55 > 40 area
     assert image_label(annotations, "largest-area") == 2
@@ -220,7 +221,7 @@ def test_a_coco_image_that_does_not_exist(tmp_path):
         [{"id": 1, "image_id": 1, "category_id": 1}],
         [{"id": 1, "name": "x"}],
     )
-    with pytest.raises(InputError, match="image 'nowhere.png' \\(id 1\\) does not exist"):
+    with pytest.raises(InputError, match=r"images\[0\] \(id 1\): image 'nowhere.png' does not exist"):
         load_dataset("mvtec3d-objects", tmp_path, DataOptions())
 
 

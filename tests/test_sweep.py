@@ -152,7 +152,7 @@ def test_every_preset_is_valid():
         ),
         (
             "models: [resnet18]\ndatasets: [{dataset: synthetic, split: nope}]\nmethods: [dense]",
-            "datasets.0.split: expected paper or csv",
+            "datasets[0].split: expected paper or csv",
         ),
         (
             "models: [resnet18]\ndatasets: [{dataset: synthetic}]\nmethods: [dense, magic]",

@@ -4,15 +4,15 @@ loading one from YAML with errors that name the file and key, and the scenario p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from sparsebench.errors import InputError
+from sparsebench.errors import InputError, validation_message
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS, SparsityTargets
-from sparsebench.train.config import RunConfig
+from sparsebench.train.config import MAX_SEED, RunConfig
 
 __all__ = [
     "SCENARIOS",
@@ -36,22 +36,6 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return data
-
-
-def validation_message(
-    error: ValidationError, where: str = "", flags: bool = False, section: str = ""
-) -> str:
-    """The first problem of a pydantic error as one line naming the key (or the flag);
-    `section` is the path of the validated mapping inside a larger file."""
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in (*([section] if section else []), *first["loc"]))
-    if flags and key:
-        key = "--" + key.replace("_", "-")
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    prefix = f"{where}: " if where else ""
-    return f"{prefix}{key}: {message}" if key else f"{prefix}{message}"
 
 
 def load_run_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
@@ -78,6 +62,8 @@ DATA_FIELDS = (
     "augment",
     "image_size",
     "in_channels",
+    "max_image_pixels",
+    "allow_external_paths",
 )
 TRAINING_FIELDS = (
     "width",
@@ -124,7 +110,9 @@ class SweepConfig(BaseModel):
     datasets: list[DataSpec] = Field(min_length=1)  # type: ignore[valid-type]
     methods: list[str] = Field(min_length=1)
     scenarios: list[str] = Field(default_factory=lambda: ["mixed"], min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
+        default_factory=lambda: [0], min_length=1
+    )
     training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[valid-type]
 
     @field_validator("models")
@@ -162,7 +150,7 @@ class SweepConfig(BaseModel):
             )
         except ValidationError as error:
             loc = error.errors()[0]["loc"]
-            section = f"datasets.{dataset_index}" if loc and loc[0] in DATA_FIELDS else "training"
+            section = f"datasets[{dataset_index}]" if loc and loc[0] in DATA_FIELDS else "training"
             raise InputError(validation_message(error, section=section)) from None
 
 

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import sys
 import unicodedata
+import warnings
 from typing import Any
 
 import typer
@@ -55,6 +56,11 @@ def say(message: str) -> None:
     err.print(printable(message), markup=False, highlight=False, soft_wrap=True)
 
 
+def show(message: str) -> None:
+    """One line of a command's result on stdout, verbatim."""
+    out.print(printable(message), markup=False, highlight=False, soft_wrap=True)
+
+
 def fail(message: str) -> typer.Exit:
     say(f"error: {message}")
     return typer.Exit(code=2)
@@ -89,6 +95,14 @@ class OneLineErrors(TyperGroup):
     usage box), whether the command runs from the shell or from a test's CliRunner."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code = self._run(*args, **kwargs)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(self, *args: Any, **kwargs: Any) -> int:
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except click_errors.NoArgsIsHelpError as error:
@@ -110,10 +124,11 @@ class OneLineErrors(TyperGroup):
                 )
             say(f"error: {line[0]}")
             code = line[1]
-        code = code if isinstance(code, int) else 0
-        if standalone_mode:
-            sys.exit(code)
-        return code
+        return code if isinstance(code, int) else 0
+
+
+def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    say(f"warning: {message}")
 
 
 app = typer.Typer(

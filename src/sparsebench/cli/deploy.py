@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sparsebench.cli.app import app, fail, out
+from sparsebench.cli.app import app, fail, out, show
 from sparsebench.errors import InputError
 
 
@@ -45,7 +45,7 @@ def export(
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    out.print(
+    show(
         f"wrote {result['onnx']} ({result['onnx_bytes'] / 2**20:.2f} MiB), "
         f"max difference to PyTorch {result['max_abs_difference']:.2e} "
         f"({result['max_rel_difference']:.2e} relative)"
@@ -74,7 +74,7 @@ def export(
             f"ONNX Runtime, int8 ({result['calibration_samples']} calibration images)",
             f"{result['test_accuracy_int8']:.4f}",
         )
-        out.print(f"wrote {result['onnx_int8']} ({result['onnx_int8_bytes'] / 2**20:.2f} MiB)")
+        show(f"wrote {result['onnx_int8']} ({result['onnx_int8_bytes'] / 2**20:.2f} MiB)")
     out.print(table)
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sparsebench.cli.app import app, err, fail, out
+from sparsebench.cli.app import app, fail, out, say, show
 from sparsebench.errors import InputError
 
 
@@ -69,7 +69,7 @@ def tables(
         raise fail(f"{db}: results database does not exist")
     with ResultsStore(db) as store:
         for path in export_tables(store, out_dir, fmt):  # type: ignore[arg-type]
-            out.print(str(path))
+            show(str(path))
 
 
 @app.command()
@@ -84,11 +84,8 @@ def report(
         built = build_report(db, out_dir)
     except InputError as error:
         raise fail(str(error)) from None
-    err.print(
-        f"{len(built.figures)} figures (PNG + SVG) and {len(built.tables)} tables in {out_dir}",
-        highlight=False,
-    )
-    out.print(str(built.index.resolve()), highlight=False)
+    say(f"{len(built.figures)} figures (PNG + SVG) and {len(built.tables)} tables in {out_dir}")
+    show(str(built.index.resolve()))
 
 
 def _cell(value: Any) -> str:

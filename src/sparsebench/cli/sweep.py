@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sparsebench.cli.app import app, err, fail, out
+from sparsebench.cli.app import app, err, fail, out, printable, say, show
 from sparsebench.cli.results import report
 from sparsebench.errors import InputError
 
@@ -65,11 +65,14 @@ class RichSweepProgress:
             self.progress.console.print(
                 f"{run.action:>6} {run.run_id} {what}: test accuracy {accuracy:.4f} "
                 f"({result['seconds']:.0f} s)",
+                markup=False,
                 highlight=False,
             )
         else:
             self.progress.console.print(
-                f"failed {run.run_id} {what}: {result['error']}", highlight=False
+                printable(f"failed {run.run_id} {what}: {result['error']}"),
+                markup=False,
+                highlight=False,
             )
 
 
@@ -140,10 +143,9 @@ def sweep(
             runner = RayExecutor(ray_address, cpus_per_run, gpus_per_run, workers)
     except InputError as error:
         raise fail(str(error)) from None
-    err.print(
+    say(
         f"sweep {sweep_config.name}: {len(planned)} runs ({_counts_text(counts)}); "
-        f"{runner.description}; results in {db}",
-        highlight=False,
+        f"{runner.description}; results in {db}"
     )
     try:
         with ResultsStore(db) as store, RichSweepProgress(err) as progress:
@@ -157,7 +159,7 @@ def sweep(
                 progress=progress,
             )
     except KeyboardInterrupt:
-        err.print("interrupted: run the same command again to go on where the sweep stopped")
+        say("interrupted: run the same command again to go on where the sweep stopped")
         raise typer.Exit(code=130) from None
     outcome = {
         "config": str(config),
@@ -169,13 +171,12 @@ def sweep(
     if as_json:
         sys.stdout.write(json.dumps(outcome) + "\n")
     else:
-        out.print(
+        show(
             f"sweep {sweep_config.name}: {len(state.finished)} run(s) finished, "
-            f"{counts['skip']} already done, {len(state.failed)} failed; results in {db}",
-            highlight=False,
+            f"{counts['skip']} already done, {len(state.failed)} failed; results in {db}"
         )
         for failure in state.failed:
-            out.print(f"  failed {failure['run_id']}: {failure['error']}", highlight=False)
+            show(f"  failed {failure['run_id']}: {failure['error']}")
     if state.failed:
         raise typer.Exit(code=1)
 

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sparsebench.cli.app import app, err, fail, out
+from sparsebench.cli.app import app, err, fail, out, plain, say
 from sparsebench.errors import InputError
 
 
@@ -85,6 +85,17 @@ def train(
     augment: Annotated[
         bool | None, typer.Option("--augment/--no-augment", help="random horizontal flips")
     ] = None,
+    max_image_pixels: Annotated[
+        int | None,
+        typer.Option(help="largest image decoded, width x height (default 100,000,000)"),
+    ] = None,
+    allow_external_paths: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-external-paths/--no-external-paths",
+            help="read annotation/CSV entries outside the data's folder (absolute, ../)",
+        ),
+    ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option(help="decoded-image cache (default ~/.cache/sparsebench)")
     ] = None,
@@ -143,6 +154,8 @@ def train(
             visa_objects=visa_objects.split(",") if visa_objects else None,
             elpv_classes=elpv_classes,
             augment=augment,
+            max_image_pixels=max_image_pixels,
+            allow_external_paths=allow_external_paths,
             method=method,
             scenario=scenario,
             conv_sparsity=conv_sparsity,
@@ -169,11 +182,10 @@ def train(
     except InputError as error:
         raise fail(str(error)) from None
 
-    err.print(
+    say(
         f"run {run_config.run_id()}: {run_config.model} x{run_config.width:g} on "
         f"{data.name} ({', '.join(f'{k} {v}' for k, v in data.summary()['samples'].items())}), "
-        f"method {run_config.method}, {run_config.scenario_label}",
-        highlight=False,
+        f"method {run_config.method}, {run_config.scenario_label}"
     )
     err.print(class_count_table(data.summary()))
     try:
@@ -182,13 +194,13 @@ def train(
                 run_config, data, store, runs_dir, progress=progress, force=force
             )
     except KeyboardInterrupt:
-        err.print(
+        say(
             f"interrupted: run the same command again to resume run {run_config.run_id()} "
             "from its last finished epoch"
         )
         raise typer.Exit(code=130) from None
     if summary.get("reused"):
-        err.print(f"run {summary['run_id']} was already finished in {db}; use --force to retrain")
+        say(f"run {summary['run_id']} was already finished in {db}; use --force to retrain")
     if as_json:
         sys.stdout.write(json.dumps(summary, default=float) + "\n")
     else:
@@ -197,14 +209,14 @@ def train(
 
 def class_count_table(data: dict[str, Any]) -> Table:
     """Samples per class in each split, so a user can check the data was read right."""
-    table = Table(title=f"{data['name']}: {data['source']}")
+    table = Table(title=plain(f"{data['name']}: {data['source']}"))
     counts = data["class_counts"]
     for column in ("class", *counts, "total"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name in data["classes"]:
         row = [counts[split][name] for split in counts]
         total = sum(row) - (counts["val"][name] if _val_is_test(data) else 0)
-        table.add_row(name, *map(str, row), str(total))
+        table.add_row(plain(name), *map(str, row), str(total))
     if _val_is_test(data):
         table.caption = "validation is the test split (the study's protocol for this data)"
     return table

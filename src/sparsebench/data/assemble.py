@@ -10,7 +10,7 @@ import torch
 from sparsebench.data.dataset import SPLITS, ImageDataset, Split
 from sparsebench.data.images import decode_images
 from sparsebench.data.options import DataOptions
-from sparsebench.data.splits import stratified_split, stratified_subset
+from sparsebench.data.splits import stratified_split, stratified_subset, warn_thin_classes
 from sparsebench.errors import InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -53,12 +53,19 @@ def build_image_dataset(
             label_tensor, {k: v for k, v in fractions.items() if v > 0}, options.seed
         )
         assigned = {split: drawn[split].tolist() for split in drawn}
-    if "val" not in assigned and assigned.get("test"):
+    val_is_test = "val" not in assigned
+    if val_is_test and assigned.get("test"):
         assigned["val"] = assigned["test"]  # validation combined with test, as the study did
     for split in ("train", "test", "val"):  # val is checked last: it may stand for test
         if not assigned.get(split):
             raise InputError(f"{source}: split {split!r} has no samples")
-    images = decode_images(paths, options.decode_size, options.cache_dir)
+    warn_thin_classes(
+        source,
+        class_names,
+        {split: label_tensor[indices] for split, indices in assigned.items()},
+        val_is_test,
+    )
+    images = decode_images(paths, options.decode_size, options.cache_dir, options.max_image_pixels)
     splits = {
         split: Split(images[assigned[split]].contiguous(), label_tensor[assigned[split]])
         for split in SPLITS
@@ -66,46 +73,94 @@ def build_image_dataset(
     return ImageDataset(name, splits, class_names, source=source)
 
 
-def list_images(folder: Path) -> list[Path]:
-    return sorted(
+def data_file(root: Path, entry: str, where: str, allow_external: bool = False) -> Path:
+    """The file an annotation or CSV entry names, relative to `root`.
+
+    An entry that resolves outside `root` (an absolute path, `..`, or a link out of the
+    folder) is refused before anything is read or checked, so a hostile annotation file
+    learns nothing of the machine; `allow_external` lets a user whose own annotations
+    use absolute paths read them.
+    """
+    candidate = root / entry
+    if not allow_external and not _inside(candidate, root):
+        raise InputError(
+            f"{where}: {entry!r} lies outside the data set's folder {root} (refused; "
+            "--allow-external-paths or `allow_external_paths: true` reads it)"
+        )
+    if not candidate.is_file():
+        raise InputError(f"{where}: image {entry!r} does not exist under {root}")
+    return candidate
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def list_images(folder: Path, root: Path, allow_external: bool = False) -> list[Path]:
+    """Image files under `folder` (a class folder of the data set at `root`); a link
+    that leads out of `root` is refused like an annotation entry that does."""
+    images = sorted(
         p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
     )
+    if not allow_external:
+        for image in images:
+            if not _inside(image, root):
+                raise InputError(
+                    f"{image}: a link to a file outside the data set's folder {root} "
+                    "(refused; --allow-external-paths reads it)"
+                )
+    return images
 
 
-def read_split_csv(path: Path) -> list[dict[str, str]]:
+def read_split_csv(
+    path: Path, required: tuple[str, ...] = ("split", "image")
+) -> list[dict[str, str]]:
     """Rows of a split CSV (VisA's `object,split,label,image,mask`, or any CSV with at
     least `split` and `image` columns), each with its line number under `line`."""
     if not path.is_file():
         raise InputError(f"{path}: split CSV does not exist")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = set(reader.fieldnames or [])
-        missing = {"split", "image"} - fields
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            split = (row.get("split") or "").strip().lower()
-            if split not in ("train", "val", "test"):
-                raise InputError(
-                    f"{path}:{line}: split {row.get('split')!r} is not train, val or test"
-                )
-            rows.append(
-                {
-                    **{k: (v or "").strip() for k, v in row.items()},
-                    "split": split,
-                    "line": str(line),
-                }
-            )
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return _csv_rows(path, csv.DictReader(handle), required)
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not a UTF-8 text CSV file ({error.reason})") from None
+    except csv.Error as error:
+        raise InputError(f"{path}: not a readable CSV file ({error})") from None
+
+
+def _csv_rows(
+    path: Path, reader: csv.DictReader, required: tuple[str, ...]
+) -> list[dict[str, str]]:
+    fields = set(reader.fieldnames or [])
+    missing = set(required) - fields
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(sorted(missing))} (its header: "
+            f"{', '.join(reader.fieldnames or []) or 'none'})"
+        )
+    rows = []
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            raise InputError(f"{path}:{line}: more fields than the header names")
+        if any(row[name] is None for name in required):
+            raise InputError(f"{path}:{line}: fewer fields than the header names")
+        split = row["split"].strip().lower()
+        if split not in ("train", "val", "test"):
+            raise InputError(f"{path}:{line}: split {row['split']!r} is not train, val or test")
+        rows.append(
+            {
+                **{k: (v or "").strip() for k, v in row.items()},
+                "split": split,
+                "line": str(line),
+            }
+        )
     if not rows:
         raise InputError(f"{path}: no rows")
     return rows
 
 
-def resolve_row_image(csv_path: Path, root: Path, row: dict[str, str]) -> Path:
-    image = root / row["image"]
-    if not image.is_file():
-        raise InputError(
-            f"{csv_path}:{row['line']}: image {row['image']!r} does not exist under {root}"
-        )
-    return image
+def resolve_row_image(
+    csv_path: Path, root: Path, row: dict[str, str], allow_external: bool = False
+) -> Path:
+    return data_file(root, row["image"], f"{csv_path}:{row['line']}", allow_external)

@@ -6,11 +6,13 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from sparsebench.data.assemble import build_image_dataset
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from sparsebench.data.assemble import build_image_dataset, data_file
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.data.folder import load_image_folder
 from sparsebench.data.options import DataOptions
-from sparsebench.errors import InputError
+from sparsebench.errors import InputError, validation_message
 
 LABEL_RULES = ("first", "majority", "largest-area")
 
@@ -33,7 +35,7 @@ def _find_json(path: Path) -> Path | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
-def image_label(annotations: list[dict], rule: str) -> int:
+def image_label(annotations: list[CocoAnnotation], rule: str) -> int:
     """The category of an image with several annotations.
 
     `first` (default): the category of its first annotation (lowest annotation id), the
@@ -42,11 +44,11 @@ def image_label(annotations: list[dict], rule: str) -> int:
     `largest-area`: the category covering the most area (ties: lower id).
     """
     if rule == "first":
-        return min(annotations, key=lambda a: a.get("id", 0))["category_id"]
-    counts = Counter(a["category_id"] for a in annotations)
+        return min(annotations, key=lambda a: a.id).category_id
+    counts = Counter(a.category_id for a in annotations)
     areas: Counter = Counter()
     for a in annotations:
-        areas[a["category_id"]] += float(a.get("area", 0.0))
+        areas[a.category_id] += a.area
     if rule == "majority":
         return max(counts, key=lambda c: (counts[c], areas[c], -c))
     if rule == "largest-area":
@@ -54,35 +56,79 @@ def image_label(annotations: list[dict], rule: str) -> int:
     raise InputError(f"label rule {rule!r}: expected one of {', '.join(LABEL_RULES)}")
 
 
-def load_coco(name: str, json_file: Path, options: DataOptions) -> ImageDataset:
+class CocoImage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: StrictInt | StrictStr
+    file_name: StrictStr = Field(min_length=1)
+
+
+class CocoCategory(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: StrictInt
+    name: StrictStr = Field(min_length=1)
+
+
+class CocoAnnotation(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: StrictInt = 0
+    image_id: StrictInt | StrictStr
+    category_id: StrictInt
+    area: float = 0.0
+
+
+class CocoDocument(BaseModel):
+    """The parts of a COCO file that image classification reads; other keys are kept
+    out of the way, and every entry is checked before any image is touched."""
+
+    model_config = ConfigDict(extra="allow")
+    images: list[CocoImage]
+    annotations: list[CocoAnnotation]
+    categories: list[CocoCategory] = Field(min_length=1)
+
+
+def read_coco(json_file: Path) -> CocoDocument:
+    """The file's entries, or one line naming the first bad entry and what is wrong."""
     try:
-        document = json.loads(json_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{json_file}: not a readable COCO json file ({error})") from None
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(document.get(key), list):
-            raise InputError(f"{json_file}: missing list {key!r}")
-    categories = sorted(document["categories"], key=lambda c: c["id"])
-    class_names = [c["name"] for c in categories]
-    index_of = {c["id"]: i for i, c in enumerate(categories)}
-    by_image: dict[int, list[dict]] = defaultdict(list)
-    for annotation in document["annotations"]:
-        if annotation.get("category_id") not in index_of:
+        raw = json.loads(json_file.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        reason = error.strerror if isinstance(error, OSError) else str(error) or "nested too deep"
+        raise InputError(f"{json_file}: not a readable COCO json file ({reason})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{json_file}: expected a COCO object, got a {type(raw).__name__}")
+    try:
+        document = CocoDocument.model_validate(raw)
+    except ValidationError as error:
+        raise InputError(validation_message(error, str(json_file))) from None
+    for kind, entries in (("categories", document.categories), ("images", document.images)):
+        seen: set = set()
+        for index, entry in enumerate(entries):
+            if entry.id in seen:
+                raise InputError(f"{json_file}: {kind}[{index}]: id {entry.id!r} repeats")
+            seen.add(entry.id)
+    return document
+
+
+def load_coco(name: str, json_file: Path, options: DataOptions) -> ImageDataset:
+    document = read_coco(json_file)
+    categories = sorted(document.categories, key=lambda c: c.id)
+    class_names = [c.name for c in categories]
+    index_of = {c.id: i for i, c in enumerate(categories)}
+    by_image: dict[int | str, list[CocoAnnotation]] = defaultdict(list)
+    for position, annotation in enumerate(document.annotations):
+        if annotation.category_id not in index_of:
             raise InputError(
-                f"{json_file}: annotation {annotation.get('id')} has unknown category "
-                f"{annotation.get('category_id')!r}"
+                f"{json_file}: annotations[{position}]: unknown category_id "
+                f"{annotation.category_id!r}"
             )
-        by_image[annotation["image_id"]].append(annotation)
+        by_image[annotation.image_id].append(annotation)
     paths, labels = [], []
-    for image in document["images"]:
-        annotations = by_image.get(image["id"])
+    for position, image in enumerate(document.images):
+        annotations = by_image.get(image.id)
         if not annotations:
             continue  # an image without a label is not a classification sample
-        file = json_file.parent / image["file_name"]
-        if not file.is_file():
-            raise InputError(
-                f"{json_file}: image {image['file_name']!r} (id {image['id']}) does not exist"
-            )
-        paths.append(file)
+        where = f"{json_file}: images[{position}] (id {image.id!r})"
+        paths.append(
+            data_file(json_file.parent, image.file_name, where, options.allow_external_paths)
+        )
         labels.append(index_of[image_label(annotations, options.label_rule)])
     return build_image_dataset(name, str(json_file), paths, labels, class_names, options)

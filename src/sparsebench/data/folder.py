@@ -35,7 +35,7 @@ def load_image_folder(name: str, root: Path, options: DataOptions) -> ImageDatas
     classes = _class_folders(root)
     paths, labels = [], []
     for index, folder in enumerate(classes):
-        images = list_images(folder)
+        images = list_images(folder, root, options.allow_external_paths)
         if not images:
             raise InputError(f"{folder}: class {folder.name!r} has no images")
         paths += images
@@ -57,7 +57,7 @@ def _from_split_folders(name: str, root: Path, options: DataOptions) -> ImageDat
     for split in present:
         indices = []
         for folder in _class_folders(root / split):
-            for image in list_images(folder):
+            for image in list_images(folder, root, options.allow_external_paths):
                 indices.append(len(paths))
                 paths.append(image)
                 labels.append(class_names.index(folder.name))
@@ -67,7 +67,7 @@ def _from_split_folders(name: str, root: Path, options: DataOptions) -> ImageDat
 
 def _from_csv(name: str, root: Path, csv_path: Path, options: DataOptions) -> ImageDataset:
     rows = read_split_csv(csv_path)
-    paths = [resolve_row_image(csv_path, root, row) for row in rows]
+    paths = [resolve_row_image(csv_path, root, row, options.allow_external_paths) for row in rows]
     names = [row.get("label") or path.parent.name for row, path in zip(rows, paths, strict=True)]
     class_names = sorted(set(names))
     assigned: dict[str, list[int]] = {}

@@ -11,6 +11,7 @@ import torch
 
 from sparsebench.data.dataset import SPLITS, ImageDataset, Split
 from sparsebench.data.npz import check_npz_arrays
+from sparsebench.data.splits import warn_thin_classes
 from sparsebench.errors import InputError
 
 REQUIRED_KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
@@ -112,6 +113,9 @@ def load_medmnist_npz(path: str | Path, name: str = "medmnist") -> ImageDataset:
                 f"{path}: {split_name}_labels[{index}] = {int(split.labels[index])} is out of "
                 f"range for {len(class_names)} classes"
             )
+    warn_thin_classes(
+        str(path), class_names, {name: split.labels for name, split in splits.items()}, False
+    )
     return ImageDataset(name, splits, class_names, source=str(path))
 
 

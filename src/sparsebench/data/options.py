@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparsebench.data.images import DEFAULT_MAX_IMAGE_PIXELS
+
 # Decoded image sets are stored at this size unless --image-size says otherwise: small
 # enough for CPU runs on an edge box, large enough for the defects in the shared data.
 DEFAULT_IMAGE_SIZE = 64
@@ -23,6 +25,8 @@ class DataOptions:
     elpv_classes: int = 2
     cache_dir: Path | None = None
     download: bool = False
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    allow_external_paths: bool = False
 
     @property
     def decode_size(self) -> int:
@@ -44,4 +48,6 @@ class DataOptions:
             elpv_classes=config.get("elpv_classes", 2),
             cache_dir=cache_dir,
             download=download,
+            max_image_pixels=config.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS),
+            allow_external_paths=config.get("allow_external_paths", False),
         )

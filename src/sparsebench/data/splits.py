@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from sparsebench.errors import InputError
+from sparsebench.errors import DataWarning, InputError
 
 
 def stratified_split(
@@ -37,3 +39,24 @@ def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tenso
     if size >= len(labels):
         return torch.arange(len(labels))
     return stratified_split(labels, {"kept": size / len(labels), "rest": 1.0}, seed)["kept"]
+
+
+def warn_thin_classes(
+    source: str, class_names: list[str], labels: dict[str, torch.Tensor], val_is_test: bool
+) -> None:
+    """One warning line per class that some split holds none of, saying where its images
+    went: a class with one image ends up in train only, and is never tested."""
+    splits = [split for split in ("train", "val", "test") if not (split == "val" and val_is_test)]
+    for index, name in enumerate(class_names):
+        counts = {split: int((labels[split] == index).sum()) for split in splits}
+        empty = [split for split, count in counts.items() if count == 0]
+        if not empty or not any(counts.values()):
+            continue
+        effect = {"train": "never trained on", "test": "never tested", "val": "never validated"}
+        warnings.warn(
+            f"{source}: class {name!r} has too few images for the split "
+            f"({', '.join(f'{split} {count}' for split, count in counts.items())}): it is "
+            f"{' and '.join(effect[split] for split in empty)}",
+            DataWarning,
+            stacklevel=2,
+        )

@@ -42,7 +42,9 @@ def load_visa(name: str, root: Path, options: DataOptions) -> ImageDataset:
         paths, labels = [], []
         for obj in objects:
             for label, folder in enumerate(("Normal", "Anomaly")):
-                images = list_images(root / obj / "Data" / "Images" / folder)
+                images = list_images(
+                    root / obj / "Data" / "Images" / folder, root, options.allow_external_paths
+                )
                 paths += images
                 labels += [label] * len(images)
         return build_image_dataset(
@@ -54,17 +56,21 @@ def load_visa(name: str, root: Path, options: DataOptions) -> ImageDataset:
         )
     which = options.split[4:]
     csv_path = root / "split_csv" / f"{which}.csv" if which in OFFICIAL_SPLITS else Path(which)
-    rows = [row for row in read_split_csv(csv_path) if row.get("object", objects[0]) in objects]
+    rows = [
+        row
+        for row in read_split_csv(csv_path, ("split", "label", "image"))
+        if row.get("object", objects[0]) in objects
+    ]
     if not rows:
         raise InputError(f"{csv_path}: no rows for object(s) {', '.join(objects)}")
     paths, labels, assigned = [], [], {}
     for row in rows:
-        label = row.get("label", "").lower()
+        label = row["label"].lower()
         if label not in CLASSES:
             raise InputError(
                 f"{csv_path}:{row['line']}: label {row.get('label')!r} is not normal or anomaly"
             )
         assigned.setdefault(row["split"], []).append(len(paths))
-        paths.append(resolve_row_image(csv_path, root, row))
+        paths.append(resolve_row_image(csv_path, root, row, options.allow_external_paths))
         labels.append(CLASSES.index(label))
     return build_image_dataset(name, str(csv_path), paths, labels, CLASSES, options, assigned)

@@ -9,13 +9,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sparsebench.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from sparsebench.data.options import DataOptions
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS
 
-# Fields that say where results go or what runs them, not what is trained: they are
-# left out of the run id so the same run is found again from another place or device.
-NOT_IN_RUN_ID = frozenset({"device"})
+# Fields that say where results go, what runs them or what input is trusted, not what
+# is trained: they are left out of the run id so the same run is found again from
+# another place or device, and a stored run keeps its id when such a field is added.
+NOT_IN_RUN_ID = frozenset({"device", "max_image_pixels", "allow_external_paths"})
+MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range; torch's is wider
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
 
 
 class RunConfig(BaseModel):
@@ -31,28 +36,39 @@ class RunConfig(BaseModel):
     dataset: str
     data_path: str | None = None
     split: str = Field("paper", description="paper, csv:1cls, csv:2cls_highshot or csv:FILE")
-    subset_size: int | None = Field(None, ge=1, description="stratified subset of the data")
+    subset_size: int | None = Field(
+        None, ge=1, le=10**9, description="stratified subset of the data"
+    )
     visa_objects: list[str] | None = None
     label_rule: Literal["first", "majority", "largest-area"] = "first"
     elpv_classes: Literal[2, 4] = 2
     augment: bool = Field(False, description="random horizontal flips (the study used none)")
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_IMAGE_PIXELS,
+        ge=1,
+        le=10**12,
+        description="largest image (width x height) decoded; a header claiming more is refused",
+    )
+    allow_external_paths: bool = Field(
+        False, description="read annotation and CSV entries that lie outside the data's root"
+    )
 
     method: str = "dense"
     scenario: str | None = None
     conv_sparsity: float | None = None
     linear_sparsity: float | None = None
     swap_fraction: float = Field(0.2, ge=0, le=1)
-    fine_tune_epochs: int = Field(0, ge=0)
+    fine_tune_epochs: int = Field(0, ge=0, le=MAX_EPOCHS)
     allocation: Literal["er", "erk"] = "er"
     include: list[str] | None = None
     exclude: list[str] | None = None
 
-    epochs: int = Field(50, ge=1)
-    batch_size: int = Field(64, ge=1)
-    eval_batch_size: int = Field(256, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    seed: int = 0
+    epochs: int = Field(50, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
+    eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH)
+    lr: float = Field(1e-4, gt=0, allow_inf_nan=False)
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = "auto"
 
     @field_validator("method")
