@@ -23,9 +23,7 @@ def runs(
 
     if fmt not in ("table", "csv", "json"):
         raise fail(f"--format: expected table, csv or json, got {fmt!r}")
-    if not db.is_file():
-        raise fail(f"{db}: results database does not exist")
-    with ResultsStore(db) as store:
+    with ResultsStore(db, read_only=True) as store:
         frame = store.runs_overview()
     if fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
@@ -65,9 +63,7 @@ def tables(
 
     if fmt not in ("csv", "parquet"):
         raise fail(f"--format: expected csv or parquet, got {fmt!r}")
-    if not db.is_file():
-        raise fail(f"{db}: results database does not exist")
-    with ResultsStore(db) as store:
+    with ResultsStore(db, read_only=True) as store:
         for path in export_tables(store, out_dir, fmt):  # type: ignore[arg-type]
             show(str(path))
 

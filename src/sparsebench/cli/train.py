@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sparsebench.cli.app import app, err, fail, out, plain, say
+from sparsebench.cli.app import app, err, fail, failure_line, out, plain, say
 from sparsebench.errors import InputError
 
 
@@ -137,7 +137,8 @@ def train(
     from sparsebench.data import load_dataset
     from sparsebench.models import model_names
     from sparsebench.store import ResultsStore
-    from sparsebench.train.loop import resolve_device
+    from sparsebench.store.db import StoreError
+    from sparsebench.train.loop import RunDiverged, resolve_device
     from sparsebench.train.run import run_and_record
 
     try:
@@ -199,6 +200,14 @@ def train(
             "from its last finished epoch"
         )
         raise typer.Exit(code=130) from None
+    except RunDiverged as error:
+        raise fail(f"run {run_config.run_id()} diverged (stored as diverged): {error}") from None
+    except (OSError, StoreError) as error:
+        line = failure_line(error)
+        assert line is not None
+        raise fail(
+            f"{line[0]}; run {run_config.run_id()} is interrupted, and this command resumes it"
+        ) from None
     if summary.get("reused"):
         say(f"run {summary['run_id']} was already finished in {db}; use --force to retrain")
     if as_json:

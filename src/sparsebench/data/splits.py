@@ -47,14 +47,15 @@ def warn_thin_classes(
     """One warning line per class that some split holds none of, saying where its images
     went: a class with one image ends up in train only, and is never tested."""
     splits = [split for split in ("train", "val", "test") if not (split == "val" and val_is_test)]
+    effect = {"train": "never trained on", "test": "never tested", "val": "never validated"}
     for index, name in enumerate(class_names):
         counts = {split: int((labels[split] == index).sum()) for split in splits}
         empty = [split for split, count in counts.items() if count == 0]
-        if not empty or not any(counts.values()):
+        total = sum(counts.values())
+        if not empty or not total:
             continue
-        effect = {"train": "never trained on", "test": "never tested", "val": "never validated"}
         warnings.warn(
-            f"{source}: class {name!r} has too few images for the split "
+            f"{source}: class {name!r} has {total} image(s), none in {' or '.join(empty)} "
             f"({', '.join(f'{split} {count}' for split, count in counts.items())}): it is "
             f"{' and '.join(effect[split] for split in empty)}",
             DataWarning,

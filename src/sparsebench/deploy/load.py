@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from sparsebench.data import DataOptions, ImageDataset, load_dataset
 from sparsebench.errors import InputError
 from sparsebench.models import build_model
+from sparsebench.store.checkpoint import CheckpointError, load_checkpoint
 from sparsebench.store.db import ResultsStore
 from sparsebench.store.layout import checkpoint_path
 
@@ -42,9 +42,7 @@ class TrainedRun:
 
 def load_run(run_id: str, db: str | Path, runs_dir: str | Path) -> TrainedRun:
     """The run's model with its final weights, in eval mode."""
-    if not Path(db).is_file():
-        raise InputError(f"{db}: results database does not exist")
-    with ResultsStore(db) as store:
+    with ResultsStore(db, read_only=True) as store:
         summary = store.run_summary(run_id)
     if summary is None:
         raise InputError(f"run {run_id!r} is not in {db}")
@@ -60,8 +58,18 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path) -> TrainedRun:
         width=config["width"],
     )
     path = checkpoint_path(runs_dir, run_id)
-    if not path.is_file():
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}; train run {run_id} again (train --force)") from None
+    if state is None:
         raise InputError(f"{path}: checkpoint of run {run_id} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
+    if state["run_id"] != run_id:
+        raise CheckpointError(f"{path}: holds run {state['run_id']}, not {run_id}")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise CheckpointError(
+            f"{path}: its weights do not fit run {run_id}'s {config['model']}"
+        ) from None
     return TrainedRun(run_id, model.eval(), config, data)

@@ -43,8 +43,6 @@ class Report:
 
 def build_report(db: str | Path, out_dir: str | Path) -> Report:
     db, out_dir = Path(db), Path(out_dir)
-    if not db.is_file():
-        raise InputError(f"{db}: results database does not exist")
     results = load_results(db)
     if results.empty:
         raise InputError(f"{db}: no finished runs to report")

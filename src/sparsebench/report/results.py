@@ -62,7 +62,7 @@ class Results:
 
 
 def load_results(db: str | Path) -> Results:
-    with ResultsStore(db) as store:
+    with ResultsStore(db, read_only=True) as store:
         runs = pd.read_sql_query(
             """SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
                       r.config_json, r.device, r.created_at, r.derived_from,

@@ -2,22 +2,34 @@
 
 Tables: `runs` (config JSON, status, timings), `epochs` (one row per epoch, train and
 validation metrics with time, memory and energy), `test_metrics` (one row per finished
-run) and `layer_sparsity` (achieved sparsity of each layer of a finished run).
+run), `layer_sparsity` (achieved sparsity of each layer of a finished run),
+`inference_bench` (sparsebench bench) and `run_locks` (which process trains a run now).
+
+Commands that only read open it read-only: a missing, empty or foreign file is an error,
+never a new database. Every SQLite error is raised as a `StoreError` naming the file.
+WAL needs every process on one machine: the database is not for a network file system.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
 
-SCHEMA_VERSION = 2
+from sparsebench.errors import InputError
+from sparsebench.store.locks import ProcessIdentity, RunBusy
+
+# 1: the first release; 2: runs.derived_from; 3: status `diverged`, table run_locks.
+SCHEMA_VERSION = 3
+STATUSES = ("running", "interrupted", "finished", "failed", "diverged")
 
 EPOCH_COLUMNS = [
     "epoch",
@@ -73,13 +85,12 @@ BENCH_COLUMNS = [
 
 LAYER_COLUMNS = ["layer", "kind", "units", "pruned_units", "weights", "zero_weights", "sparsity"]
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS runs (
+RUNS_COLUMNS = """
     run_id TEXT PRIMARY KEY,
     config_json TEXT NOT NULL,
     model TEXT, dataset TEXT, method TEXT, scenario TEXT,
     conv_sparsity REAL, linear_sparsity REAL, seed INTEGER, epochs INTEGER,
-    status TEXT NOT NULL CHECK (status IN ('running', 'interrupted', 'finished', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ({})),
     error TEXT,
     device TEXT,
     data_json TEXT,
@@ -87,7 +98,10 @@ CREATE TABLE IF NOT EXISTS runs (
     total_train_time_s REAL, total_train_energy_j REAL,
     sparsity_conv REAL, sparsity_linear REAL,
     derived_from TEXT
-);
+""".format(", ".join(f"'{status}'" for status in STATUSES))
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs ({RUNS_COLUMNS});
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
     epoch INTEGER NOT NULL,
@@ -121,36 +135,155 @@ CREATE TABLE IF NOT EXISTS layer_sparsity (
     units INTEGER, pruned_units INTEGER, weights INTEGER, zero_weights INTEGER, sparsity REAL,
     PRIMARY KEY (run_id, layer)
 );
+CREATE TABLE IF NOT EXISTS run_locks (
+    run_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL, pid INTEGER NOT NULL, process_started REAL,
+    acquired_at REAL NOT NULL
+);
 """
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class StoreError(InputError):
+    """The results database cannot be read or written: the message names the file."""
+
+
+class StoreFull(StoreError):
+    """The disk (or the database's size limit) is full: nothing of the failed write stays."""
+
+
+def _named_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """SQLite's errors (and pandas' wrapping of them) raised as one line naming the file."""
+
+    @functools.wraps(method)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as error:
+            store = args[0]
+            assert isinstance(store, ResultsStore)
+            raise store.error_for(error) from None
+
+    return guarded
 
 
 class ResultsStore:
     """The only code that writes results. Open it where results are gathered (the CLI
-    or a sweep's driver); workers hand their results over rather than writing here."""
+    or a sweep's driver); workers hand their results over rather than writing here.
 
-    def __init__(self, path: str | Path) -> None:
+    `read_only` is for commands that only look: the file must be an existing
+    sparsebench database (one written by an older release is migrated, with a line
+    saying so), and nothing is created or changed.
+    """
+
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
+        self.read_only = read_only
+        self.me = ProcessIdentity.current()
+        if read_only:
+            self._check_exists()
+        elif not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        self.connection.row_factory = sqlite3.Row
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("PRAGMA foreign_keys=ON")
-        self.connection.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.connection = self._connect()
+        except sqlite3.DatabaseError as error:
+            raise self.error_for(error) from None
+        try:
+            self._prepare()
+        except BaseException:
+            self.connection.close()
+            raise
+
+    def _check_exists(self) -> None:
+        if not self.path.is_file():
+            raise StoreError(f"{self.path}: results database does not exist")
+        if self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path}: empty file, not a results database")
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            connection = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+        else:
+            connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA foreign_keys=ON")
+        return connection
+
+    @_named_errors
+    def _prepare(self) -> None:
         version = self.connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = {
+            row["name"]
+            for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise StoreError(
                 f"{self.path}: results database schema {version} is newer than this "
-                f"sparsebench understands ({SCHEMA_VERSION})"
+                f"sparsebench reads ({SCHEMA_VERSION}): upgrade sparsebench"
             )
+        if tables and "runs" not in tables:
+            raise StoreError(f"{self.path}: an SQLite database, but not a sparsebench one")
+        if self.read_only and "runs" not in tables:
+            raise StoreError(f"{self.path}: holds no results (no runs table)")
+        if version == SCHEMA_VERSION:
+            return
+        if self.read_only:
+            # Reading an older release's database needs its newer columns: migrate it
+            # once, saying so, rather than refuse it.
+            self.connection.close()
+            self.read_only = False
+            self.connection = self._connect()
+        self._create_or_migrate(version, bool(tables))
+
+    def _create_or_migrate(self, version: int, existed: bool) -> None:
+        # Rebuilding `runs` (SQLite cannot change a CHECK) must not cascade to the
+        # tables that reference it, so foreign keys are off until it is done.
+        self.connection.execute("PRAGMA foreign_keys=OFF")
         with self.transaction() as cursor:
+            if existed and version < 3:
+                columns = {row["name"] for row in cursor.execute("PRAGMA table_info(runs)")}
+                if "derived_from" not in columns:  # written by schema 1
+                    cursor.execute("ALTER TABLE runs ADD COLUMN derived_from TEXT")
+                cursor.execute(f"CREATE TABLE runs_v3 ({RUNS_COLUMNS})")
+                cursor.execute("INSERT INTO runs_v3 SELECT * FROM runs")
+                cursor.execute("DROP TABLE runs")
+                cursor.execute("ALTER TABLE runs_v3 RENAME TO runs")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     cursor.execute(statement)
-            columns = {row["name"] for row in cursor.execute("PRAGMA table_info(runs)")}
-            if "derived_from" not in columns:  # written by schema 1
-                cursor.execute("ALTER TABLE runs ADD COLUMN derived_from TEXT")
+            if cursor.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                raise StoreError(f"{self.path}: rows that refer to no run; not migrated")
             cursor.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.connection.execute("PRAGMA foreign_keys=ON")
+        if existed:
+            warnings.warn(
+                f"{self.path}: migrated from results database schema {version} to "
+                f"{SCHEMA_VERSION} (this sparsebench's); older releases cannot write it",
+                stacklevel=4,
+            )
+
+    def error_for(self, error: Exception) -> StoreError:
+        """`error` from SQLite as one line naming the file and what the user can do."""
+        text = (
+            str(error).rsplit(": ", 1)[-1]
+            if isinstance(error, pd.errors.DatabaseError)
+            else str(error)
+        )
+        if "full" in text:
+            return StoreFull(f"{self.path}: cannot write: the disk is full ({text})")
+        if "not a database" in text or "malformed" in text:
+            return StoreError(
+                f"{self.path}: damaged or not a results database ({text}); restore it or "
+                "name another file with --db"
+            )
+        if "readonly" in text or "read-only" in text:
+            return StoreError(f"{self.path}: cannot be written ({text})")
+        return StoreError(f"{self.path}: {text}")
 
     def close(self) -> None:
         self.connection.close()
@@ -175,11 +308,13 @@ class ResultsStore:
 
     # Writing a run's life.
 
+    @_named_errors
     def begin_run(self, run_id: str, config: dict[str, Any], device: str, data: dict) -> None:
-        """Record a run as running, without results yet; a run seen before keeps its
-        creation time."""
+        """Record a run as running, without results yet, claimed by this process (RunBusy
+        if another live process holds it); a run seen before keeps its creation time."""
         now = time.time()
         with self.transaction() as cursor:
+            self._claim(cursor, run_id)
             cursor.execute(
                 """INSERT INTO runs (run_id, config_json, model, dataset, method, scenario,
                        conv_sparsity, linear_sparsity, seed, epochs, status, device, data_json,
@@ -210,6 +345,7 @@ class ResultsStore:
             for table in ("epochs", "test_metrics", "layer_sparsity"):
                 cursor.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
+    @_named_errors
     def replace_epochs(self, run_id: str, rows: list[dict[str, Any]]) -> None:
         """Make the stored epochs exactly `rows` (a resumed run's checkpointed history)."""
         with self.transaction() as cursor:
@@ -217,6 +353,7 @@ class ResultsStore:
             for row in rows:
                 self._insert_epoch(cursor, run_id, row)
 
+    @_named_errors
     def record_epoch(self, run_id: str, row: dict[str, Any]) -> None:
         with self.transaction() as cursor:
             self._insert_epoch(cursor, run_id, row)
@@ -229,6 +366,7 @@ class ResultsStore:
             (run_id, *(row.get(c) for c in EPOCH_COLUMNS)),
         )
 
+    @_named_errors
     def finish_run(
         self, run_id: str, summary: dict[str, Any], derived_from: str | None = None
     ) -> None:
@@ -280,7 +418,9 @@ class ResultsStore:
                     run_id,
                 ),
             )
+            self._release(cursor, run_id)
 
+    @_named_errors
     def record_inference_bench(
         self, run_id: str | None, subject: str, rows: list[dict], max_rel_difference: float
     ) -> None:
@@ -298,22 +438,65 @@ class ResultsStore:
                 ],
             )
 
+    @_named_errors
     def mark_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        """Set a run's status to `interrupted` or `failed` (with its error)."""
+        """Set a run's status to `interrupted`, `failed` or `diverged` (with why)."""
         with self.transaction() as cursor:
             cursor.execute(
                 "UPDATE runs SET status=?, error=?, finished_at=? WHERE run_id=?",
                 (status, error, time.time(), run_id),
             )
+            self._release(cursor, run_id)
+
+    # Claims: one process trains a run at a time. `begin_run` claims it; `finish_run`
+    # and `mark_run` give it up; a claim whose process died is stale.
+
+    def _claim(self, cursor: sqlite3.Cursor, run_id: str) -> None:
+        row = cursor.execute("SELECT * FROM run_locks WHERE run_id = ?", (run_id,)).fetchone()
+        if row is not None:
+            holder = ProcessIdentity(row["host"], row["pid"], row["process_started"] or 0.0)
+            if holder != self.me and holder.alive():
+                raise RunBusy(
+                    f"run {run_id} is being trained by {holder.describe(row['acquired_at'])} "
+                    f"using {self.path}: wait for it to end, or stop it"
+                )
+        cursor.execute(
+            """INSERT OR REPLACE INTO run_locks (run_id, host, pid, process_started,
+                   acquired_at) VALUES (?, ?, ?, ?, ?)""",
+            (run_id, self.me.host, self.me.pid, self.me.started, time.time()),
+        )
+
+    def _release(self, cursor: sqlite3.Cursor, run_id: str) -> None:
+        cursor.execute(
+            "DELETE FROM run_locks WHERE run_id = ? AND host = ? AND pid = ?",
+            (run_id, self.me.host, self.me.pid),
+        )
+
+    def _live_claims(self) -> set[str]:
+        rows = self.connection.execute("SELECT * FROM run_locks").fetchall()
+        return {
+            row["run_id"]
+            for row in rows
+            if ProcessIdentity(row["host"], row["pid"], row["process_started"] or 0.0).alive()
+        }
+
+    def _shown_status(self, run_id: str, status: str) -> str:
+        """A run stored as running whose process is gone (killed, or its disk filled up
+        before it could say so) is interrupted: running it again resumes it."""
+        if status == "running" and run_id not in self._live_claims():
+            return "interrupted"
+        return status
 
     # Reading.
 
+    @_named_errors
     def run_status(self, run_id: str) -> str | None:
         row = self.connection.execute(
             "SELECT status FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone()
-        return None if row is None else row["status"]
+        return None if row is None else self._shown_status(run_id, row["status"])
 
+    @_named_errors
     def run_summary(self, run_id: str) -> dict[str, Any] | None:
         """A stored run in the shape `sparsebench train --json` prints."""
         run = self.connection.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -345,7 +528,7 @@ class ResultsStore:
             by_kind["linear"] = run["sparsity_linear"]
         return {
             "run_id": run_id,
-            "status": run["status"],
+            "status": self._shown_status(run_id, run["status"]),
             "error": run["error"],
             "config": json.loads(run["config_json"]),
             "device": run["device"],
@@ -356,14 +539,23 @@ class ResultsStore:
             "sparsity": {"layers": layers, "by_kind": by_kind},
         }
 
+    @_named_errors
     def table(self, name: str) -> pd.DataFrame:
-        if name not in ("runs", "epochs", "test_metrics", "layer_sparsity", "inference_bench"):
+        if name not in (
+            "runs",
+            "epochs",
+            "test_metrics",
+            "layer_sparsity",
+            "inference_bench",
+            "run_locks",
+        ):
             raise ValueError(f"unknown table {name!r}")
         return pd.read_sql_query(f"SELECT * FROM {name}", self.connection)
 
+    @_named_errors
     def runs_overview(self) -> pd.DataFrame:
         """One row per run with its final test metrics (empty where not finished)."""
-        return pd.read_sql_query(
+        frame = pd.read_sql_query(
             """SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
                       r.status, t.accuracy AS test_accuracy, t.f1 AS test_f1,
                       t.precision AS test_precision, t.recall AS test_recall,
@@ -374,6 +566,10 @@ class ResultsStore:
                ORDER BY r.created_at""",
             self.connection,
         )
+        live = self._live_claims()
+        stale = (frame.status == "running") & ~frame.run_id.isin(live)
+        frame.loc[stale, "status"] = "interrupted"
+        return frame
 
 
 def _scenario_label(config: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.errors import InputError
 from sparsebench.measure.energy import EnergyMeter
-from sparsebench.train.checkpoint import load_checkpoint, save_checkpoint
+from sparsebench.store.checkpoint import load_checkpoint, save_checkpoint
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import (
     RunResult,

@@ -25,11 +25,14 @@ from sparsebench.models import build_model
 from sparsebench.sparsity.methods import PruningMethod, make_method
 from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
 from sparsebench.sparsity.scenarios import SparsityTargets
-from sparsebench.train.checkpoint import load_checkpoint, save_checkpoint
+from sparsebench.store.checkpoint import (
+    CHECKPOINT_VERSION,
+    load_checkpoint,
+    load_resumable,
+    save_checkpoint,
+)
 from sparsebench.train.config import RunConfig
 from sparsebench.train.metrics import MetricAccumulator
-
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -145,8 +148,8 @@ def train_run(
     val_loader = _eval_loader(dataset, "val", config, device)
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    state = load_checkpoint(checkpoint_path)
-    if state is not None and state.get("run_id") == run_id:
+    state = load_resumable(checkpoint_path, run_id)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         method.load_state_dict(state["method"])
@@ -164,7 +167,16 @@ def train_run(
     for epoch in range(start_epoch, config.total_epochs):
         progress.start_epoch(epoch, config.total_epochs, len(train_loader))
         row = _train_epoch(
-            model, optimizer, method, train_loader, dataset.num_classes, memory, energy, progress
+            model,
+            optimizer,
+            method,
+            train_loader,
+            dataset.num_classes,
+            memory,
+            energy,
+            progress,
+            epoch,
+            config.lr,
         )
         # Validation sees the network as this epoch trained it, before the method changes
         # its masks (units regrown now are untrained until the next epoch).
@@ -247,6 +259,18 @@ class RunInterrupted(RuntimeError):
         self.epoch = epoch
 
 
+class RunDiverged(InputError):
+    """The training loss became NaN or infinite: the run stops there, its finished
+    epochs are kept, and it is stored as `diverged`."""
+
+    def __init__(self, epoch: int, step: int | None, loss: float, lr: float) -> None:
+        where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else "")
+        super().__init__(
+            f"the training loss became {loss} at {where}; try a lower --lr (this run: {lr:g})"
+        )
+        self.epoch = epoch
+
+
 def _train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -256,16 +280,24 @@ def _train_epoch(
     memory: PeakMemory,
     energy: EnergyMeter,
     progress: EpochProgress,
+    epoch: int,
+    lr: float,
 ) -> dict[str, Any]:
     model.train()
+    # On the CPU each step's loss is checked before the optimiser uses it; on a GPU
+    # that would cost a synchronisation per step, so the epoch's summed loss (which
+    # any NaN or infinity poisons) is checked when the epoch ends.
+    check_each_step = loader.device.type == "cpu"
     accumulator = MetricAccumulator(num_classes, loader.device)
     memory.reset()
     energy.begin()
     started = time.perf_counter()
-    for images, labels in loader:
+    for step, (images, labels) in enumerate(loader):
         optimizer.zero_grad(set_to_none=True)
         logits = model(images)
         loss = F.cross_entropy(logits, labels)
+        if check_each_step and not torch.isfinite(loss):
+            raise RunDiverged(epoch, step, float(loss), lr)
         loss.backward()
         optimizer.step()
         method.after_optimizer_step()
@@ -274,6 +306,8 @@ def _train_epoch(
     _synchronise(loader.device)
     elapsed = time.perf_counter() - started
     reading = energy.end()
+    if not torch.isfinite(accumulator.loss_sum):
+        raise RunDiverged(epoch, None, float(accumulator.loss_sum), lr)
     return {
         **accumulator.result().as_dict("train_"),
         "train_time_s": elapsed,

@@ -1,15 +1,31 @@
-"""One run from config to database: skip it if finished, resume it if interrupted."""
+"""One run from config to database: skip it if finished (or diverged), resume it if
+interrupted, and store how it ended, whatever the ending."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from sparsebench.data.dataset import ImageDataset
-from sparsebench.store.db import ResultsStore
+from sparsebench.errors import InputError
+from sparsebench.store.db import ResultsStore, StoreError
 from sparsebench.store.layout import checkpoint_path
 from sparsebench.train.config import RunConfig
-from sparsebench.train.loop import EpochProgress, RunInterrupted, resolve_device, train_run
+from sparsebench.train.loop import (
+    EpochProgress,
+    RunDiverged,
+    RunInterrupted,
+    resolve_device,
+    train_run,
+)
+
+# A run that ended so stays so: training it again gives the same result (`force` does).
+SETTLED = ("finished", "diverged")
+
+
+class RunDivergedBefore(InputError):
+    """The store holds this run as diverged; training it again would diverge again."""
 
 
 def run_and_record(
@@ -26,19 +42,28 @@ def run_and_record(
 
     Epochs are stored as they finish; a resumed run's stored epochs are replaced by its
     checkpoint's, so a run killed between checkpoint and database write loses nothing
-    and duplicates nothing. `force` trains a finished run again from scratch.
+    and duplicates nothing. `force` trains a finished or diverged run again from
+    scratch. The run is claimed for this process while it trains (`begin_run`): a
+    second process gets RunBusy. A run that cannot write its checkpoint or its rows (a full disk) is
+    left `interrupted`, and the same call resumes it once there is space.
     """
     run_id = config.run_id()
-    if not force and store.run_status(run_id) == "finished":
+    status = store.run_status(run_id)
+    if not force and status in SETTLED:
         summary = store.run_summary(run_id)
         assert summary is not None
+        if status == "diverged":
+            raise RunDivergedBefore(
+                f"run {run_id} diverged before ({summary['error']}); --force trains it again"
+            )
         summary["reused"] = True
         return summary
     checkpoint = checkpoint_path(runs_dir, run_id)
-    if force:
-        checkpoint.unlink(missing_ok=True)
     device = resolve_device(config.device)
     store.begin_run(run_id, config.model_dump(), str(device), dataset.summary())
+    if force:  # only once the run is ours: a busy run keeps its files
+        for stale in checkpoint.parent.glob(f"{checkpoint.stem}*"):
+            stale.unlink()
     try:
         result = train_run(
             config,
@@ -50,12 +75,25 @@ def run_and_record(
             stop_after_epoch=stop_after_epoch,
         )
     except (KeyboardInterrupt, RunInterrupted):
-        store.mark_run(run_id, "interrupted")
+        _mark(store, run_id, "interrupted")
+        raise
+    except (OSError, StoreError) as error:
+        _mark(store, run_id, "interrupted", str(error))
+        raise
+    except RunDiverged as error:
+        _mark(store, run_id, "diverged", str(error))
         raise
     except Exception as error:
-        store.mark_run(run_id, "failed", f"{type(error).__name__}: {error}")
+        _mark(store, run_id, "failed", f"{type(error).__name__}: {error}")
         raise
     summary = result.summary()
     store.finish_run(run_id, summary)
     summary["resumed_from_epoch"] = result.resumed_from_epoch
     return summary
+
+
+def _mark(store: ResultsStore, run_id: str, status: str, error: str | None = None) -> None:
+    """Store how the run ended; when even that cannot be written (the disk is full),
+    the run shows as interrupted anyway once this process has gone."""
+    with contextlib.suppress(StoreError):
+        store.mark_run(run_id, status, error)

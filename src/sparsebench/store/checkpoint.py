@@ -1,0 +1,110 @@
+"""Epoch checkpoints on disk: written whole or not at all, read without running code.
+
+A checkpoint is written to a temporary file, flushed to disk and renamed over the old
+one, which is first kept as `checkpoint.prev.pt`: a run killed at any point, or whose
+newest checkpoint is later found damaged, resumes from the last whole one. Files are
+read with `torch.load(weights_only=True)`, so a hostile file cannot run code; a
+damaged, foreign or newer-format file is named in one line and set aside, never
+loaded unsafely.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparsebench.errors import InputError
+
+# 1: the first format (model, optimizer, method, data generator, RNG, history).
+CHECKPOINT_VERSION = 1
+REQUIRED_KEYS = ("version", "run_id", "model", "optimizer", "method", "history")
+
+
+class CheckpointError(InputError):
+    """A checkpoint file that cannot be used: damaged, not ours, or from a newer format."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was set aside and the run goes on from an older state."""
+
+
+def previous_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            os.replace(path, previous_path(path))
+        os.replace(temporary, path)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at `path` (None if there is none), checked to be a whole
+    sparsebench checkpoint of a format this version reads."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message here suggests weights_only=False, which is never done
+        raise CheckpointError(
+            f"{path}: not loaded: it holds Python objects beyond tensors and numbers"
+        ) from None
+    except Exception:
+        raise CheckpointError(
+            f"{path}: damaged checkpoint (truncated or not a checkpoint file)"
+        ) from None
+    if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
+        raise CheckpointError(f"{path}: not a sparsebench checkpoint")
+    if state["version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {state['version']!r} is not the one this sparsebench "
+            f"reads ({CHECKPOINT_VERSION}): use the sparsebench that wrote it"
+        )
+    return state
+
+
+def load_resumable(path: Path, run_id: str) -> dict[str, Any] | None:
+    """The newest whole checkpoint of `run_id`: `path`, else the previous one. A file
+    that cannot be used is renamed `*.damaged` (so it is never rotated over a good one)
+    and a warning says what was found and what the run does now."""
+    problems = []
+    for candidate in (path, previous_path(path)):
+        try:
+            state = load_checkpoint(candidate)
+            if state is not None and state["run_id"] != run_id:
+                raise CheckpointError(f"{candidate}: holds run {state['run_id']}, not {run_id}")
+        except CheckpointError as error:
+            damaged = candidate.with_name(candidate.name + ".damaged")
+            os.replace(candidate, damaged)
+            problems.append(f"{error} (kept as {damaged.name})")
+            continue
+        if state is None:
+            continue
+        if problems:
+            epochs = len(state["history"])
+            _warn(problems, f"resuming from {candidate.name} after epoch {epochs}")
+        return state
+    if problems:
+        _warn(problems, "training the run again from the start")
+    return None
+
+
+def _warn(problems: list[str], action: str) -> None:
+    warnings.warn("; ".join([*problems, action]), CheckpointWarning, stacklevel=3)
