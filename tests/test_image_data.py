@@ -221,7 +221,8 @@ def test_a_coco_image_that_does_not_exist(tmp_path):
         [{"id": 1, "image_id": 1, "category_id": 1}],
         [{"id": 1, "name": "x"}],
     )
-    with pytest.raises(InputError, match=r"images\[0\] \(id 1\): image 'nowhere.png' does not exist"):
+    missing = r"images\[0\] \(id 1\): image 'nowhere.png' does not exist"
+    with pytest.raises(InputError, match=missing):
         load_dataset("mvtec3d-objects", tmp_path, DataOptions())
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from PIL import Image
 from test_train import MEASURED
 from typer.testing import CliRunner
 
@@ -106,8 +107,10 @@ def test_paper_grid_trains_180_runs_and_derives_54(tmp_path):
             str(tmp_path / "none.db"),
         ],
     )
-    assert result.exit_code == 0, result.output
-    plan = json.loads(result.output)
+    # the plan is shown, and the data this machine lacks is named (exit code 2)
+    assert result.exit_code == 2, result.output
+    assert "3 of 3 data set(s) cannot be read" in result.stderr
+    plan = json.loads(result.stdout)
     assert plan["counts"] == {"train": 180, "resume": 0, "derive": 54, "skip": 0}
     runs = plan["runs"]
     assert len({run["run_id"] for run in runs}) == 234
@@ -203,24 +206,52 @@ def test_sweep_trains_derives_and_a_second_sweep_does_nothing(straight_sweep):
 
 
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    # The folder passes the sweep's data check (two class folders) but one of its
+    # images does not decode: its runs fail when they load it, the others go on.
+    broken = tmp_path / "broken"
+    for name in ("a", "b"):
+        (broken / name).mkdir(parents=True)
+        for index in range(10):
+            Image.new("L", (8, 8), 20 * index).save(broken / name / f"{index}.png")
+    (broken / "a" / "x.png").write_bytes(b"not an image")
     text = TINY.replace(
         "  - dataset: synthetic\n",
-        "  - dataset: synthetic\n  - dataset: folder\n    data_path: {missing}\n",
+        "  - dataset: synthetic\n  - dataset: folder\n    data_path: {broken}\n",
     ).replace("seeds: {seeds}", "seeds: [0]")
     config = tmp_path / "sweep.yaml"
-    config.write_text(text.format(missing=tmp_path / "no-such-folder"))
+    config.write_text(text.format(broken=broken))
     result = sweep_into(tmp_path, config)
     assert result.returncode == 1
     outcome = json.loads(result.stdout)
     assert outcome["finished"] == 5
     assert len(outcome["failed"]) == 5
     errors = {failure["error"] for failure in outcome["failed"]}
-    assert any("no-such-folder: data path does not exist" in error for error in errors)
+    assert any("x.png: image cannot be decoded" in error for error in errors)
     assert any(error.startswith("its dense run") for error in errors)
     with ResultsStore(tmp_path / "r.db") as store:
         overview = store.runs_overview()
     assert sorted(overview.status.value_counts().items()) == [("failed", 5), ("finished", 5)]
     assert overview[overview.status == "failed"].error.notna().all()
+
+
+def test_a_sweep_checks_every_data_set_before_training_anything(tmp_path):
+    text = TINY.replace(
+        "  - dataset: synthetic\n",
+        "  - dataset: synthetic\n  - dataset: folder\n    data_path: {missing}\n"
+        "  - dataset: bloodmnist\n    data_path: {truncated}\n",
+    ).replace("seeds: {seeds}", "seeds: [0]")
+    truncated = tmp_path / "cut.npz"
+    truncated.write_bytes(b"PK\x03\x04 cut short")
+    config = tmp_path / "sweep.yaml"
+    config.write_text(text.format(missing=tmp_path / "no-such-folder", truncated=truncated))
+    for extra in ([], ["--dry-run"]):
+        result = sweep_into(tmp_path, config, *extra)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "2 of 3 data set(s) cannot be read" in lines[0]
+        assert "datasets[1] (folder): " in lines[0] and "no-such-folder" in lines[0]
+        assert "datasets[2] (bloodmnist): " in lines[0] and "cut.npz" in lines[0]
+        assert not (tmp_path / "r.db").exists() and not (tmp_path / "runs").exists()
 
 
 def _wait_for(predicate, process, timeout=120.0) -> None:

@@ -49,11 +49,11 @@ class RichSweepProgress:
     def update(self, state: Any) -> None:
         counts = (
             f"{state.done} done, {state.running} running, {len(state.failed)} failed, "
-            f"{state.left} left"
+            f"{len(state.diverged)} diverged, {state.left} left"
         )
         if self.task is None:
             self.task = self.progress.add_task("sweep", total=state.total, counts=counts)
-        self.progress.update(self.task, completed=state.done + len(state.failed), counts=counts)
+        self.progress.update(self.task, completed=state.ended, counts=counts)
 
     def run_ended(self, run: Any, result: dict[str, Any]) -> None:
         if not self.console.is_terminal:
@@ -69,8 +69,9 @@ class RichSweepProgress:
                 highlight=False,
             )
         else:
+            status = result.get("status", "failed")
             self.progress.console.print(
-                printable(f"failed {run.run_id} {what}: {result['error']}"),
+                printable(f"{status} {run.run_id} {what}: {result['error']}"),
                 markup=False,
                 highlight=False,
             )
@@ -106,19 +107,23 @@ def sweep(
     """Run a grid of runs; finished runs are skipped and interrupted ones resumed."""
     from sparsebench.config import load_sweep_config
     from sparsebench.store import ResultsStore
-    from sparsebench.sweep.plan import expand_grid, plan_counts, plan_sweep
+    from sparsebench.sweep.plan import check_sweep_data, expand_grid, plan_counts, plan_sweep
 
     if executor not in ("local", "ray"):
         raise fail(f"--executor: expected local or ray, got {executor!r}")
+    sweep_config = load_sweep_config(config)
+    grid = expand_grid(sweep_config)
+    data_problem = None
     try:
-        sweep_config = load_sweep_config(config)
-        grid = expand_grid(sweep_config)
+        check_sweep_data(sweep_config, config, download)
     except InputError as error:
-        raise fail(str(error)) from None
+        if not dry_run:
+            raise
+        data_problem = error  # a dry run still shows its plan, then names the problem
     if dry_run and not db.is_file():
         planned = plan_sweep(grid, None, runs_dir)
     else:
-        with ResultsStore(db) as store:
+        with ResultsStore(db, read_only=dry_run) as store:
             planned = plan_sweep(grid, store, runs_dir)
     counts = plan_counts(planned)
     if dry_run:
@@ -128,6 +133,8 @@ def sweep(
             sys.stdout.write(json.dumps(plan) + "\n")
         else:
             out.print(plan_table(planned, counts, config))
+        if data_problem is not None:
+            raise fail(str(data_problem))
         return
 
     from sparsebench.sweep.runner import run_sweep
@@ -166,6 +173,8 @@ def sweep(
         "counts": counts,
         "finished": len(state.finished),
         "failed": state.failed,
+        "diverged": state.diverged,
+        "held": state.held,
         "db": str(db),
     }
     if as_json:
@@ -173,11 +182,14 @@ def sweep(
     else:
         show(
             f"sweep {sweep_config.name}: {len(state.finished)} run(s) finished, "
-            f"{counts['skip']} already done, {len(state.failed)} failed; results in {db}"
+            f"{counts['skip']} already done, {len(state.failed)} failed, "
+            f"{len(state.diverged)} diverged, {len(state.held)} left to another process; "
+            f"results in {db}"
         )
-        for failure in state.failed:
-            show(f"  failed {failure['run_id']}: {failure['error']}")
-    if state.failed:
+        for kind in ("failed", "diverged", "held"):
+            for entry in outcome[kind]:
+                show(f"  {kind} {entry['run_id']}: {entry['error']}")
+    if state.failed or state.diverged:
         raise typer.Exit(code=1)
 
 
@@ -189,7 +201,8 @@ def plan_table(planned: list[Any], counts: dict[str, int], config: Path) -> Tabl
     table = Table(title=f"{config}: {len(planned)} runs")
     table.caption = (
         f"{counts['train']} to train, {counts['resume']} to resume, "
-        f"{counts['derive']} derived from dense runs, {counts['skip']} skipped (already finished)"
+        f"{counts['derive']} derived from dense runs, {counts['skip']} skipped (already "
+        "finished or diverged)"
     )
     for column in ("action", "run_id", "model", "dataset", "method", "scenario", "seed"):
         table.add_column(column, no_wrap=column == "run_id")

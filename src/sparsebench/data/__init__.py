@@ -2,7 +2,7 @@
 
 from sparsebench.data.dataset import BatchLoader, ImageDataset, Split
 from sparsebench.data.options import DataOptions
-from sparsebench.data.registry import dataset_names, load_dataset, register_dataset
+from sparsebench.data.registry import dataset_names, load_dataset, probe_dataset, register_dataset
 
 __all__ = [
     "BatchLoader",
@@ -11,5 +11,6 @@ __all__ = [
     "Split",
     "dataset_names",
     "load_dataset",
+    "probe_dataset",
     "register_dataset",
 ]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from sparsebench.data.assemble import build_image_dataset, data_file
 from sparsebench.data.dataset import ImageDataset
-from sparsebench.data.folder import load_image_folder
+from sparsebench.data.folder import load_image_folder, probe_image_folder
 from sparsebench.data.options import DataOptions
 from sparsebench.errors import InputError, validation_message
 
@@ -24,6 +24,15 @@ def load_mvtec3d_objects(name: str, path: Path, options: DataOptions) -> ImageDa
     if json_file is None:
         return load_image_folder(name, path, options)
     return load_coco(name, json_file, options)
+
+
+def probe_mvtec3d(path: Path | None, options: DataOptions) -> None:
+    assert path is not None
+    json_file = _find_json(path)
+    if json_file is None:
+        probe_image_folder(path, options)
+    else:
+        read_coco(json_file)
 
 
 def _find_json(path: Path) -> Path | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsebench.data.assemble import build_image_dataset
+from sparsebench.data.assemble import build_image_dataset, data_file
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.data.options import DataOptions
 from sparsebench.errors import InputError
@@ -29,18 +29,28 @@ def elpv_labels_file(path: Path | None) -> Path:
     return Path(spec.origin).parent / "data" / "labels.csv"
 
 
-def load_elpv(name: str, path: Path | None, options: DataOptions) -> ImageDataset:
-    """Binary (defect probability >= 0.5) or 4-class (`elpv_classes=4`), with the study's
-    stratified 70/20/10 split since the data brings none."""
+def probe_elpv(path: Path | None) -> None:
     labels_file = elpv_labels_file(path)
     if not labels_file.is_file():
         raise InputError(f"{labels_file}: ELPV labels file does not exist")
+
+
+def load_elpv(name: str, path: Path | None, options: DataOptions) -> ImageDataset:
+    """Binary (defect probability >= 0.5) or 4-class (`elpv_classes=4`), with the study's
+    stratified 70/20/10 split since the data brings none."""
+    probe_elpv(path)
+    labels_file = elpv_labels_file(path)
     try:
         table = np.genfromtxt(labels_file, dtype=["U64", "f8", "U8"], names=["path", "p", "type"])
     except ValueError as error:
         raise InputError(f"{labels_file}: not an ELPV labels file ({error})") from None
     probabilities = np.atleast_1d(table["p"])
-    paths = [labels_file.parent / p for p in np.atleast_1d(table["path"])]
+    paths = [
+        data_file(
+            labels_file.parent, str(entry), f"{labels_file}:{line}", options.allow_external_paths
+        )
+        for line, entry in enumerate(np.atleast_1d(table["path"]), start=1)
+    ]
     if options.elpv_classes == 2:
         labels, classes = (probabilities >= 0.5).astype(int).tolist(), BINARY_CLASSES
     elif options.elpv_classes == 4:

@@ -43,6 +43,20 @@ def load_image_folder(name: str, root: Path, options: DataOptions) -> ImageDatas
     return build_image_dataset(name, str(root), paths, labels, [c.name for c in classes], options)
 
 
+def probe_image_folder(root: Path | None, options: DataOptions) -> None:
+    assert root is not None
+    if not root.is_dir():
+        raise InputError(f"{root}: expected a folder of class folders")
+    if options.split.startswith("csv:"):
+        read_split_csv(Path(options.split[4:]))
+    elif (root / "train").is_dir() and (root / "test").is_dir():
+        for split in SPLIT_FOLDERS:
+            if (root / split).is_dir():
+                _class_folders(root / split)
+    else:
+        _class_folders(root)
+
+
 def _class_folders(root: Path) -> list[Path]:
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:

@@ -81,6 +81,12 @@ MEDMNIST_CLASSES["organcmnist"] = MEDMNIST_CLASSES["organamnist"]
 MEDMNIST_CLASSES["organsmnist"] = MEDMNIST_CLASSES["organamnist"]
 
 
+def probe_medmnist_npz(path: Path) -> None:
+    if not path.is_file():
+        raise InputError(f"{path}: expected a MedMNIST npz file")
+    check_npz_arrays(path, REQUIRED_KEYS)
+
+
 def load_medmnist_npz(path: str | Path, name: str = "medmnist") -> ImageDataset:
     """Read a MedMNIST 2D npz. For a known set (`bloodmnist`, ...) the labels are checked
     against its class list; for `medmnist` the classes are 0..max(label)."""

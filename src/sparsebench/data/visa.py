@@ -34,6 +34,20 @@ def visa_objects(root: Path, wanted: tuple[str, ...] | None) -> list[str]:
     return found
 
 
+def probe_visa(root: Path | None, options: DataOptions) -> None:
+    assert root is not None
+    if not root.is_dir():
+        raise InputError(f"{root}: expected the VisA root folder")
+    visa_objects(root, options.visa_objects)
+    if options.split.startswith("csv:"):
+        read_split_csv(_split_csv(root, options.split), ("split", "label", "image"))
+
+
+def _split_csv(root: Path, split: str) -> Path:
+    which = split[4:]
+    return root / "split_csv" / f"{which}.csv" if which in OFFICIAL_SPLITS else Path(which)
+
+
 def load_visa(name: str, root: Path, options: DataOptions) -> ImageDataset:
     if not root.is_dir():
         raise InputError(f"{root}: expected the VisA root folder")
@@ -54,8 +68,7 @@ def load_visa(name: str, root: Path, options: DataOptions) -> ImageDataset:
         raise InputError(
             f"--split {options.split!r}: expected paper, csv:1cls, csv:2cls_highshot or csv:FILE"
         )
-    which = options.split[4:]
-    csv_path = root / "split_csv" / f"{which}.csv" if which in OFFICIAL_SPLITS else Path(which)
+    csv_path = _split_csv(root, options.split)
     rows = [
         row
         for row in read_split_csv(csv_path, ("split", "label", "image"))

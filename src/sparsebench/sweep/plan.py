@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sparsebench.config import SweepConfig
+from sparsebench.data import probe_dataset
+from sparsebench.errors import InputError
 from sparsebench.store.db import ResultsStore
 from sparsebench.store.layout import checkpoint_path
 from sparsebench.train.config import RunConfig
@@ -69,6 +71,25 @@ class PlannedRun:
         }
 
 
+def check_sweep_data(sweep: SweepConfig, source: str | Path, download: bool = False) -> None:
+    """Every data set of the sweep found and its index read (no image decoded), before
+    anything trains: all that are missing or unreadable are named at once."""
+    problems = []
+    for index in range(len(sweep.datasets)):
+        config = sweep.run_config(
+            sweep.models[0], index, sweep.methods[0], sweep.scenarios[0], sweep.seeds[0]
+        )
+        try:
+            probe_dataset(config.dataset, config.data_path, config.data_options(None, download))
+        except InputError as error:
+            problems.append(f"datasets[{index}] ({config.dataset}): {error}")
+    if problems:
+        raise InputError(
+            f"{source}: nothing trained, {len(problems)} of {len(sweep.datasets)} data set(s) "
+            f"cannot be read: {'; '.join(problems)}"
+        )
+
+
 def expand_grid(sweep: SweepConfig) -> list[GridRun]:
     """The grid's distinct runs, dense first within each model, data set and seed so that
     the runs derived from it can start early."""
@@ -103,17 +124,21 @@ def _distinct(runs: list[GridRun]) -> list[GridRun]:
 def plan_sweep(
     grid: list[GridRun], store: ResultsStore | None, runs_dir: str | Path
 ) -> list[PlannedRun]:
-    """What each run needs now: skip (finished in the database), resume (a checkpoint
-    of it exists), derive (from its dense run), or train from the start. Without a
-    database nothing is finished yet."""
+    """What each run needs now: skip (finished or diverged in the database), resume (a
+    checkpoint of it exists), derive (from its dense run), or train from the start.
+    Without a database nothing is finished yet. A diverged run is not trained again:
+    the same settings diverge the same way."""
     in_grid = {run.run_id for run in grid}
 
     def finished(run_id: str) -> bool:
         return store is not None and store.run_status(run_id) == "finished"
 
+    def settled(run_id: str) -> bool:
+        return store is not None and store.run_status(run_id) in ("finished", "diverged")
+
     planned = []
     for run in grid:
-        if finished(run.run_id):
+        if settled(run.run_id):
             planned.append(PlannedRun(run, "skip"))
             continue
         dense = run.derive_from

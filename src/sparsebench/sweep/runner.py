@@ -8,6 +8,7 @@ unfinished run from its last epoch and ends with the rows of an uninterrupted sw
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sparsebench.store.db import ResultsStore
+from sparsebench.store.db import ResultsStore, StoreError
+from sparsebench.store.locks import RunBusy
 from sparsebench.sweep.plan import PlannedRun
 from sparsebench.sweep.worker import RunTask
 
@@ -39,11 +41,18 @@ class SweepState:
     done: int = 0
     running: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    diverged: list[dict[str, str]] = field(default_factory=list)
+    # Runs another live process was training (two sweeps on one database): left to it.
+    held: list[dict[str, str]] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
 
     @property
+    def ended(self) -> int:
+        return self.done + len(self.failed) + len(self.diverged) + len(self.held)
+
+    @property
     def left(self) -> int:
-        return self.total - self.done - self.running - len(self.failed)
+        return self.total - self.ended - self.running
 
 
 class SweepProgress:
@@ -98,21 +107,31 @@ def run_sweep(
             state.finished.append(run.run_id)
             ready.extendleft(waiting.pop(run.run_id, []))
         else:
-            store.mark_run(run.run_id, "failed", result["error"])
-            state.failed.append({"run_id": run.run_id, "error": result["error"]})
+            status = result.get("status", "failed")
+            store.mark_run(run.run_id, status, result["error"])
+            ended = state.diverged if status == "diverged" else state.failed
+            ended.append({"run_id": run.run_id, "error": result["error"]})
             for dependent in waiting.pop(run.run_id, []):
-                error = f"its dense run {run.run_id} failed: {result['error']}"
+                error = f"its dense run {run.run_id} {status}: {result['error']}"
                 store.begin_run(dependent.run_id, dependent.config.model_dump(), "", {})
                 store.mark_run(dependent.run_id, "failed", error)
                 state.failed.append({"run_id": dependent.run_id, "error": error})
         progress.run_ended(run, result)
+
+    def leave_to_holder(run: PlannedRun, busy: RunBusy) -> None:
+        for held in [run, *waiting.pop(run.run_id, [])]:
+            state.held.append({"run_id": held.run_id, "error": str(busy)})
 
     in_flight: dict[Future, PlannedRun] = {}
     try:
         while ready or in_flight:
             while ready and len(in_flight) < executor.slots:
                 run = ready.popleft()
-                store.begin_run(run.run_id, run.config.model_dump(), run.config.device, {})
+                try:
+                    store.begin_run(run.run_id, run.config.model_dump(), run.config.device, {})
+                except RunBusy as busy:
+                    leave_to_holder(run, busy)
+                    continue
                 in_flight[executor.submit(task_for(run))] = run
             state.running = len(in_flight)
             progress.update(state)
@@ -133,9 +152,10 @@ def run_sweep(
             state.running = len(in_flight)
             progress.update(state)
     except BaseException:
-        for run in in_flight.values():
-            store.mark_run(run.run_id, "interrupted")
         executor.close(cancel=True)
+        with contextlib.suppress(StoreError):  # a full disk: they show as interrupted anyway
+            for run in in_flight.values():
+                store.mark_run(run.run_id, "interrupted")
         raise
     executor.close()
     return state

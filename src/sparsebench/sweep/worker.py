@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -40,10 +41,16 @@ class RunTask:
 
 def die_with_parent() -> None:
     """Run once in each local worker process: a killed sweep must not leave orphans
-    training and writing checkpoints."""
+    training and writing checkpoints. Its warnings (a damaged checkpoint set aside, a
+    class too small for its split) reach the terminal as one line each, as the CLI's."""
+    warnings.showwarning = _one_line_warning
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _one_line_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    sys.stderr.write(f"warning: {message}\n")
 
 
 def execute_task(task: RunTask) -> dict[str, Any]:
@@ -51,7 +58,7 @@ def execute_task(task: RunTask) -> dict[str, Any]:
     import torch
 
     from sparsebench.train.derive import derive_post_run
-    from sparsebench.train.loop import train_run
+    from sparsebench.train.loop import RunDiverged, train_run
 
     if task.threads:
         torch.set_num_threads(task.threads)
@@ -69,10 +76,12 @@ def execute_task(task: RunTask) -> dict[str, Any]:
         else:
             result = train_run(config, data, checkpoint)
     except Exception as error:
+        diverged = isinstance(error, RunDiverged)
         return {
             "run_id": config.run_id(),
             "ok": False,
-            "error": f"{type(error).__name__}: {error}",
+            "status": "diverged" if diverged else "failed",
+            "error": str(error) if diverged else f"{type(error).__name__}: {error}",
             "traceback": traceback.format_exc(),
             "worker": worker,
             "seconds": time.perf_counter() - started,
