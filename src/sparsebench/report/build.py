@@ -209,6 +209,19 @@ def _index_html(
             _html_table(bench, _number_formats(bench)),
             "</div>",
         ]
+    if not results.unfinished.empty:
+        unfinished = results.unfinished[
+            ["run_id", "model", "data_label", "method", "scenario", "seed", "status", "error"]
+        ].rename(columns={"data_label": "data set"})
+        parts += [
+            "<h2 id='unfinished'>Runs that diverged or failed</h2>",
+            "<p>Not drawn in the figures (their slot says so). A diverged run's training "
+            "loss became NaN or infinite; the same settings diverge again, so a sweep does "
+            "not retrain it: lower the learning rate.</p>",
+            "<div class='scroll'>",
+            _html_table(unfinished, {}),
+            "</div>",
+        ]
     parts += [
         "<h2 id='runs'>Every run</h2>",
         "<p><a href='runs.csv'>CSV</a> · <a href='runs.parquet'>Parquet</a>. "

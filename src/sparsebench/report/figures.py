@@ -86,6 +86,11 @@ class FigureNotes:
     not_run: list[str] = field(default_factory=list)
 
 
+def literal(text: str) -> str:
+    """Text from the data shown as it is: matplotlib reads `$...$` as mathematics."""
+    return text.replace("$", r"\$")
+
+
 def _grid(results: Results, title: str) -> tuple[Figure, dict[tuple[str, str], plt.Axes]]:
     datasets, models = results.datasets(), results.models()
     figure, axes = plt.subplots(
@@ -94,12 +99,12 @@ def _grid(results: Results, title: str) -> tuple[Figure, dict[tuple[str, str], p
         figsize=(max(7.0, 4.4 * len(models)), 3.3 * len(datasets) + 0.9),
         squeeze=False,
     )
-    figure.suptitle(title, fontsize=11)
+    figure.suptitle(literal(title), fontsize=11)
     panels = {}
     for row, dataset in enumerate(datasets):
         for column, model in enumerate(models):
             axis = axes[row][column]
-            axis.set_title(f"{model} on {dataset}", fontsize=9)
+            axis.set_title(literal(f"{model} on {dataset}"), fontsize=9)
             axis.grid(alpha=0.3)
             panels[(dataset, model)] = axis
     return figure, panels
@@ -171,8 +176,10 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
         for position, method in zip(positions, METHOD_ORDER, strict=True):
             rows = panel[panel.method == method]
             if rows.empty:
-                notes.not_run.append(f"{METHOD_NAMES[method]} ({model}, {dataset})")
-                _slot_text(axis, position, label_y, "not run")
+                ended = results.ended_as(scenario, dataset, model, method)
+                if ended is None:
+                    notes.not_run.append(f"{METHOD_NAMES[method]} ({model}, {dataset})")
+                _slot_text(axis, position, label_y, ended or "not run")
                 continue
             values = rows[metric.column] * metric.scale
             measured = values.dropna()

@@ -1,14 +1,15 @@
 """The results a report draws, read from the database into tidy tables.
 
-Only finished runs count. A dense run belongs to every scenario (it is the baseline each
-scenario is compared with), and a derived `post` run carries its dense run's training.
-Missing measurements stay missing (NaN with the reason), never zero.
+Only finished runs are drawn. A dense run belongs to every scenario (it is the baseline
+each scenario is compared with), and a derived `post` run carries its dense run's
+training. Missing measurements stay missing (NaN with the reason), never zero; runs that
+diverged or failed are listed with why, and a figure marks their slot.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +38,8 @@ class Results:
     runs: pd.DataFrame  # one row per finished run
     epochs: pd.DataFrame  # one row per epoch of a finished run, with the run's keys
     bench: pd.DataFrame  # inference benchmark rows (deploy.bench), possibly empty
+    # runs that ended without results (diverged, failed), with their keys and error
+    unfinished: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def empty(self) -> bool:
@@ -60,6 +63,15 @@ class Results:
     def in_scenario(self, frame: pd.DataFrame, scenario: str) -> pd.DataFrame:
         return frame[(frame.scenario == scenario) | (frame.method == "dense")]
 
+    def ended_as(self, scenario: str, dataset: str, model: str, method: str) -> str | None:
+        """`diverged` or `failed` where a method has no finished run in a panel but did
+        end so; None where it was not run at all."""
+        if self.unfinished.empty:
+            return None
+        rows = self.in_scenario(self.unfinished, scenario)
+        rows = rows[(rows.data_label == dataset) & (rows.model == model) & (rows.method == method)]
+        return None if rows.empty else str(sorted(rows.status)[0])
+
 
 def load_results(db: str | Path) -> Results:
     with ResultsStore(db, read_only=True) as store:
@@ -82,23 +94,32 @@ def load_results(db: str | Path) -> Results:
             store.connection,
         )
         bench = store.table("inference_bench")
-    configs = runs.config_json.map(json.loads)
-    runs["data_path"] = configs.map(lambda c: c.get("data_path"))
-    runs["width"] = configs.map(lambda c: c.get("width"))
-    runs["data_label"] = _data_labels(runs)
+        unfinished = pd.read_sql_query(
+            """SELECT run_id, model, dataset, method, scenario, seed, status, error,
+                      config_json, created_at
+               FROM runs WHERE status IN ('diverged', 'failed') ORDER BY created_at""",
+            store.connection,
+        )
+    for frame in (runs, unfinished):
+        configs = frame.config_json.map(json.loads)
+        frame["data_path"] = configs.map(lambda c: c.get("data_path"))
+        frame["width"] = configs.map(lambda c: c.get("width"))
+    paths_per_name = runs.groupby("dataset").data_path.nunique(dropna=False)
+    runs["data_label"] = _data_labels(runs, paths_per_name)
+    unfinished["data_label"] = _data_labels(unfinished, paths_per_name)
+    unfinished = unfinished.drop(columns=["config_json"])
     runs["train_energy_missing_reason"] = _energy_reasons(epochs, runs)
     runs = runs.drop(columns=["config_json"])
     keys = ["run_id", "model", "data_label", "method", "scenario", "seed", "derived_from"]
     epochs = epochs.merge(runs[keys], on="run_id")
-    return Results(runs=runs, epochs=epochs, bench=bench)
+    return Results(runs=runs, epochs=epochs, bench=bench, unfinished=unfinished)
 
 
-def _data_labels(runs: pd.DataFrame) -> pd.Series:
+def _data_labels(runs: pd.DataFrame, paths_per_name: pd.Series) -> pd.Series:
     """The data set's name, with its folder where one loader read several places."""
-    paths_per_name = runs.groupby("dataset").data_path.nunique(dropna=False)
 
     def label(row: pd.Series) -> str:
-        if paths_per_name[row.dataset] > 1 and row.data_path:
+        if paths_per_name.get(row.dataset, 0) > 1 and isinstance(row.data_path, str):
             return f"{row.dataset} ({Path(row.data_path).name})"
         return row.dataset
 
