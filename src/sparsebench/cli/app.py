@@ -9,6 +9,7 @@ unexpected internal error; 2 bad input, a damaged file, a full disk or a diverge
 from __future__ import annotations
 
 import errno
+import math
 import os
 import sqlite3
 import sys
@@ -64,6 +65,15 @@ def show(message: str) -> None:
 def fail(message: str) -> typer.Exit:
     say(f"error: {message}")
     return typer.Exit(code=2)
+
+
+def check_range(flag: str, value: float, low: float, high: float, above: bool = False) -> None:
+    """A number a command takes directly (not a run setting, which pydantic checks):
+    within [low, high] (above: low excluded), and never NaN or infinite."""
+    inside = (low < value if above else low <= value) and value <= high
+    if not (math.isfinite(value) and inside):
+        bracket = "(" if above else "["
+        raise fail(f"{flag}: expected a number in {bracket}{low:g}, {high:g}], got {value}")
 
 
 def failure_line(error: BaseException) -> tuple[str, int] | None:

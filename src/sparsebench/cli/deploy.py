@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sparsebench.cli.app import app, fail, out, show
+from sparsebench.cli.app import app, check_range, fail, out, show
 from sparsebench.errors import InputError
+from sparsebench.train.config import MAX_BATCH
 
 
 @app.command()
@@ -29,6 +30,8 @@ def export(
 ) -> None:
     """Export a trained run to ONNX (compact, optionally int8) and check it in ONNX Runtime."""
     from sparsebench.deploy.export import export_run
+
+    check_range("--calibration-samples", calibration_samples, 1, 1_000_000)
 
     try:
         result = export_run(
@@ -83,8 +86,8 @@ def _int_list(text: str, flag: str) -> list[int]:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise fail(f"{flag}: expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise fail(f"{flag}: expected positive integers, got {text!r}")
+    if not values or min(values) < 1 or max(values) > MAX_BATCH:
+        raise fail(f"{flag}: expected integers from 1 to {MAX_BATCH}, got {text!r}")
     return values
 
 
@@ -112,6 +115,9 @@ def bench(
     from sparsebench.deploy.load import load_run
     from sparsebench.store import ResultsStore
 
+    check_range("--width", width, 0, 4, above=True)
+    check_range("--image-size", image_size, 28, 224)
+    check_range("--repeats", repeats, 1, 100_000)
     sizes = _int_list(batch_sizes, "--batch-sizes")
     thread_counts = _int_list(threads, "--threads") if threads else [torch.get_num_threads()]
     if linear not in ("auto", "dense", "csr"):

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sparsebench.cli.app import app, err, fail, out, printable, say, show
+from sparsebench.cli.app import app, check_range, err, fail, out, printable, say, show
 from sparsebench.cli.results import report
 from sparsebench.errors import InputError
 
@@ -111,6 +111,12 @@ def sweep(
 
     if executor not in ("local", "ray"):
         raise fail(f"--executor: expected local or ray, got {executor!r}")
+    if workers is not None:
+        check_range("--workers", workers, 1, 1024)
+    if threads_per_run is not None:
+        check_range("--threads-per-run", threads_per_run, 1, 1024)
+    check_range("--cpus-per-run", cpus_per_run, 0, 1024, above=True)
+    check_range("--gpus-per-run", gpus_per_run, 0, 64)
     sweep_config = load_sweep_config(config)
     grid = expand_grid(sweep_config)
     data_problem = None

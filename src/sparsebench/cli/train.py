@@ -188,7 +188,8 @@ def train(
         f"{data.name} ({', '.join(f'{k} {v}' for k, v in data.summary()['samples'].items())}), "
         f"method {run_config.method}, {run_config.scenario_label}"
     )
-    err.print(class_count_table(data.summary()))
+    if not as_json:  # the result goes to stdout; stderr keeps to progress and problems
+        out.print(class_count_table(data.summary()))
     try:
         with ResultsStore(db) as store, RichEpochProgress(err) as progress:
             summary = run_and_record(

@@ -81,6 +81,8 @@ def data_file(root: Path, entry: str, where: str, allow_external: bool = False) 
     learns nothing of the machine; `allow_external` lets a user whose own annotations
     use absolute paths read them.
     """
+    if "\0" in entry:
+        raise InputError(f"{where}: {entry!r} is not a file name (it holds a NUL byte)")
     candidate = root / entry
     if not allow_external and not _inside(candidate, root):
         raise InputError(

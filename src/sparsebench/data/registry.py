@@ -53,7 +53,8 @@ def load_dataset(
 ) -> ImageDataset:
     """Load a data set by name; every problem with the input is an InputError."""
     options = options or DataOptions()
-    return _LOADERS[name](_data_path(name, data_path, options), options)
+    path = _data_path(name, data_path, options)
+    return _LOADERS[name](path, options)
 
 
 def probe_dataset(

@@ -208,8 +208,6 @@ class ResultsStore:
             connection = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
         else:
             connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA foreign_keys=ON")
         return connection
@@ -230,6 +228,9 @@ class ResultsStore:
             raise StoreError(f"{self.path}: an SQLite database, but not a sparsebench one")
         if self.read_only and "runs" not in tables:
             raise StoreError(f"{self.path}: holds no results (no runs table)")
+        if not self.read_only:  # only now that the file is known to be ours
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.execute("PRAGMA synchronous=NORMAL")
         if version == SCHEMA_VERSION:
             return
         if self.read_only:
@@ -238,6 +239,7 @@ class ResultsStore:
             self.connection.close()
             self.read_only = False
             self.connection = self._connect()
+            self.connection.execute("PRAGMA journal_mode=WAL")
         self._create_or_migrate(version, bool(tables))
 
     def _create_or_migrate(self, version: int, existed: bool) -> None:

@@ -66,7 +66,8 @@ class RunConfig(BaseModel):
     epochs: int = Field(50, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH)
-    lr: float = Field(1e-4, gt=0, allow_inf_nan=False)
+    # Above 1e30 Adam's step (lr over its bias correction) no longer fits a float32.
+    lr: float = Field(1e-4, gt=0, le=1e30, allow_inf_nan=False)
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = "auto"
