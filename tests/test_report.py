@@ -18,11 +18,21 @@ runner = CliRunner()
 RAPL_MISSING = "RAPL is not readable on this machine"
 
 
-def add_run(store, run_id, method, scenario, seed, accuracy, energy=None, derived_from=None):
+def add_run(
+    store,
+    run_id,
+    method,
+    scenario,
+    seed,
+    accuracy,
+    energy=None,
+    derived_from=None,
+    data_path="blood.npz",
+):
     config = {
         "model": "resnet18",
         "dataset": "bloodmnist",
-        "data_path": "blood.npz",
+        "data_path": data_path,
         "width": 0.25,
         "method": method,
         "scenario": scenario,
@@ -190,3 +200,41 @@ def test_a_report_replaces_the_old_one_whole_and_a_failed_one_leaves_it(db, tmp_
     assert not any(p.name.startswith(".report") for p in tmp_path.iterdir())
     result = runner.invoke(app, ["report", "--db", str(tmp_path / "absent.db"), "--out", str(out)])
     assert result.exit_code == 2 and "absent.db: results database does not exist" in result.output
+
+
+def test_diverged_runs_are_listed_and_their_slot_says_so(db, tmp_path):
+    with ResultsStore(db) as store:
+        config = {"model": "resnet18", "dataset": "bloodmnist", "data_path": "blood.npz"}
+        config |= {"method": "set", "scenario": "mixed", "conv_sparsity": 0.5}
+        config |= {"linear_sparsity": 0.8, "seed": 0, "epochs": 2}
+        store.begin_run("wild", config, "cpu", {})
+        store.mark_run("wild", "diverged", "the training loss became nan at epoch 2, step 3")
+    report = build_report(db, tmp_path / "report")
+    page = report.index.read_text()
+    assert "Runs that diverged or failed" in page
+    assert "the training loss became nan at epoch 2, step 3" in page
+    assert "RuntimeError: boom" in page  # the fixture's failed run
+    # matplotlib names each drawn text in an SVG comment
+    svg = (tmp_path / "report" / "figures" / "mixed_test_accuracy.svg").read_text()
+    assert svg.count("<!-- diverged -->") == 1 and svg.count("<!-- failed -->") == 1
+    uniform = (tmp_path / "report" / "figures" / "uniform_test_accuracy.svg").read_text()
+    assert "<!-- diverged -->" not in uniform
+
+
+def test_text_from_the_data_is_escaped_in_html_and_svg_and_never_mathtext(tmp_path):
+    hostile = "<img src=x onerror=alert(1)> $\\alpha$ & -->"
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "a", "dense", None, 0, 0.9, data_path=f"{hostile}.npz")
+        add_run(store, "b", "pre", "mixed", 0, 0.8, data_path="two.npz")
+    report = build_report(path, tmp_path / "report")
+    page = report.index.read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt; $\\alpha$ &amp; --&gt;.npz" in page
+    assert "<img src=x" not in page
+    svgs = list((tmp_path / "report" / "figures").glob("*.svg"))
+    assert svgs
+    for svg in svgs:
+        text = svg.read_text()
+        assert "<img" not in text and "-->." not in text
+        # the panel title, drawn as typed (not as the letter alpha), its comment escaped
+        assert "(&lt;img src=x onerror=alert(1)&gt; $\\alpha$ &amp; - -&gt;.npz)" in text
