@@ -769,3 +769,31 @@ def test_a_class_with_one_image_is_reported_in_one_warning(tmp_path):
     assert result.exit_code == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "class 'rare'" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning: ")
+
+
+# Beyond the list: outputs that would replace what is not ours.
+
+
+def test_a_report_never_replaces_a_file_or_a_folder_that_is_not_a_report(tmp_path):
+    finished_run(tmp_path)
+    db = str(tmp_path / "r.db")
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    single = tmp_path / "single.txt"
+    single.write_text("keep me")
+    result = runner.invoke(app, ["report", "--db", db, "--out", str(mine)])
+    assert_one_line(result, "not an earlier sparsebench report")
+    result = runner.invoke(app, ["report", "--db", db, "--out", str(single)])
+    assert_one_line(result, "a file, not a folder")
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    assert single.read_text() == "keep me"
+    report = tmp_path / "report"
+    for _ in range(2):  # an earlier report is replaced whole
+        assert runner.invoke(app, ["report", "--db", db, "--out", str(report)]).exit_code == 0
+    assert (report / "index.html").is_file()
+
+
+def test_generated_data_takes_no_path(tmp_path):
+    result = invoke([*train_args(1), "--data-path", "/etc/passwd"], tmp_path)
+    assert_one_line(result, "'synthetic' is generated", "/etc/passwd")

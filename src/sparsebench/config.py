@@ -27,12 +27,16 @@ __all__ = [
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: config file does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a YAML text file (not UTF-8)") from None
+    except OSError as error:
+        raise InputError(f"{path}: config file cannot be read ({error.strerror})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return data

@@ -100,8 +100,14 @@ for _name in [*MEDMNIST_CLASSES, "medmnist"]:
     register_dataset(_name, probe=_probe_medmnist)(_medmnist_loader(_name))
 
 
-@register_dataset("synthetic", path_optional=True)
+def _no_path(path: Path | None, options: DataOptions) -> None:
+    if path is not None:
+        raise InputError(f"data set 'synthetic' is generated: it reads no data path ({path})")
+
+
+@register_dataset("synthetic", path_optional=True, probe=_no_path)
 def _synthetic(path: Path | None, options: DataOptions) -> ImageDataset:
+    _no_path(path, options)
     return make_synthetic(seed=options.seed)
 
 

@@ -41,8 +41,12 @@ class Report:
     tables: list[Path] = field(default_factory=list)
 
 
+MARKER = ".sparsebench-report"
+
+
 def build_report(db: str | Path, out_dir: str | Path) -> Report:
     db, out_dir = Path(db), Path(out_dir)
+    _check_replaceable(out_dir)
     results = load_results(db)
     if results.empty:
         raise InputError(f"{db}: no finished runs to report")
@@ -60,11 +64,30 @@ def build_report(db: str | Path, out_dir: str | Path) -> Report:
     return report
 
 
+def _check_replaceable(out_dir: Path) -> None:
+    """A report replaces only an empty folder or an earlier report: `--out .` must never
+    take a user's folder with it."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise InputError(f"{out_dir}: a file, not a folder for the report; choose another --out")
+    entries = {entry.name for entry in out_dir.iterdir()}
+    earlier_report = MARKER in entries or {"index.html", "figures"} <= entries
+    if entries and not earlier_report:
+        raise InputError(
+            f"{out_dir}: a folder that is not an earlier sparsebench report (it would be "
+            "replaced whole); choose an empty or new --out"
+        )
+
+
 def _replace_folder(staging: Path, out_dir: Path) -> None:
     os.chmod(staging, 0o755)
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
         out_dir.rename(old)
         staging.rename(out_dir)
         shutil.rmtree(old, ignore_errors=True)
@@ -74,6 +97,7 @@ def _replace_folder(staging: Path, out_dir: Path) -> None:
 
 def _write(results: Results, db: Path, folder: Path) -> Report:
     report = Report(out_dir=folder, index=folder / "index.html")
+    (folder / MARKER).write_text("written by sparsebench report; replaced by the next one\n")
     (folder / "figures").mkdir()
     for scenario in results.scenarios():
         for metric in CURVES:

@@ -84,6 +84,8 @@ def load_resumable(path: Path, run_id: str) -> dict[str, Any] | None:
     """The newest whole checkpoint of `run_id`: `path`, else the previous one. A file
     that cannot be used is renamed `*.damaged` (so it is never rotated over a good one)
     and a warning says what was found and what the run does now."""
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a write that was killed
+        leftover.unlink(missing_ok=True)
     problems = []
     for candidate in (path, previous_path(path)):
         try:
