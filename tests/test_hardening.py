@@ -797,3 +797,19 @@ def test_a_report_never_replaces_a_file_or_a_folder_that_is_not_a_report(tmp_pat
 def test_generated_data_takes_no_path(tmp_path):
     result = invoke([*train_args(1), "--data-path", "/etc/passwd"], tmp_path)
     assert_one_line(result, "'synthetic' is generated", "/etc/passwd")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"train_labels": np.full((8, 1), 0.5)}, "train_labels[0] = 0.5 (float64) is not a class"),
+        ({"val_labels": np.array([["a"]] * 8)}, "val_labels[0] = 'a' (<U1) is not a class index"),
+        ({"test_images": np.zeros((8, 0, 0), np.uint8)}, "test_images has shape (8, 0, 0, 1)"),
+    ],
+)
+def test_npz_arrays_of_the_wrong_kind_are_named(tmp_path, change, message):
+    path = npz(tmp_path / "odd.npz", **{**medmnist_arrays(), **change})
+    result = invoke(
+        ["train", "--dataset", "medmnist", "--data-path", str(path), "--epochs", "1"], tmp_path
+    )
+    assert_one_line(result, "odd.npz", message)

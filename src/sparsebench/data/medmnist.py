@@ -130,11 +130,22 @@ def _split(path: Path, split: str, images: np.ndarray, labels: np.ndarray) -> Sp
         raise InputError(f"{path}: {split}_images has dtype {images.dtype}, expected uint8")
     if images.ndim == 3:
         images = images[..., None]
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or 0 in images.shape[1:3]:
         raise InputError(
             f"{path}: {split}_images has shape {images.shape}, expected (N, H, W) or (N, H, W, 3)"
         )
     labels = np.asarray(labels)
+    if labels.dtype.kind not in "iub":
+        flat = labels.reshape(-1)
+        integral = np.zeros(flat.shape, dtype=bool)
+        if labels.dtype.kind == "f":
+            integral = np.isfinite(flat) & (flat == np.round(flat))
+        if not integral.all():
+            index = int(np.argmin(integral))
+            raise InputError(
+                f"{path}: {split}_labels[{index}] = {flat[index].item()!r} ({labels.dtype}) is "
+                "not a class index: expected integers"
+            )
     if labels.ndim == 2 and labels.shape[1] != 1:
         raise InputError(
             f"{path}: {split}_labels has shape {labels.shape}: multi-label files are not supported"
