@@ -813,3 +813,28 @@ def test_npz_arrays_of_the_wrong_kind_are_named(tmp_path, change, message):
         ["train", "--dataset", "medmnist", "--data-path", str(path), "--epochs", "1"], tmp_path
     )
     assert_one_line(result, "odd.npz", message)
+
+
+def test_two_terminals_training_one_run(tmp_path, uninterrupted):
+    """A second `train` of a run another live process trains is refused naming it; once
+    that process is killed, the same command takes the run over and finishes it."""
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "sparsebench.cli", *train_args(3)]
+    command += ["--db", str(tmp_path / "r.db"), "--runs-dir", str(tmp_path / "runs")]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run_id = tiny_config(3).run_id()
+    deadline = time.monotonic() + 120
+    while not checkpoint_path(tmp_path / "runs", run_id).exists():  # it is mid-run
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    first.send_signal(signal.SIGSTOP)  # alive but paused: it cannot finish meanwhile
+    second = subprocess.run(command + ["--json"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2
+    assert f"is being trained by process {first.pid}" in second.stderr.splitlines()[-1]
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    third = subprocess.run(command + ["--json"], capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr
+    assert outcome(json.loads(third.stdout)) == outcome(uninterrupted)

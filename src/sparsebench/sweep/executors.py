@@ -16,7 +16,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from sparsebench.errors import InputError
-from sparsebench.sweep.worker import RunTask, die_with_parent, execute_task
+from sparsebench.sweep.worker import RunTask, execute_task, prepare_local_worker
 
 
 def available_cpus() -> int:
@@ -52,7 +52,7 @@ class LocalExecutor:
         return ProcessPoolExecutor(
             max_workers=self.slots,
             mp_context=get_context("spawn"),
-            initializer=die_with_parent,
+            initializer=prepare_local_worker,
         )
 
     def submit(self, task: RunTask) -> Future:

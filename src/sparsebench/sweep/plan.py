@@ -20,6 +20,7 @@ from sparsebench.store.db import ResultsStore
 from sparsebench.store.layout import checkpoint_path
 from sparsebench.train.config import RunConfig
 from sparsebench.train.derive import derivable_from
+from sparsebench.train.run import SETTLED
 
 Action = Literal["train", "resume", "derive", "skip"]
 ACTIONS: tuple[Action, ...] = ("train", "resume", "derive", "skip")
@@ -134,7 +135,7 @@ def plan_sweep(
         return store is not None and store.run_status(run_id) == "finished"
 
     def settled(run_id: str) -> bool:
-        return store is not None and store.run_status(run_id) in ("finished", "diverged")
+        return store is not None and store.run_status(run_id) in SETTLED
 
     planned = []
     for run in grid:

@@ -39,7 +39,7 @@ class RunTask:
     threads: int | None = None
 
 
-def die_with_parent() -> None:
+def prepare_local_worker() -> None:
     """Run once in each local worker process: a killed sweep must not leave orphans
     training and writing checkpoints. Its warnings (a damaged checkpoint set aside, a
     class too small for its split) reach the terminal as one line each, as the CLI's."""
