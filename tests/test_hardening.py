@@ -838,3 +838,17 @@ def test_two_terminals_training_one_run(tmp_path, uninterrupted):
     third = subprocess.run(command + ["--json"], capture_output=True, text=True, timeout=300)
     assert third.returncode == 0, third.stderr
     assert outcome(json.loads(third.stdout)) == outcome(uninterrupted)
+
+
+def test_a_sweep_worker_on_a_full_disk_leaves_its_run_interrupted(tmp_path, monkeypatch):
+    import sparsebench.store.checkpoint as checkpoints
+    from sparsebench.sweep.worker import RunTask, execute_task
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoints.torch, "save", full)
+    task = RunTask(action="train", config=tiny_config(1).model_dump(), runs_dir=str(tmp_path))
+    result = execute_task(task)
+    assert result["ok"] is False and result["status"] == "interrupted"
+    assert "No space left on device" in result["error"] and "checkpoint.pt" in result["error"]

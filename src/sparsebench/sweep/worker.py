@@ -8,6 +8,7 @@ crosses a process boundary (or a Ray cluster), so tasks and results are plain da
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import signal
 import socket
@@ -58,7 +59,7 @@ def execute_task(task: RunTask) -> dict[str, Any]:
     import torch
 
     from sparsebench.train.derive import derive_post_run
-    from sparsebench.train.loop import RunDiverged, train_run
+    from sparsebench.train.loop import train_run
 
     if task.threads:
         torch.set_num_threads(task.threads)
@@ -76,12 +77,12 @@ def execute_task(task: RunTask) -> dict[str, Any]:
         else:
             result = train_run(config, data, checkpoint)
     except Exception as error:
-        diverged = isinstance(error, RunDiverged)
+        ending = _ending(error)
         return {
             "run_id": config.run_id(),
             "ok": False,
-            "status": "diverged" if diverged else "failed",
-            "error": str(error) if diverged else f"{type(error).__name__}: {error}",
+            "status": ending,
+            "error": str(error) if ending == "diverged" else f"{type(error).__name__}: {error}",
             "traceback": traceback.format_exc(),
             "worker": worker,
             "seconds": time.perf_counter() - started,
@@ -95,6 +96,17 @@ def execute_task(task: RunTask) -> dict[str, Any]:
         "worker": worker,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _ending(error: Exception) -> str:
+    """How a run that raised `error` is stored: a full disk leaves it resumable."""
+    from sparsebench.train.loop import RunDiverged
+
+    if isinstance(error, RunDiverged):
+        return "diverged"
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return "interrupted"
+    return "failed"
 
 
 def _options(config: RunConfig, task: RunTask) -> DataOptions:
