@@ -14,7 +14,7 @@ from sparsebench.errors import InputError
 from sparsebench.models import build_model
 from sparsebench.store.checkpoint import CheckpointError, load_checkpoint
 from sparsebench.store.db import ResultsStore
-from sparsebench.store.layout import checkpoint_path
+from sparsebench.store.layout import adopt_first_release_folder, checkpoint_path
 
 
 @dataclass
@@ -43,6 +43,7 @@ class TrainedRun:
 def load_run(run_id: str, db: str | Path, runs_dir: str | Path) -> TrainedRun:
     """The run's model with its final weights, in eval mode."""
     with ResultsStore(db, read_only=True) as store:
+        run_id = store.current_run_id(run_id)
         summary = store.run_summary(run_id)
     if summary is None:
         raise InputError(f"run {run_id!r} is not in {db}")
@@ -57,6 +58,8 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path) -> TrainedRun:
         image_size=height,
         width=config["width"],
     )
+    if summary["legacy_run_id"]:
+        adopt_first_release_folder(runs_dir, run_id, summary["legacy_run_id"])
     path = checkpoint_path(runs_dir, run_id)
     try:
         state = load_checkpoint(path)
@@ -64,7 +67,7 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path) -> TrainedRun:
         raise CheckpointError(f"{error}; train run {run_id} again (train --force)") from None
     if state is None:
         raise InputError(f"{path}: checkpoint of run {run_id} does not exist")
-    if state["run_id"] != run_id:
+    if state["run_id"] not in (run_id, summary["legacy_run_id"]):
         raise CheckpointError(f"{path}: holds run {state['run_id']}, not {run_id}")
     try:
         model.load_state_dict(state["model"])

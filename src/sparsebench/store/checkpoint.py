@@ -80,17 +80,18 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     return state
 
 
-def load_resumable(path: Path, run_id: str) -> dict[str, Any] | None:
-    """The newest whole checkpoint of `run_id`: `path`, else the previous one. A file
-    that cannot be used is renamed `*.damaged` (so it is never rotated over a good one)
-    and a warning says what was found and what the run does now."""
+def load_resumable(path: Path, run_id: str, legacy_id: str = "") -> dict[str, Any] | None:
+    """The newest whole checkpoint of `run_id` (or of `legacy_id`, the id the first
+    release gave the same run): `path`, else the previous one. A file that cannot be
+    used is renamed `*.damaged` (so it is never rotated over a good one) and a warning
+    says what was found and what the run does now."""
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a write that was killed
         leftover.unlink(missing_ok=True)
     problems = []
     for candidate in (path, previous_path(path)):
         try:
             state = load_checkpoint(candidate)
-            if state is not None and state["run_id"] != run_id:
+            if state is not None and state["run_id"] not in (run_id, legacy_id or run_id):
                 raise CheckpointError(f"{candidate}: holds run {state['run_id']}, not {run_id}")
         except CheckpointError as error:
             damaged = candidate.with_name(candidate.name + ".damaged")

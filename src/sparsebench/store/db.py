@@ -27,8 +27,9 @@ import pandas as pd
 from sparsebench.errors import InputError
 from sparsebench.store.locks import ProcessIdentity, RunBusy
 
-# 1: the first release; 2: runs.derived_from; 3: status `diverged`, table run_locks.
-SCHEMA_VERSION = 3
+# 1: the first release; 2: runs.derived_from; 3: status `diverged`, table run_locks;
+# 4: run ids of settings version 2, the first release's kept in runs.legacy_run_id.
+SCHEMA_VERSION = 4
 STATUSES = ("running", "interrupted", "finished", "failed", "diverged")
 
 EPOCH_COLUMNS = [
@@ -97,7 +98,8 @@ RUNS_COLUMNS = """
     created_at REAL NOT NULL, started_at REAL, finished_at REAL,
     total_train_time_s REAL, total_train_energy_j REAL,
     sparsity_conv REAL, sparsity_linear REAL,
-    derived_from TEXT
+    derived_from TEXT,
+    legacy_run_id TEXT
 """.format(", ".join(f"'{status}'" for status in STATUSES))
 
 _SCHEMA = f"""
@@ -144,6 +146,15 @@ CREATE TABLE IF NOT EXISTS run_locks (
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# How a stored run config maps to its current run id (sparsebench.train registers it:
+# the store knows nothing of configs). Used to migrate run ids of older databases.
+_run_identity: Callable[[dict], str | None] | None = None
+
+
+def register_run_identity(identity: Callable[[dict], str | None]) -> None:
+    global _run_identity
+    _run_identity = identity
 
 
 class StoreError(InputError):
@@ -247,17 +258,21 @@ class ResultsStore:
         # tables that reference it, so foreign keys are off until it is done.
         self.connection.execute("PRAGMA foreign_keys=OFF")
         with self.transaction() as cursor:
-            if existed and version < 3:
+            if existed and version < 4:
                 columns = {row["name"] for row in cursor.execute("PRAGMA table_info(runs)")}
                 if "derived_from" not in columns:  # written by schema 1
                     cursor.execute("ALTER TABLE runs ADD COLUMN derived_from TEXT")
-                cursor.execute(f"CREATE TABLE runs_v3 ({RUNS_COLUMNS})")
-                cursor.execute("INSERT INTO runs_v3 SELECT * FROM runs")
+                if "legacy_run_id" not in columns:
+                    cursor.execute("ALTER TABLE runs ADD COLUMN legacy_run_id TEXT")
+                cursor.execute(f"CREATE TABLE runs_v4 ({RUNS_COLUMNS})")
+                cursor.execute("INSERT INTO runs_v4 SELECT * FROM runs")
                 cursor.execute("DROP TABLE runs")
-                cursor.execute("ALTER TABLE runs_v3 RENAME TO runs")
+                cursor.execute("ALTER TABLE runs_v4 RENAME TO runs")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     cursor.execute(statement)
+            if existed and version < 4:
+                self._rekey_runs(cursor)
             if cursor.execute("PRAGMA foreign_key_check").fetchone() is not None:
                 raise StoreError(f"{self.path}: rows that refer to no run; not migrated")
             cursor.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -268,6 +283,33 @@ class ResultsStore:
                 f"{SCHEMA_VERSION} (this sparsebench's); older releases cannot write it",
                 stacklevel=4,
             )
+
+    def _rekey_runs(self, cursor: sqlite3.Cursor) -> None:
+        """Give every run the id of the current settings version, keeping the first
+        release's as `legacy_run_id` (a user's scripts, and checkpoint folders, know it)."""
+        if _run_identity is None:
+            raise StoreError(f"{self.path}: run ids cannot be migrated without sparsebench.train")
+        rows = cursor.execute("SELECT run_id, config_json FROM runs").fetchall()
+        for row in rows:
+            old = row["run_id"]
+            new = _run_identity(json.loads(row["config_json"]))
+            if new is None or new == old:
+                continue
+            cursor.execute(
+                "UPDATE runs SET run_id = ?, legacy_run_id = ? WHERE run_id = ?", (new, old, old)
+            )
+            cursor.execute("UPDATE runs SET derived_from = ? WHERE derived_from = ?", (new, old))
+            for table in ("epochs", "test_metrics", "layer_sparsity", "inference_bench"):
+                cursor.execute(f"UPDATE {table} SET run_id = ? WHERE run_id = ?", (new, old))
+            cursor.execute("DELETE FROM run_locks WHERE run_id = ?", (old,))
+
+    @_named_errors
+    def current_run_id(self, run_id: str) -> str:
+        """The id a run has now, given the one it has now or its first-release id."""
+        row = self.connection.execute(
+            "SELECT run_id FROM runs WHERE legacy_run_id = ?", (run_id,)
+        ).fetchone()
+        return run_id if row is None else row["run_id"]
 
     def error_for(self, error: Exception) -> StoreError:
         """`error` from SQLite as one line naming the file and what the user can do."""
@@ -535,6 +577,7 @@ class ResultsStore:
             "config": json.loads(run["config_json"]),
             "device": run["device"],
             "derived_from": run["derived_from"],
+            "legacy_run_id": run["legacy_run_id"],
             "data": json.loads(run["data_json"]) if run["data_json"] else None,
             "epochs": epochs,
             "test": test,

@@ -146,7 +146,7 @@ def plan_sweep(
         if dense is not None:
             dense_id = dense.run_id()
             dense_done = finished(dense_id)
-            dense_weights = checkpoint_path(runs_dir, dense_id).exists()
+            dense_weights = has_checkpoint(runs_dir, dense)
             if dense_done and dense_weights:
                 planned.append(PlannedRun(run, "derive"))
                 continue
@@ -155,9 +155,17 @@ def plan_sweep(
                 continue
             # The dense run finished elsewhere and its weights are gone: train this one.
             run = GridRun(run.config)
-        action: Action = "resume" if checkpoint_path(runs_dir, run.run_id).exists() else "train"
+        action: Action = "resume" if has_checkpoint(runs_dir, run.config) else "train"
         planned.append(PlannedRun(run, action))
     return planned
+
+
+def has_checkpoint(runs_dir: str | Path, config: RunConfig) -> bool:
+    """Under the run's id, or the first release's (its folder is renamed when it runs)."""
+    return any(
+        checkpoint_path(runs_dir, run_id).exists()
+        for run_id in (config.run_id(), config.first_release_run_id())
+    )
 
 
 def plan_counts(planned: list[PlannedRun]) -> dict[str, int]:

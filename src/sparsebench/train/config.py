@@ -13,11 +13,46 @@ from sparsebench.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from sparsebench.data.options import DataOptions
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS
+from sparsebench.store.db import register_run_identity
 
 # Fields that say where results go, what runs them or what input is trusted, not what
 # is trained: they are left out of the run id so the same run is found again from
 # another place or device, and a stored run keeps its id when such a field is added.
 NOT_IN_RUN_ID = frozenset({"device", "max_image_pixels", "allow_external_paths"})
+# A run id hashes the settings version and the settings that differ from their
+# defaults, so a setting added later (with a default that keeps what runs computed)
+# leaves every stored id unchanged. Version 1, the first release, hashed every setting
+# below with its value, defaults included; changing a default bumps the version.
+SETTINGS_VERSION = 2
+FIRST_RELEASE_SETTINGS = (
+    "model",
+    "width",
+    "image_size",
+    "in_channels",
+    "dataset",
+    "data_path",
+    "split",
+    "subset_size",
+    "visa_objects",
+    "label_rule",
+    "elpv_classes",
+    "augment",
+    "method",
+    "scenario",
+    "conv_sparsity",
+    "linear_sparsity",
+    "swap_fraction",
+    "fine_tune_epochs",
+    "allocation",
+    "include",
+    "exclude",
+    "epochs",
+    "batch_size",
+    "eval_batch_size",
+    "lr",
+    "weight_decay",
+    "seed",
+)
 MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range; torch's is wider
 MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
@@ -157,8 +192,36 @@ class RunConfig(BaseModel):
         return self.scenario or f"conv{self.conv_sparsity:g}-linear{self.linear_sparsity:g}"
 
     def run_id(self) -> str:
-        """A short hash of everything that decides the result (ShrinkBench's idea): the
-        same config always maps to the same run, so finished work is found again."""
-        identity = self.model_dump(exclude=set(NOT_IN_RUN_ID))
-        text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """A short hash of what decides the result (ShrinkBench's idea): the settings
+        version and every setting that differs from its default. The same config always
+        maps to the same run, so finished work is found again, and a setting added later
+        does not change the id of a run that leaves it at its default."""
+        identity = {
+            key: value
+            for key, value in self.model_dump(exclude=set(NOT_IN_RUN_ID)).items()
+            if key not in type(self).model_fields
+            or value != type(self).model_fields[key].get_default(call_default_factory=True)
+        }
+        return _digest({"settings_version": SETTINGS_VERSION, **identity})
+
+    def first_release_run_id(self) -> str:
+        """The id the first release gave this run (every setting hashed, defaults
+        included), by which its databases, checkpoint folders and users know it."""
+        return _digest(self.model_dump(include=set(FIRST_RELEASE_SETTINGS)))
+
+
+def _digest(identity: dict) -> str:
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stored_run_id(config: dict) -> str | None:
+    """The current id of a run stored with `config` by any release; None if the stored
+    config is not a valid run config."""
+    try:
+        return RunConfig(**config).run_id()
+    except ValueError:
+        return None
+
+
+register_run_identity(stored_run_id)

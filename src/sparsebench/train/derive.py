@@ -49,7 +49,7 @@ def derive_post_run(
             f"{dense.run_id()} ({dense.method}): their training differs"
         )
     state = load_checkpoint(dense_checkpoint)
-    if state is None or state.get("run_id") != dense.run_id():
+    if state is None or state["run_id"] not in (dense.run_id(), dense.first_release_run_id()):
         raise InputError(f"{dense_checkpoint}: no checkpoint of dense run {dense.run_id()}")
     if len(state["history"]) != dense.total_epochs:
         raise InputError(

@@ -148,7 +148,7 @@ def train_run(
     val_loader = _eval_loader(dataset, "val", config, device)
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    state = load_resumable(checkpoint_path, run_id)
+    state = load_resumable(checkpoint_path, run_id, config.first_release_run_id())
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -10,7 +10,7 @@ from typing import Any
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.errors import InputError
 from sparsebench.store.db import ResultsStore, StoreError
-from sparsebench.store.layout import checkpoint_path
+from sparsebench.store.layout import adopt_first_release_folder, checkpoint_path
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import (
     EpochProgress,
@@ -61,6 +61,7 @@ def run_and_record(
     checkpoint = checkpoint_path(runs_dir, run_id)
     device = resolve_device(config.device)
     store.begin_run(run_id, config.model_dump(), str(device), dataset.summary())
+    adopt_first_release_folder(runs_dir, run_id, config.first_release_run_id())
     if force:  # only once the run is ours: a busy run keeps its files
         for stale in checkpoint.parent.glob(f"{checkpoint.stem}*"):
             stale.unlink()
