@@ -28,6 +28,10 @@ class LayerMask:
         self.keep = keep.to(device=weight.device, dtype=torch.bool).clone()
         self._gate = self.keep.to(weight.dtype)
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+        # When asked, the next backward's dense weight gradient is kept before it is
+        # gated: a method growing by gradient (RigL) ranks the pruned units with it.
+        self.capture = False
+        self.captured: torch.Tensor | None = None
 
     def gated(self) -> Iterator[tuple[nn.Parameter, torch.Tensor]]:
         """Each parameter this mask gates, with the gate shaped to multiply it."""
@@ -56,7 +60,17 @@ class LayerMask:
         """Zero dead units' gradients in place once backward has accumulated them, so
         `param.grad` never holds a gradient for a pruned weight (no copy is made)."""
         for param, gate in self.gated():
-            self._hooks.append(param.register_post_accumulate_grad_hook(_gate_gradient(gate)))
+            self._hooks.append(param.register_post_accumulate_grad_hook(self._gating(gate)))
+
+    def _gating(self, gate: torch.Tensor):
+        weight = self.layer.module.weight
+
+        def hook(param: torch.Tensor) -> None:
+            if self.capture and param is weight:
+                self.captured = param.grad.detach().clone()
+            param.grad.mul_(gate)
+
+        return hook
 
     def unhook_gradients(self) -> None:
         for handle in self._hooks:
@@ -66,13 +80,6 @@ class LayerMask:
     @property
     def alive(self) -> int:
         return int(self.keep.sum())
-
-
-def _gate_gradient(gate: torch.Tensor):
-    def hook(param: torch.Tensor) -> None:
-        param.grad.mul_(gate)
-
-    return hook
 
 
 class MaskSet:
@@ -105,6 +112,12 @@ class MaskSet:
     def unhook_gradients(self) -> None:
         for mask in self:
             mask.unhook_gradients()
+
+    def capture_gradients(self, on: bool) -> None:
+        for mask in self:
+            mask.capture = on
+            if not on:
+                mask.captured = None
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {name: mask.keep.cpu().clone() for name, mask in self.masks.items()}

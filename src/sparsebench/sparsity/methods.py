@@ -1,149 +1,67 @@
-"""The pruning methods, each an initial-mask rule plus an update rule.
+"""The pruning methods, each a composition of parts owned by one run: how the target
+is spread over layers (allocation), how the first mask is drawn (a scorer's top units,
+or Erdos-Renyi draws), when and how much it changes (schedule), what is dropped and
+what grows (two scorers), and how grown units start (their initialiser, or zero).
 
-A method is driven by four hooks that any training loop can call:
+A method is driven by hooks that any training loop can call:
 
-    method.on_train_begin(model, optimizer, num_epochs)
-    ...  loss.backward(); optimizer.step(); method.after_optimizer_step()
+    method.on_train_begin(model, optimizer, num_epochs, steps_per_epoch, batches)
+    ...  loss.backward(); method.after_backward(); optimizer.step()
+         method.after_optimizer_step()
     method.on_epoch_end(epoch)          # epoch counts from 0
     method.on_train_end()
 
-A new method is one small class: RigL, say, is `InTraining` with the regrow rule
-changed to pick the largest gradients instead of random units.
+A new method is one small class in a module of its own (`static.py`, `rigl.py`, ...):
+RigL is Static with another schedule, grow scorer and regrowth.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from sparsebench.errors import InputError
+from sparsebench.errors import InputError, validation_message
 from sparsebench.sparsity import criteria
+from sparsebench.sparsity.allocation import Allocation, Uniform, allocation_named
 from sparsebench.sparsity.layers import PrunableLayer, discover_layers
 from sparsebench.sparsity.masks import LayerMask, MaskSet
 from sparsebench.sparsity.scenarios import SparsityTargets
+from sparsebench.sparsity.schedules import AfterEpoch, EveryEpoch, EverySteps, Never, Schedule
+from sparsebench.sparsity.scorers import Magnitude, Random, Scorer, unit_shape
+
+Draw = Literal["top", "erdos-renyi"]
 
 
-def unit_scores(layer: PrunableLayer) -> torch.Tensor:
-    """Importance of each unit: a conv filter's L1 norm, a linear weight's magnitude."""
-    if layer.kind == "conv":
-        return criteria.filter_l1_norm(layer.module.weight)
-    return criteria.weight_magnitude(layer.module.weight)
+class MethodOptions(BaseModel):
+    """A method's own settings (`--method-option KEY=VALUE`, `method_options:` in YAML);
+    each method declares its own, with defaults that are the method's published ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def unit_shape(layer: PrunableLayer) -> tuple[int, ...]:
-    if layer.kind == "conv":
-        return (layer.module.out_channels,)
-    return tuple(layer.module.weight.shape)
+class StepOptions(MethodOptions):
+    """Options of the study's dynamic methods: by default they swap after each epoch;
+    `update_every` N swaps every N optimiser steps until `update_until` of training."""
 
-
-# Initial-mask rules: which units each pruned layer starts with.
-
-
-class InitialRule:
-    def initial_masks(
-        self, layers: list[PrunableLayer], sparsities: list[float], generator: torch.Generator
-    ) -> list[torch.Tensor]:
-        raise NotImplementedError
-
-
-class MagnitudeInit(InitialRule):
-    """Keep the highest-ranked units (filter L1, |w|): exactly the target count."""
-
-    def initial_masks(self, layers, sparsities, generator):
-        return [
-            criteria.keep_top(unit_scores(layer), criteria.units_to_keep(layer.units, s))
-            for layer, s in zip(layers, sparsities, strict=True)
-        ]
-
-
-class RandomInit(InitialRule):
-    """Keep a uniformly random set of units of exactly the target count."""
-
-    def initial_masks(self, layers, sparsities, generator):
-        return [
-            criteria.keep_top(
-                criteria.random_scores(unit_shape(layer), generator),
-                criteria.units_to_keep(layer.units, s),
-            )
-            for layer, s in zip(layers, sparsities, strict=True)
-        ]
-
-
-class ErdosRenyiInit(InitialRule):
-    """Keep each unit independently with probability 1 - sparsity."""
-
-    def initial_masks(self, layers, sparsities, generator):
-        return [
-            criteria.erdos_renyi_mask(unit_shape(layer), 1.0 - s, generator)
-            for layer, s in zip(layers, sparsities, strict=True)
-        ]
-
-
-class ErkInit(InitialRule):
-    """Erdos-Renyi draws with ERK layer densities: per layer kind, the overall density is
-    1 - sparsity, but small layers keep more and large layers fewer units."""
-
-    def initial_masks(self, layers, sparsities, generator):
-        densities = [0.0] * len(layers)
-        for kind in ("conv", "linear"):
-            members = [i for i, layer in enumerate(layers) if layer.kind == kind]
-            if not members:
-                continue
-            shapes = [tuple(layers[i].module.weight.shape) for i in members]
-            layer_densities = criteria.erk_densities(shapes, 1.0 - sparsities[members[0]])
-            for i, density in zip(members, layer_densities, strict=True):
-                densities[i] = density
-        return [
-            criteria.erdos_renyi_mask(unit_shape(layer), d, generator)
-            for layer, d in zip(layers, densities, strict=True)
-        ]
-
-
-# Update rules: how the masks change during training.
-
-
-class UpdateRule:
-    def on_epoch_end(self, method: PruningMethod, epoch: int) -> None:
-        """Called after each epoch, before validation."""
-
-
-class Fixed(UpdateRule):
-    """The initial masks stay for the whole training."""
-
-
-class PruneAndRegrow(UpdateRule):
-    """After every epoch but the last, drop the weakest `swap_fraction` of each layer's
-    alive units and regrow as many at random among the units that were dead.
-
-    The last epoch is left alone so that the model that is tested has trained every unit
-    it uses. Regrown units start from the layer's initialiser (a zero filter behind a
-    zero batch-norm scale would never receive a gradient) with fresh optimiser state.
-    """
-
-    def on_epoch_end(self, method: PruningMethod, epoch: int) -> None:
-        if epoch >= method.num_epochs - 1:
-            return
-        for mask in method.masks:
-            method.swap_units(mask, method.swap_fraction)
-
-
-class PruneAtEnd(UpdateRule):
-    """Train dense, then prune by magnitude after the dense epochs; any fine-tune epochs
-    that follow train the pruned network."""
-
-    def on_epoch_end(self, method: PruningMethod, epoch: int) -> None:
-        if epoch == method.num_epochs - method.fine_tune_epochs - 1:
-            method.install_masks(MagnitudeInit())
+    update_every: int | None = None
+    update_until: float = 0.75
+    decay: Literal["constant", "cosine"] = "constant"
 
 
 class PruningMethod:
-    """Base of every method: holds the pruned layers' masks and calls the rules."""
+    """The machinery every method shares; a subclass names its parts."""
 
     name: ClassVar[str]
-    initial_rule: ClassVar[InitialRule | None] = MagnitudeInit()
-    update_rule: ClassVar[UpdateRule] = Fixed()
+    display_name: ClassVar[str]
+    colour: ClassVar[str]
+    marker: ClassVar[str] = "o"
+    Options: ClassVar[type[MethodOptions]] = MethodOptions
+    draw: ClassVar[Draw | None] = "top"  # None: the run starts dense
+    regrowth: ClassVar[Literal["init", "zero"]] = "init"
 
     def __init__(
         self,
@@ -154,6 +72,8 @@ class PruningMethod:
         include: list[str] | None = None,
         exclude: list[str] | None = None,
         seed: int = 0,
+        allocation: str = "er",
+        options: dict[str, Any] | None = None,
     ) -> None:
         if not 0.0 <= swap_fraction <= 1.0:
             raise InputError(f"swap_fraction must be in [0, 1], got {swap_fraction}")
@@ -161,12 +81,31 @@ class PruningMethod:
         self.swap_fraction = swap_fraction
         self.fine_tune_epochs = fine_tune_epochs
         self.include, self.exclude = include, exclude
+        self.allocation_name = allocation
+        self.options = validate_options(type(self), options or {})
         self.generator = torch.Generator().manual_seed(seed)
         self.masks = MaskSet([])
         self.layers: list[PrunableLayer] = []
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.num_epochs = 1
+        self.num_epochs, self.steps_per_epoch, self.step = 1, 0, 0
+
+    # The parts: a subclass overrides the ones it changes.
+
+    def allocation(self) -> Allocation:
+        return Uniform()
+
+    def initial_scorer(self) -> Scorer:
+        return Magnitude()
+
+    def schedule(self) -> Schedule:
+        return Never()
+
+    def drop_scorer(self) -> Scorer:
+        return Magnitude()
+
+    def grow_scorer(self) -> Scorer:
+        return Random()
 
     # The hooks.
 
@@ -175,33 +114,73 @@ class PruningMethod:
         model: nn.Module,
         optimizer: torch.optim.Optimizer | None = None,
         num_epochs: int = 1,
+        steps_per_epoch: int = 0,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> None:
-        self.model, self.optimizer, self.num_epochs = model, optimizer, num_epochs
+        self.model, self.optimizer = model, optimizer
+        self.num_epochs, self.steps_per_epoch = num_epochs, steps_per_epoch
+        self.plan = self.schedule()
         self.layers = [
             layer
             for layer in discover_layers(model, self.include, self.exclude)
             if self.targets.for_kind(layer.kind) > 0
         ]
-        if self.initial_rule is not None:
-            self.install_masks(self.initial_rule)
+        self.prepare(batches)
+        if self.draw is not None:
+            self.install_masks(self.initial_scorer(), self.draw)
+        self._capture_if_update_next()
+
+    def prepare(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+        """Work before the first mask, such as scoring on a few batches (SNIP)."""
+
+    def after_backward(self) -> None:
+        """The gradients are in place, those of pruned units already gated; a method
+        that needs them dense reads what the masks captured (`dense_gradient`)."""
 
     def after_optimizer_step(self) -> None:
         self.masks.apply()
+        self.step += 1
+        update = self.plan.after_step(self.step, self.total_steps)
+        if update is not None:
+            self.update(update)
+        self._capture_if_update_next()
 
     def on_epoch_end(self, epoch: int) -> None:
-        self.update_rule.on_epoch_end(self, epoch)
+        update = self.plan.after_epoch(epoch, self.num_epochs)
+        if update is not None:
+            self.update(update)
 
     def on_train_end(self) -> None:
         self.masks.apply()
         self.masks.unhook_gradients()
 
-    # What the rules use.
+    # What the parts are used for.
 
-    def install_masks(self, rule: InitialRule) -> None:
-        """Mask every pruned layer by `rule`, zero the dead units and their optimiser state."""
+    @property
+    def total_steps(self) -> int:
+        return self.num_epochs * self.steps_per_epoch
+
+    def update(self, amount: float) -> None:
+        """A scheduled update: swap `amount` of every layer's alive units."""
+        for mask in self.masks:
+            self.swap_units(mask, amount)
+
+    def install_masks(self, scorer: Scorer, draw: Draw = "top") -> None:
+        """Mask every pruned layer (its top units by `scorer`, or Erdos-Renyi draws at the
+        allocated density), zero the dead units and their optimiser state."""
         self.masks.unhook_gradients()
-        sparsities = [self.targets.for_kind(layer.kind) for layer in self.layers]
-        keeps = rule.initial_masks(self.layers, sparsities, self.generator)
+        targets = self.allocation().targets(
+            self.layers, [self.targets.for_kind(layer.kind) for layer in self.layers]
+        )
+        keeps = []
+        for layer, target in zip(self.layers, targets, strict=True):
+            if draw == "erdos-renyi":
+                keeps.append(
+                    criteria.erdos_renyi_mask(unit_shape(layer), target.density, self.generator)
+                )
+            else:
+                n_keep = criteria.units_to_keep(layer.units, target.sparsity)
+                keeps.append(criteria.keep_top(scorer.scores(layer, self), n_keep))
         self.masks = MaskSet(
             [LayerMask(layer, keep) for layer, keep in zip(self.layers, keeps, strict=True)]
         )
@@ -212,27 +191,49 @@ class PruningMethod:
 
     @torch.no_grad()
     def swap_units(self, mask: LayerMask, fraction: float) -> None:
-        """Drop the weakest `fraction` of alive units, regrow as many among the dead."""
+        """Drop the lowest-scored `fraction` of alive units, grow as many of the units
+        that were dead, by the drop and grow scorers."""
         keep = mask.keep
         dead_before = ~keep
         count = min(int(round(fraction * mask.alive)), int(dead_before.sum()))
         if count == 0:
             return
-        scores = unit_scores(mask.layer).to(keep.device).masked_fill(~keep, float("inf"))
-        dropped = criteria.keep_top(-scores, count).to(keep.device)
-        regrow_scores = criteria.random_scores(keep.shape, self.generator).to(keep.device)
-        grown = criteria.keep_top(regrow_scores.masked_fill(keep, -1.0), count).to(keep.device)
-        self._reinitialise(mask.layer, grown)
+        drop = self.drop_scorer().scores(mask.layer, self).to(keep.device)
+        dropped = criteria.keep_top(-drop.masked_fill(~keep, float("inf")), count).to(keep.device)
+        grow = self.grow_scorer().scores(mask.layer, self).to(keep.device)
+        grown = criteria.keep_top(grow.masked_fill(keep, -float("inf")), count).to(keep.device)
+        self._start_grown_units(mask.layer, grown)
         mask.update((keep & ~dropped) | grown)
         mask.apply()
         self._reset_optimizer_state(mask, dropped | grown)
 
-    def _reinitialise(self, layer: PrunableLayer, units: torch.Tensor) -> None:
+    def dense_gradient(self, layer: PrunableLayer) -> torch.Tensor:
+        gradient = self.masks.masks[layer.name].captured if len(self.masks) else None
+        if gradient is None:
+            gradient = layer.module.weight.grad
+        if gradient is None:
+            raise RuntimeError(f"{self.name}: no gradient of {layer.name} was captured")
+        return gradient
+
+    def _capture_if_update_next(self) -> None:
+        """Ask the masks to keep the next backward's dense gradients when the next step
+        updates the masks and the grow scorer reads gradients."""
+        wants = not isinstance(self.grow_scorer(), Random | Magnitude)
+        next_update = self.plan.after_step(self.step + 1, self.total_steps) is not None
+        self.masks.capture_gradients(wants and next_update)
+
+    def _start_grown_units(self, layer: PrunableLayer, units: torch.Tensor) -> None:
+        """Grown units start from the layer's initialiser (a zero filter behind a zero
+        batch-norm scale would never receive a gradient), or at zero (RigL: the network's
+        output does not change at the moment of growth)."""
         module = layer.module
-        fresh = torch.empty(module.weight.shape, dtype=module.weight.dtype)
-        init_weight = getattr(self.model, "init_weight", default_init_weight)
-        init_weight(module, fresh, self.generator)
-        module.weight[units] = fresh.to(module.weight.device)[units]
+        if self.regrowth == "zero":
+            module.weight[units] = 0.0
+        else:
+            fresh = torch.empty(module.weight.shape, dtype=module.weight.dtype)
+            init_weight = getattr(self.model, "init_weight", default_init_weight)
+            init_weight(module, fresh, self.generator)
+            module.weight[units] = fresh.to(module.weight.device)[units]
         if layer.kind == "conv":
             if module.bias is not None:
                 module.bias[units] = 0.0
@@ -253,17 +254,24 @@ class PruningMethod:
                 if torch.is_tensor(value) and value.shape == param.shape:
                     value[units] = 0.0
 
-    # Checkpointing: the masks and the random stream, so a resumed run continues exactly.
+    # Checkpointing: the masks, the random stream and the step, so a resumed run
+    # continues exactly.
 
     def state_dict(self) -> dict:
-        return {"masks": self.masks.state_dict(), "generator": self.generator.get_state()}
+        return {
+            "masks": self.masks.state_dict(),
+            "generator": self.generator.get_state(),
+            "step": self.step,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+        self.step = state.get("step", 0)
         if state["masks"] and not len(self.masks):
-            self.install_masks(MagnitudeInit())  # a post-training run checkpointed after pruning
+            self.install_masks(Magnitude())  # a run that started dense, checkpointed pruned
         if len(self.masks):
             self.masks.load_state_dict(state["masks"])
+        self._capture_if_update_next()
 
 
 def default_init_weight(
@@ -277,60 +285,91 @@ def default_init_weight(
         nn.init.kaiming_uniform_(weight, a=5**0.5, generator=generator)
 
 
+def validate_options(method: type[PruningMethod], options: dict[str, Any]) -> MethodOptions:
+    try:
+        return method.Options(**options)
+    except ValidationError as error:
+        raise InputError(validation_message(error, section=f"{method.name} option")) from None
+
+
+def dynamic_schedule(method: PruningMethod, fraction: float) -> Schedule:
+    """The study's per-epoch swap, or a step schedule when the options ask for one."""
+    options = method.options
+    assert isinstance(options, StepOptions)
+    if options.update_every is None:
+        return EveryEpoch(fraction)
+    return EverySteps(options.update_every, fraction, options.update_until, options.decay)
+
+
+# The study's methods.
+
+
 class Dense(PruningMethod):
     """No pruning: the baseline."""
 
-    name = "dense"
-    initial_rule = None
+    name, display_name, colour, marker = "dense", "Dense", "#222222", "s"
+    draw = None
 
 
 class PreTraining(PruningMethod):
     """Masks by magnitude of the freshly initialised weights, fixed for the whole run."""
 
-    name = "pre"
-    initial_rule = MagnitudeInit()
-    update_rule = Fixed()
+    name, display_name, colour, marker = "pre", "Pre-Training", "#1f77b4", "o"
 
 
 class InTraining(PruningMethod):
-    """Random masks of exactly the target size, then prune-and-regrow after each epoch."""
+    """Random masks of exactly the target size, then prune-and-regrow: by magnitude,
+    regrowing at random, after each epoch (or every N steps)."""
 
-    name = "in"
-    initial_rule = RandomInit()
-    update_rule = PruneAndRegrow()
+    name, display_name, colour, marker = "in", "In-Training", "#ff7f0e", "^"
+    Options = StepOptions
+
+    def initial_scorer(self) -> Scorer:
+        return Random()
+
+    def schedule(self) -> Schedule:
+        return dynamic_schedule(self, self.swap_fraction)
 
 
 class SET(InTraining):
     """Sparse Evolutionary Training (Mocanu et al. 2018): In-Training from an Erdos-Renyi
     initial mask (`allocation="erk"` spreads the density over layers by ERK)."""
 
-    name = "set"
-    initial_rule = ErdosRenyiInit()
+    name, display_name, colour, marker = "set", "SET", "#2ca02c", "D"
+    draw = "erdos-renyi"
 
-    def __init__(self, targets: SparsityTargets, *, allocation: str = "er", **options) -> None:
-        super().__init__(targets, **options)
-        if allocation not in ("er", "erk"):
-            raise InputError(f"SET allocation must be 'er' or 'erk', got {allocation!r}")
-        if allocation == "erk":
-            self.initial_rule = ErkInit()
+    def allocation(self) -> Allocation:
+        return allocation_named(self.allocation_name)
 
 
 class PostTraining(PruningMethod):
-    """Train dense, prune by magnitude at the end; `fine_tune_epochs` train after that."""
+    """Train dense, prune by magnitude after the dense epochs; `fine_tune_epochs` train
+    the pruned network after that."""
 
-    name = "post"
-    initial_rule = None
-    update_rule = PruneAtEnd()
+    name, display_name, colour, marker = "post", "Post-Training", "#d62728", "v"
+    draw = None
+
+    def schedule(self) -> Schedule:
+        return AfterEpoch(self.num_epochs - self.fine_tune_epochs - 1)
+
+    def update(self, amount: float) -> None:
+        self.install_masks(Magnitude())
 
 
-METHODS: dict[str, type[PruningMethod]] = {
-    cls.name: cls for cls in (Dense, PreTraining, InTraining, SET, PostTraining)
-}
+METHODS: dict[str, type[PruningMethod]] = {}
 
 
-def make_method(name: str, targets: SparsityTargets, **options) -> PruningMethod:
+def register_method(method: type[PruningMethod]) -> type[PruningMethod]:
+    """Make `method` known by its name: the CLI, sweeps and the report list it."""
+    METHODS[method.name] = method
+    return method
+
+
+for _method in (Dense, PreTraining, InTraining, SET, PostTraining):
+    register_method(_method)
+
+
+def make_method(name: str, targets: SparsityTargets, **options: Any) -> PruningMethod:
     if name not in METHODS:
         raise InputError(f"unknown method {name!r} (choose from {', '.join(METHODS)})")
-    if name != "set":
-        options.pop("allocation", None)
     return METHODS[name](targets, **options)

@@ -1,0 +1,71 @@
+"""How to rank a layer's units: one score per unit, higher for units worth keeping.
+
+Kept apart from what is pruned with the ranking (Torch-Pruning's idea): a method picks
+a scorer for its initial mask, one for what to drop and one for what to grow. A unit is
+a conv filter or a single linear weight; a scorer reduces a weight-shaped quantity to
+one number per unit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from sparsebench.sparsity import criteria
+from sparsebench.sparsity.layers import PrunableLayer
+
+if TYPE_CHECKING:
+    from sparsebench.sparsity.methods import PruningMethod
+
+
+def unit_shape(layer: PrunableLayer) -> tuple[int, ...]:
+    if layer.kind == "conv":
+        return (layer.module.out_channels,)
+    return tuple(layer.module.weight.shape)
+
+
+class Scorer:
+    """Scores of `layer`'s units for `method` (its generator, its captured gradients)."""
+
+    def scores(self, layer: PrunableLayer, method: PruningMethod) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Magnitude(Scorer):
+    """A conv filter's L1 norm, a linear weight's |w|."""
+
+    def scores(self, layer, method):
+        if layer.kind == "conv":
+            return criteria.filter_l1_norm(layer.module.weight)
+        return criteria.weight_magnitude(layer.module.weight)
+
+
+class Random(Scorer):
+    """Uniform random scores from the run's generator: every unit as likely as another."""
+
+    def scores(self, layer, method):
+        return criteria.random_scores(unit_shape(layer), method.generator)
+
+
+class GradientMagnitude(Scorer):
+    """The dense gradient's magnitude, pruned units included (RigL's grow rule): |g| of a
+    linear weight, the L2 norm of a conv filter's gradient. The gradient is the one the
+    method captured before the masks gated it."""
+
+    def scores(self, layer, method):
+        gradient = method.dense_gradient(layer)
+        if layer.kind == "conv":
+            return gradient.flatten(1).norm(dim=1)
+        return gradient.abs()
+
+
+class Saliency(Scorer):
+    """SNIP's connection sensitivity |g x w| (Lee et al. 2019), summed over a filter's
+    weights, from the gradients of a few batches the method accumulated."""
+
+    def scores(self, layer, method):
+        saliency = (method.dense_gradient(layer) * layer.module.weight.detach()).abs()
+        if layer.kind == "conv":
+            return saliency.flatten(1).sum(dim=1)
+        return saliency
