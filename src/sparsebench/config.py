@@ -79,6 +79,7 @@ TRAINING_FIELDS = (
     "swap_fraction",
     "fine_tune_epochs",
     "allocation",
+    "method_options",
     "include",
     "exclude",
     "device",
@@ -148,6 +149,8 @@ class SweepConfig(BaseModel):
     ) -> RunConfig:
         data = self.datasets[dataset_index].model_dump(exclude_unset=True)
         training = self.training.model_dump(exclude_unset=True)
+        # A sweep's method options are keyed by method: `method_options: {rigl: {...}}`.
+        training["method_options"] = training.get("method_options", {}).get(method, {})
         try:
             return RunConfig(
                 model=model, method=method, scenario=scenario, seed=seed, **data, **training
@@ -175,9 +178,18 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
         raise InputError(validation_message(error, str(path))) from None
     except TypeError as error:
         raise InputError(f"{path}: {error}") from None
+    options = sweep.training.model_dump(exclude_unset=True).get("method_options", {})
+    strangers = [name for name in options if name not in sweep.methods]
+    if strangers:
+        raise InputError(
+            f"{path}: training.method_options: {strangers[0]!r} is not one of the sweep's "
+            f"methods ({', '.join(sweep.methods)}); options are keyed by method"
+        )
     try:
         for index in range(len(sweep.datasets)):
             sweep.run_config(sweep.models[0], index, sweep.methods[0], sweep.scenarios[0], 0)
+        for method in sweep.methods:
+            sweep.run_config(sweep.models[0], 0, method, sweep.scenarios[0], 0)
     except InputError as error:
         raise InputError(f"{path}: {error}") from None
     return sweep

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -111,6 +112,10 @@ def train(
     swap_fraction: Annotated[
         float | None, typer.Option(help="share of units swapped per epoch")
     ] = None,
+    method_option: Annotated[
+        list[str] | None,
+        typer.Option(help="the method's own setting KEY=VALUE (repeatable), e.g. update_every=50"),
+    ] = None,
     include: Annotated[
         list[str] | None,
         typer.Option(help="prune only layers matching (repeatable), e.g. 'layer4.*'"),
@@ -162,6 +167,7 @@ def train(
             conv_sparsity=conv_sparsity,
             linear_sparsity=linear_sparsity,
             swap_fraction=swap_fraction,
+            method_options=parse_method_options(method_option),
             fine_tune_epochs=fine_tune_epochs,
             include=include or None,
             exclude=exclude or None,
@@ -215,6 +221,22 @@ def train(
         sys.stdout.write(json.dumps(summary, default=float) + "\n")
     else:
         out.print(summary_table(summary))
+
+
+def parse_method_options(pairs: list[str] | None) -> dict[str, Any] | None:
+    """`KEY=VALUE` pairs, each value read as YAML (`50` a number, `cosine` a word)."""
+    if not pairs:
+        return None
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--method-option: expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"--method-option {key}: cannot read value {value!r}") from None
+    return options
 
 
 def class_count_table(data: dict[str, Any]) -> Table:

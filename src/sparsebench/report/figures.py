@@ -19,15 +19,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from sparsebench.report.results import METHOD_NAMES, METHOD_ORDER, Results  # noqa: E402
+from sparsebench.report.results import METHOD_NAMES, Results  # noqa: E402
+from sparsebench.sparsity.methods import METHODS  # noqa: E402
 
-METHOD_COLOURS = {
-    "dense": "#222222",
-    "pre": "#1f77b4",
-    "in": "#ff7f0e",
-    "post": "#2ca02c",
-    "set": "#d62728",
-}
+METHOD_COLOURS = {name: method.colour for name, method in METHODS.items()}
 # A derived post run shares its dense run's training: dashed so both lines stay visible.
 METHOD_LINES = {"post": (0, (4, 2))}
 
@@ -139,26 +134,27 @@ def curve_figure(
     notes = FigureNotes()
     epochs = results.in_scenario(results.epochs, scenario)
     figure, panels = _grid(results, f"{metric.title}, scenario {scenario}")
+    methods = results.methods()
     for (dataset, model), axis in panels.items():
         panel = epochs[(epochs.data_label == dataset) & (epochs.model == model)]
         not_run = []
-        for method in METHOD_ORDER:
+        for method in methods:
             rows = panel[panel.method == method]
             if rows.empty:
                 not_run.append(method)
-                notes.not_run.append(f"{METHOD_NAMES[method]} ({model}, {dataset})")
+                notes.not_run.append(f"{METHOD_NAMES.get(method, method)} ({model}, {dataset})")
                 continue
             by_epoch = rows.groupby("epoch")[metric.column]
             mean, low, high = by_epoch.mean(), by_epoch.min(), by_epoch.max()
             x = mean.index + 1
-            colour = METHOD_COLOURS[method]
+            colour = METHOD_COLOURS.get(method, "grey")
             axis.plot(x, mean.values, color=colour, linestyle=METHOD_LINES.get(method, "-"))
             axis.fill_between(x, low.values, high.values, color=colour, alpha=0.15, lw=0)
         _mark_not_run(axis, not_run)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric.unit)
-    _legend(figure, METHOD_ORDER)
+    _legend(figure, methods)
     return figure, notes
 
 
@@ -168,17 +164,18 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
     runs = results.in_scenario(results.runs, scenario)
     devices = ", ".join(sorted(set(runs.device.dropna()))) or "unknown device"
     figure, panels = _grid(results, f"{metric.title}, scenario {scenario} (on {devices})")
-    positions = np.arange(len(METHOD_ORDER))
+    methods = results.methods()
+    positions = np.arange(len(methods))
     for (dataset, model), axis in panels.items():
         panel = runs[(runs.data_label == dataset) & (runs.model == model)]
         top = panel[metric.column].max() * metric.scale
         label_y = 0.02 * (top if top > 0 else 1)  # NaN (nothing measured) compares False
-        for position, method in zip(positions, METHOD_ORDER, strict=True):
+        for position, method in zip(positions, methods, strict=True):
             rows = panel[panel.method == method]
             if rows.empty:
                 ended = results.ended_as(scenario, dataset, model, method)
                 if ended is None:
-                    notes.not_run.append(f"{METHOD_NAMES[method]} ({model}, {dataset})")
+                    notes.not_run.append(f"{METHOD_NAMES.get(method, method)} ({model}, {dataset})")
                 _slot_text(axis, position, label_y, ended or "not run")
                 continue
             values = rows[metric.column] * metric.scale
@@ -194,20 +191,22 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
             axis.bar(
                 position,
                 measured.mean(),
-                color=METHOD_COLOURS[method],
+                color=METHOD_COLOURS.get(method, "grey"),
                 alpha=0.85,
                 yerr=spread if len(measured) > 1 else None,
                 capsize=3,
             )
             axis.scatter(np.full(len(measured), position), measured, s=9, color="black", zorder=3)
-        axis.set_xticks(positions, [METHOD_NAMES[m] for m in METHOD_ORDER], rotation=30, ha="right")
-        axis.set_xlim(-0.6, len(METHOD_ORDER) - 0.4)
+        axis.set_xticks(
+            positions, [METHOD_NAMES.get(m, m) for m in methods], rotation=30, ha="right"
+        )
+        axis.set_xlim(-0.6, len(methods) - 0.4)
         axis.set_ylabel(metric.unit)
         if panel[metric.column].isna().all() and not panel.empty:
             reasons = sorted(panel[metric.missing_reason].dropna()) if metric.missing_reason else []
             _missing_panel(axis, reasons[0] if reasons else "not measured")
         axis.tick_params(axis="x", labelsize=8)
-    _legend(figure, METHOD_ORDER, bars=True)
+    _legend(figure, methods, bars=True)
     return figure, notes
 
 
@@ -232,7 +231,7 @@ def _slot_text(axis: plt.Axes, position: float, y: float, text: str) -> None:
 
 def _mark_not_run(axis: plt.Axes, methods: list[str]) -> None:
     if methods:
-        names = ", ".join(METHOD_NAMES[m] for m in methods)
+        names = ", ".join(METHOD_NAMES.get(m, m) for m in methods)
         axis.text(
             0.02, 0.02, f"not run: {names}", transform=axis.transAxes, fontsize=7, color="grey"
         )

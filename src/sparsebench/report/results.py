@@ -18,14 +18,10 @@ from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import ResultsStore
 
+# Every registered method, in registry order, with its display name: a method added in
+# sparsity/ appears in every figure and table without a change here.
 METHOD_ORDER = list(METHODS)
-METHOD_NAMES = {
-    "dense": "Dense",
-    "pre": "Pre-Training",
-    "in": "In-Training",
-    "post": "Post-Training",
-    "set": "SET",
-}
+METHOD_NAMES = {name: method.display_name for name, method in METHODS.items()}
 SCENARIO_NAMES = {
     name: f"{name}: {targets.conv:.0%} of conv filters and {targets.linear:.0%} of linear "
     "weights pruned"
@@ -59,6 +55,13 @@ class Results:
 
     def models(self) -> list[str]:
         return sorted(set(self.runs.model), key=lambda m: (m != "vgg16", m))
+
+    def methods(self) -> list[str]:
+        """The methods this database holds runs of (finished or not), in registry order;
+        a method the registry no longer knows comes last, under its stored name."""
+        present = set(self.runs.method) | set(self.unfinished.get("method", []))
+        known = [name for name in METHOD_ORDER if name in present]
+        return known + sorted(present - set(known))
 
     def in_scenario(self, frame: pd.DataFrame, scenario: str) -> pd.DataFrame:
         return frame[(frame.scenario == scenario) | (frame.method == "dense")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from sparsebench.report.references import REFERENCES
-from sparsebench.report.results import METHOD_NAMES, METHOD_ORDER, Results
+from sparsebench.report.results import METHOD_NAMES, Results
 from sparsebench.store.db import BENCH_COLUMNS
 
 PER_RUN_COLUMNS = [
@@ -53,13 +53,15 @@ def table_one(results: Results) -> pd.DataFrame:
     for dataset in results.datasets():
         for model in results.models():
             row: dict[str, object] = {"data set": dataset, "model": model}
-            for method in METHOD_ORDER:
+            for method in results.methods():
                 values = chosen[
                     (chosen.data_label == dataset)
                     & (chosen.model == model)
                     & (chosen.method == method)
                 ].test_accuracy.dropna()
-                column = "Dense" if method == "dense" else f"{METHOD_NAMES[method]} (mixed)"
+                column = (
+                    "Dense" if method == "dense" else f"{METHOD_NAMES.get(method, method)} (mixed)"
+                )
                 row[f"{column} best"] = values.max() if len(values) else None
                 row[f"{column} mean ± sd (n)"] = _mean_spread(values)
             rows.append(row)

@@ -1,5 +1,7 @@
 """The sparsity engine: prunable layers, masks, ranking criteria, methods, scenarios."""
 
+from importlib import import_module
+
 from sparsebench.sparsity.layers import PrunableLayer, discover_layers
 from sparsebench.sparsity.masks import LayerMask, MaskSet
 from sparsebench.sparsity.methods import (
@@ -14,6 +16,11 @@ from sparsebench.sparsity.methods import (
 )
 from sparsebench.sparsity.report import LayerSparsity, sparsity_by_kind, sparsity_report
 from sparsebench.sparsity.scenarios import SCENARIOS, SparsityTargets, scenario_targets
+
+# Methods beyond the study register themselves when imported, in the order the CLI,
+# sweeps and the report list them.
+for _module in ("static", "snip", "rigl", "gmp"):
+    import_module(f"sparsebench.sparsity.{_module}")
 
 __all__ = [
     "METHODS",

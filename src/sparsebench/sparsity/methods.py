@@ -17,6 +17,7 @@ RigL is Static with another schedule, grow scorer and regrowth.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
@@ -34,6 +35,10 @@ from sparsebench.sparsity.schedules import AfterEpoch, EveryEpoch, EverySteps, N
 from sparsebench.sparsity.scorers import Magnitude, Random, Scorer, unit_shape
 
 Draw = Literal["top", "erdos-renyi"]
+
+
+class SparsityWarning(UserWarning):
+    """A method's settings that will not do what the user likely wants."""
 
 
 class MethodOptions(BaseModel):
@@ -61,7 +66,6 @@ class PruningMethod:
     marker: ClassVar[str] = "o"
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     draw: ClassVar[Draw | None] = "top"  # None: the run starts dense
-    regrowth: ClassVar[Literal["init", "zero"]] = "init"
 
     def __init__(
         self,
@@ -107,6 +111,10 @@ class PruningMethod:
     def grow_scorer(self) -> Scorer:
         return Random()
 
+    def regrowth(self, layer: PrunableLayer) -> Literal["init", "zero"]:
+        """How a grown unit of `layer` starts: from the layer's initialiser, or at zero."""
+        return "init"
+
     # The hooks.
 
     def on_train_begin(
@@ -129,6 +137,32 @@ class PruningMethod:
         if self.draw is not None:
             self.install_masks(self.initial_scorer(), self.draw)
         self._capture_if_update_next()
+        self._warn_about_update_rate()
+
+    @property
+    def updates_every(self) -> int | None:
+        """Optimiser steps between mask updates (None: the masks never change)."""
+        return self.plan.updates_every(self.steps_per_epoch) if self.steps_per_epoch else None
+
+    def _warn_about_update_rate(self) -> None:
+        every = self.updates_every
+        if every is None or not self.layers:
+            return
+        if every < 50:
+            warnings.warn(
+                f"{self.name} changes its masks every {every} optimiser steps (fewer than "
+                "about 50): grown units barely train before the next change; "
+                "`--method-option update_every=N` sets the step interval",
+                SparsityWarning,
+                stacklevel=3,
+            )
+        elif every > self.total_steps:
+            warnings.warn(
+                f"{self.name} would change its masks every {every} optimiser steps, but the "
+                f"run has {self.total_steps}: lower `update_every`",
+                SparsityWarning,
+                stacklevel=3,
+            )
 
     def prepare(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
         """Work before the first mask, such as scoring on a few batches (SNIP)."""
@@ -227,7 +261,7 @@ class PruningMethod:
         batch-norm scale would never receive a gradient), or at zero (RigL: the network's
         output does not change at the moment of growth)."""
         module = layer.module
-        if self.regrowth == "zero":
+        if self.regrowth(layer) == "zero":
             module.weight[units] = 0.0
         else:
             fresh = torch.empty(module.weight.shape, dtype=module.weight.dtype)
@@ -289,7 +323,8 @@ def validate_options(method: type[PruningMethod], options: dict[str, Any]) -> Me
     try:
         return method.Options(**options)
     except ValidationError as error:
-        raise InputError(validation_message(error, section=f"{method.name} option")) from None
+        where = f"method_options ({method.name})"
+        raise InputError(validation_message(error, where=where)) from None
 
 
 def dynamic_schedule(method: PruningMethod, fraction: float) -> Schedule:
@@ -335,7 +370,7 @@ class SET(InTraining):
     """Sparse Evolutionary Training (Mocanu et al. 2018): In-Training from an Erdos-Renyi
     initial mask (`allocation="erk"` spreads the density over layers by ERK)."""
 
-    name, display_name, colour, marker = "set", "SET", "#2ca02c", "D"
+    name, display_name, colour, marker = "set", "SET", "#d62728", "D"
     draw = "erdos-renyi"
 
     def allocation(self) -> Allocation:
@@ -346,7 +381,7 @@ class PostTraining(PruningMethod):
     """Train dense, prune by magnitude after the dense epochs; `fine_tune_epochs` train
     the pruned network after that."""
 
-    name, display_name, colour, marker = "post", "Post-Training", "#d62728", "v"
+    name, display_name, colour, marker = "post", "Post-Training", "#2ca02c", "v"
     draw = None
 
     def schedule(self) -> Schedule:

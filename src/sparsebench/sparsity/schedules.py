@@ -95,9 +95,10 @@ class CubicRamp(Schedule):
         return 1.0 - (1.0 - (step - t0) / (t1 - t0)) ** 3
 
     def after_step(self, step, total_steps):
-        if step % self.every and step < round(self.end * total_steps):
-            return None
-        if step > round(self.end * total_steps) + self.every:
+        last = math.ceil(self.end * total_steps / self.every) * self.every
+        # The last step of training always prunes to where the ramp is: a run too short
+        # for its `every` still ends at its target sparsity.
+        if (step % self.every or step > last) and step != total_steps:
             return None
         return self.progress(step, total_steps)
 

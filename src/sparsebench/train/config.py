@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sparsebench.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from sparsebench.data.options import DataOptions
-from sparsebench.sparsity.methods import METHODS
+from sparsebench.sparsity.methods import METHODS, validate_options
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import register_run_identity
 
@@ -97,6 +97,9 @@ class RunConfig(BaseModel):
     allocation: Literal["er", "erk"] = "er"
     include: list[str] | None = None
     exclude: list[str] | None = None
+    method_options: dict[str, Any] = Field(
+        default_factory=dict, description="the method's own settings, KEY: VALUE"
+    )
 
     epochs: int = Field(50, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(64, ge=1, le=MAX_BATCH)
@@ -113,6 +116,14 @@ class RunConfig(BaseModel):
         if value not in METHODS:
             raise ValueError(f"unknown method {value!r} (choose from {', '.join(METHODS)})")
         return value
+
+    @model_validator(mode="after")
+    def _method_options(self) -> RunConfig:
+        """Checked by the method's own options model, and kept as the values that differ
+        from its defaults: the same run has one id however its options are written."""
+        options = validate_options(METHODS[self.method], self.method_options)
+        object.__setattr__(self, "method_options", options.model_dump(exclude_defaults=True))
+        return self
 
     @field_validator("scenario")
     @classmethod

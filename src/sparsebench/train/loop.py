@@ -46,6 +46,7 @@ class RunResult:
     layers: list[dict[str, Any]]
     sparsity_by_kind: dict[str, float]
     resumed_from_epoch: int = 0
+    mask_updates_every: int | None = None  # optimiser steps; None: the masks never change
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ class RunResult:
             "epochs": self.epochs,
             "test": self.test,
             "sparsity": {"layers": self.layers, "by_kind": self.sparsity_by_kind},
+            "mask_updates_every": self.mask_updates_every,
         }
 
 
@@ -101,8 +103,13 @@ def build_run(
         exclude=config.exclude,
         seed=config.seed,
         allocation=config.allocation,
+        options=config.method_options,
     )
-    method.on_train_begin(model, optimizer, config.total_epochs)
+    train = dataset.splits["train"]
+    # In training order but unshuffled, for a method that scores on a few batches (SNIP).
+    batches = BatchLoader(train, dataset.mean, dataset.std, config.batch_size, device)
+    steps_per_epoch = len(batches)
+    method.on_train_begin(model, optimizer, config.total_epochs, steps_per_epoch, batches)
     return model, optimizer, method
 
 
@@ -250,6 +257,7 @@ def finish_training(
         layers=[layer.as_dict() for layer in layers],
         sparsity_by_kind=sparsity_by_kind(layers),
         resumed_from_epoch=start_epoch,
+        mask_updates_every=method.updates_every,
     )
 
 
@@ -299,6 +307,7 @@ def _train_epoch(
         if check_each_step and not torch.isfinite(loss):
             raise RunDiverged(epoch, step, float(loss), lr)
         loss.backward()
+        method.after_backward()
         optimizer.step()
         method.after_optimizer_step()
         accumulator.add(logits, labels, loss)

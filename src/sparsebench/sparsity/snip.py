@@ -1,0 +1,61 @@
+"""SNIP (Lee et al. 2019): one-shot pruning at initialisation by connection sensitivity
+|gradient x weight|, from a few training batches, then fixed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from sparsebench.errors import InputError
+from sparsebench.sparsity.layers import PrunableLayer
+from sparsebench.sparsity.methods import MethodOptions, PruningMethod, register_method
+from sparsebench.sparsity.scorers import Saliency, Scorer
+
+
+class SnipOptions(MethodOptions):
+    batches: int = Field(1, ge=1, le=1000, description="training batches the scores sum")
+
+
+@register_method
+class Snip(PruningMethod):
+    name, display_name, colour, marker = "snip", "SNIP", "#9467bd", "P"
+    Options = SnipOptions
+
+    def prepare(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+        if batches is None:
+            raise InputError("snip scores the network on training batches: pass `batches`")
+        assert isinstance(self.options, SnipOptions) and self.model is not None
+        self.gradients = summed_gradients(self.model, batches, self.options.batches)
+
+    def initial_scorer(self) -> Scorer:
+        return Saliency()
+
+    def dense_gradient(self, layer: PrunableLayer) -> torch.Tensor:
+        return self.gradients[layer.module]
+
+
+def summed_gradients(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], count: int
+) -> dict[nn.Module, torch.Tensor]:
+    """Every conv and linear weight's gradient summed over `count` batches, the model
+    left as it was (batch-norm statistics restored, gradients cleared)."""
+    buffers = {name: value.clone() for name, value in model.named_buffers()}
+    sums: dict[nn.Module, torch.Tensor] = {}
+    for index, (images, labels) in enumerate(batches):
+        if index == count:
+            break
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(images), labels).backward()
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear) and module.weight.grad is not None:
+                gradient = module.weight.grad.detach()
+                sums[module] = gradient.clone() if module not in sums else sums[module] + gradient
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, value in model.named_buffers():
+            value.copy_(buffers[name])
+    return sums
