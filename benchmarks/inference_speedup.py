@@ -9,6 +9,7 @@ the package is missing. (On ResNet18 Torch-Pruning removes whole coupled channel
 across residual additions, which are not the same filters, so it is left out there.)
 
     python benchmarks/inference_speedup.py [--repeats 5] [--sizes 32,64] [--threads 1,2]
+        [--models vgg16,resnet18] [--scenarios uniform,mixed] [--linear-granularity neuron]
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="32,64")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--models", default="vgg16,resnet18")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument(
+        "--linear-granularity", default="weight", help="weight (the study) or neuron"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
@@ -68,8 +73,15 @@ def main() -> None:
     )
     for model_name in args.models.split(","):
         for size in sizes:
-            for scenario in SCENARIOS:
-                masked, shape, _ = bench_subject(model_name, "pre", scenario, 1.0, size)
+            for scenario in args.scenarios.split(","):
+                masked, shape, _ = bench_subject(
+                    model_name,
+                    "pre",
+                    scenario,
+                    1.0,
+                    size,
+                    linear_granularity=args.linear_granularity,
+                )
                 rows, difference = benchmark_models(
                     masked, shape, batch_sizes=[1, 64], threads=threads, repeats=args.repeats
                 )

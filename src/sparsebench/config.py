@@ -79,6 +79,8 @@ TRAINING_FIELDS = (
     "swap_fraction",
     "fine_tune_epochs",
     "allocation",
+    "conv_granularity",
+    "linear_granularity",
     "method_options",
     "include",
     "exclude",

@@ -112,6 +112,12 @@ def train(
     swap_fraction: Annotated[
         float | None, typer.Option(help="share of units swapped per epoch")
     ] = None,
+    conv_granularity: Annotated[
+        str | None, typer.Option(help="a conv's unit: filter (the study) or weight")
+    ] = None,
+    linear_granularity: Annotated[
+        str | None, typer.Option(help="a linear layer's unit: weight (the study) or neuron")
+    ] = None,
     method_option: Annotated[
         list[str] | None,
         typer.Option(help="the method's own setting KEY=VALUE (repeatable), e.g. update_every=50"),
@@ -168,6 +174,8 @@ def train(
             linear_sparsity=linear_sparsity,
             swap_fraction=swap_fraction,
             method_options=parse_method_options(method_option),
+            conv_granularity=conv_granularity,
+            linear_granularity=linear_granularity,
             fine_tune_epochs=fine_tune_epochs,
             include=include or None,
             exclude=exclude or None,

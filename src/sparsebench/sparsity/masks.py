@@ -16,10 +16,12 @@ from sparsebench.sparsity.layers import PrunableLayer
 
 
 class LayerMask:
-    """Alive units of one layer: filters of a conv (shape (out,)), weights of a linear.
+    """Alive units of one layer: filters or neurons (shape (out,)), or single weights
+    (the weight's shape).
 
     A dead filter gates its weights, its bias and the scale and shift of its batch norm;
-    a dead linear weight gates that weight alone (the neuron's bias stays).
+    a dead neuron its weights and bias (its output is exactly zero); a dead single weight
+    gates that weight alone.
     """
 
     def __init__(self, layer: PrunableLayer, keep: torch.Tensor) -> None:
@@ -36,13 +38,13 @@ class LayerMask:
     def gated(self) -> Iterator[tuple[nn.Parameter, torch.Tensor]]:
         """Each parameter this mask gates, with the gate shaped to multiply it."""
         module = self.layer.module
-        if self.layer.kind == "linear":
+        if not self.layer.whole_rows:
             yield module.weight, self._gate
             return
         yield module.weight, self._gate.view(-1, *([1] * (module.weight.dim() - 1)))
         if module.bias is not None:
             yield module.bias, self._gate
-        if self.layer.bn is not None and self.layer.bn.affine:
+        if self.layer.kind == "conv" and self.layer.bn is not None and self.layer.bn.affine:
             yield self.layer.bn.weight, self._gate
             yield self.layer.bn.bias, self._gate
 

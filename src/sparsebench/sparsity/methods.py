@@ -28,7 +28,13 @@ from torch import nn
 from sparsebench.errors import InputError, validation_message
 from sparsebench.sparsity import criteria
 from sparsebench.sparsity.allocation import Allocation, Uniform, allocation_named
-from sparsebench.sparsity.layers import PrunableLayer, discover_layers
+from sparsebench.sparsity.layers import (
+    CONV_GRANULARITIES,
+    LINEAR_GRANULARITIES,
+    Granularity,
+    PrunableLayer,
+    discover_layers,
+)
 from sparsebench.sparsity.masks import LayerMask, MaskSet
 from sparsebench.sparsity.scenarios import SparsityTargets
 from sparsebench.sparsity.schedules import AfterEpoch, EveryEpoch, EverySteps, Never, Schedule
@@ -78,7 +84,16 @@ class PruningMethod:
         seed: int = 0,
         allocation: str = "er",
         options: dict[str, Any] | None = None,
+        conv_granularity: Granularity = "filter",
+        linear_granularity: Granularity = "weight",
     ) -> None:
+        if conv_granularity not in CONV_GRANULARITIES:
+            raise InputError(f"conv_granularity must be filter or weight, got {conv_granularity!r}")
+        if linear_granularity not in LINEAR_GRANULARITIES:
+            raise InputError(
+                f"linear_granularity must be weight or neuron, got {linear_granularity!r}"
+            )
+        self.granularity = {"conv": conv_granularity, "linear": linear_granularity}
         if not 0.0 <= swap_fraction <= 1.0:
             raise InputError(f"swap_fraction must be in [0, 1], got {swap_fraction}")
         self.targets = targets
@@ -130,7 +145,13 @@ class PruningMethod:
         self.plan = self.schedule()
         self.layers = [
             layer
-            for layer in discover_layers(model, self.include, self.exclude)
+            for layer in discover_layers(
+                model,
+                self.include,
+                self.exclude,
+                self.granularity["conv"],
+                self.granularity["linear"],
+            )
             if self.targets.for_kind(layer.kind) > 0
         ]
         self.prepare(batches)
@@ -268,16 +289,15 @@ class PruningMethod:
             init_weight = getattr(self.model, "init_weight", default_init_weight)
             init_weight(module, fresh, self.generator)
             module.weight[units] = fresh.to(module.weight.device)[units]
-        if layer.kind == "conv":
-            if module.bias is not None:
-                module.bias[units] = 0.0
-            if layer.bn is not None:
-                if layer.bn.affine:
-                    layer.bn.weight[units] = 1.0
-                    layer.bn.bias[units] = 0.0
-                if layer.bn.track_running_stats:
-                    layer.bn.running_mean[units] = 0.0
-                    layer.bn.running_var[units] = 1.0
+        if layer.whole_rows and module.bias is not None:
+            module.bias[units] = 0.0
+        if layer.granularity == "filter" and layer.bn is not None:
+            if layer.bn.affine:
+                layer.bn.weight[units] = 1.0
+                layer.bn.bias[units] = 0.0
+            if layer.bn.track_running_stats:
+                layer.bn.running_mean[units] = 0.0
+                layer.bn.running_var[units] = 1.0
 
     def _reset_optimizer_state(self, mask: LayerMask, units: torch.Tensor) -> None:
         if self.optimizer is None:

@@ -13,7 +13,8 @@ from sparsebench.sparsity.layers import discover_layers
 @dataclass(frozen=True)
 class LayerSparsity:
     """One layer's achieved sparsity: for a conv, the fraction of filters that are
-    entirely zero; for a linear layer, the fraction of weights that are zero."""
+    entirely zero, or of its weights that are zero where that is more (a conv pruned by
+    single weights); for a linear layer, the fraction of weights that are zero."""
 
     layer: str
     kind: str
@@ -24,7 +25,9 @@ class LayerSparsity:
 
     @property
     def sparsity(self) -> float:
-        return self.pruned_units / self.units if self.units else 0.0
+        units = self.pruned_units / self.units if self.units else 0.0
+        weights = self.zero_weights / self.weights if self.weights else 0.0
+        return max(units, weights)
 
     def as_dict(self) -> dict:
         return {**asdict(self), "sparsity": self.sparsity}
@@ -51,7 +54,7 @@ def sparsity_by_kind(rows: list[LayerSparsity]) -> dict[str, float]:
     convs, a pruned filter counts all its weights)."""
     totals: dict[str, list[float]] = {}
     for row in rows:
-        pruned_weights = row.pruned_units * (row.weights // row.units)
+        pruned_weights = max(row.pruned_units * (row.weights // row.units), row.zero_weights)
         acc = totals.setdefault(row.kind, [0.0, 0.0])
         acc[0] += pruned_weights
         acc[1] += row.weights

@@ -20,7 +20,7 @@ class RigLOptions(MethodOptions):
     update_until: float = Field(0.75, gt=0, le=1, description="of training; masks fixed after")
     decay: Literal["cosine", "constant"] = "cosine"
     regrowth: Literal["auto", "zero", "init"] = Field(
-        "auto", description="auto: single weights at zero, whole filters from the initialiser"
+        "auto", description="auto: single weights at zero, filters and neurons from the initialiser"
     )
 
 
@@ -28,8 +28,8 @@ class RigLOptions(MethodOptions):
 class RigL(Static):
     """Grown weights start at zero, so the network's output does not change when they
     grow, with fresh optimiser state; a filter's gradient is the norm of its own. A whole
-    filter grown at zero behind batch norm and ReLU would never learn (its output is 0
-    and ReLU passes no gradient at 0), so by default filters grow from the initialiser."""
+    filter or neuron grown at zero would never learn (its output is 0, and ReLU passes no
+    gradient at 0), so by default whole rows grow from the initialiser."""
 
     name, display_name, colour, marker = "rigl", "RigL", "#8c564b", "*"
     Options = RigLOptions
@@ -37,7 +37,7 @@ class RigL(Static):
     def regrowth(self, layer: PrunableLayer) -> Literal["init", "zero"]:
         choice = self.options.regrowth  # type: ignore[attr-defined]
         if choice == "auto":
-            return "init" if layer.kind == "conv" else "zero"
+            return "init" if layer.whole_rows else "zero"
         return choice
 
     def schedule(self) -> Schedule:

@@ -20,9 +20,12 @@ if TYPE_CHECKING:
 
 
 def unit_shape(layer: PrunableLayer) -> tuple[int, ...]:
-    if layer.kind == "conv":
-        return (layer.module.out_channels,)
-    return tuple(layer.module.weight.shape)
+    return layer.unit_shape
+
+
+def row_sums(layer: PrunableLayer, values: torch.Tensor) -> torch.Tensor:
+    """A weight-shaped quantity summed per unit: per filter or neuron, else as it is."""
+    return values.flatten(1).sum(dim=1) if layer.whole_rows else values
 
 
 class Scorer:
@@ -33,10 +36,10 @@ class Scorer:
 
 
 class Magnitude(Scorer):
-    """A conv filter's L1 norm, a linear weight's |w|."""
+    """A filter's or neuron's L1 norm, a single weight's |w|."""
 
     def scores(self, layer, method):
-        if layer.kind == "conv":
+        if layer.whole_rows:
             return criteria.filter_l1_norm(layer.module.weight)
         return criteria.weight_magnitude(layer.module.weight)
 
@@ -50,22 +53,20 @@ class Random(Scorer):
 
 class GradientMagnitude(Scorer):
     """The dense gradient's magnitude, pruned units included (RigL's grow rule): |g| of a
-    linear weight, the L2 norm of a conv filter's gradient. The gradient is the one the
-    method captured before the masks gated it."""
+    single weight, the L2 norm of a filter's or neuron's gradient. The gradient is the
+    one the method captured before the masks gated it."""
 
     def scores(self, layer, method):
         gradient = method.dense_gradient(layer)
-        if layer.kind == "conv":
+        if layer.whole_rows:
             return gradient.flatten(1).norm(dim=1)
         return gradient.abs()
 
 
 class Saliency(Scorer):
     """SNIP's connection sensitivity |g x w| (Lee et al. 2019), summed over a filter's
-    weights, from the gradients of a few batches the method accumulated."""
+    or neuron's weights, from the gradients of a few batches the method accumulated."""
 
     def scores(self, layer, method):
         saliency = (method.dense_gradient(layer) * layer.module.weight.detach()).abs()
-        if layer.kind == "conv":
-            return saliency.flatten(1).sum(dim=1)
-        return saliency
+        return row_sums(layer, saliency)

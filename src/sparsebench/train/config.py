@@ -95,6 +95,12 @@ class RunConfig(BaseModel):
     swap_fraction: float = Field(0.2, ge=0, le=1)
     fine_tune_epochs: int = Field(0, ge=0, le=MAX_EPOCHS)
     allocation: Literal["er", "erk"] = "er"
+    conv_granularity: Literal["filter", "weight"] = Field(
+        "filter", description="a conv's unit: a whole filter (the study) or a single weight"
+    )
+    linear_granularity: Literal["weight", "neuron"] = Field(
+        "weight", description="a linear layer's unit: a single weight (the study) or a neuron"
+    )
     include: list[str] | None = None
     exclude: list[str] | None = None
     method_options: dict[str, Any] = Field(

@@ -104,6 +104,8 @@ def build_run(
         seed=config.seed,
         allocation=config.allocation,
         options=config.method_options,
+        conv_granularity=config.conv_granularity,
+        linear_granularity=config.linear_granularity,
     )
     train = dataset.splits["train"]
     # In training order but unshuffled, for a method that scores on a few batches (SNIP).
