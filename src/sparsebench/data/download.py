@@ -18,6 +18,7 @@ from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedCo
 from sparsebench.data.images import default_cache_dir
 from sparsebench.data.progress import quiet_progress
 from sparsebench.errors import InputError
+from sparsebench.files import written_whole
 
 # The MedMNIST v2 record (Zenodo 10519652); the base can be pointed elsewhere (a mirror).
 MEDMNIST_BASE_URL = os.environ.get(
@@ -123,16 +124,15 @@ def download_medmnist(
 
 
 def download_file(url: str, destination: Path, md5: str, timeout: float = 60.0) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.part")
     digest = hashlib.md5()
     received = 0
     try:
-        try:
-            response = urllib.request.urlopen(url, timeout=timeout)
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise InputError(f"{url}: download failed ({reason})") from None
+        response = urllib.request.urlopen(url, timeout=timeout)
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise InputError(f"{url}: download failed ({reason})") from None
+    # kept only once its size and MD5 are checked
+    with written_whole(destination) as temporary:
         with response, open(temporary, "wb") as handle:
             expected = int(response.headers.get("Content-Length") or 0) or None
             with quiet_progress(
@@ -157,6 +157,3 @@ def download_file(url: str, destination: Path, md5: str, timeout: float = 60.0) 
                 f"{url}: MD5 {digest.hexdigest()} does not match the published {md5}; "
                 "the file was not kept"
             )
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
 from sparsebench.data.progress import quiet_progress
 from sparsebench.errors import InputError
+from sparsebench.files import written_whole
 
 CACHE_VERSION = 2  # 2: 16-bit and float images scaled to 8 bits (1 clipped them)
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -159,12 +160,8 @@ def _cache_key(paths: Sequence[Path], image_size: int) -> str:
 def _write_cache(path: Path, payload: dict) -> None:
     """Write-then-rename; a cache that cannot be written (a full disk, a read-only
     folder) costs the next run a decode, not this run its images."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
+        with written_whole(path) as temporary:
+            torch.save(payload, temporary)
     except OSError as error:
         warnings.warn(f"{path}: decoded images not cached ({error.strerror})", stacklevel=2)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -3,7 +3,6 @@ static quantisation (QDQ, per-channel) calibrated on training images."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import warnings
@@ -23,31 +22,27 @@ from torch import nn
 
 from sparsebench.data import BatchLoader, ImageDataset
 from sparsebench.errors import InputError
+from sparsebench.files import written_whole
 from sparsebench.measure.counting import count_model, model_file_bytes
 
 
 def export_onnx(model: nn.Module, sample: torch.Tensor, path: str | Path, opset: int = 17) -> Path:
     """Write `model` as ONNX with a dynamic batch axis; written then renamed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     model = model.eval()
-    try:
-        with warnings.catch_warnings():  # the TorchScript exporter's deprecation notices
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (sample,),
-                temporary,
-                dynamo=False,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=opset,
-            )
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    # the TorchScript exporter's deprecation notices are not the user's concern
+    with written_whole(path) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (sample,),
+            temporary,
+            dynamo=False,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+        )
     return path
 
 
@@ -107,9 +102,8 @@ def quantize_int8(
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
         )
-        staged = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-        shutil.copyfile(temporary, staged)
-        os.replace(staged, out_path)
+        with written_whole(out_path) as staged:
+            shutil.copyfile(temporary, staged)
     return out_path
 
 

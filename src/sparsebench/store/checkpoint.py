@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from sparsebench.errors import InputError
+from sparsebench.files import written_whole
 
 # 1: the first format (model, optimizer, method, data generator, RNG, history).
 CHECKPOINT_VERSION = 1
@@ -38,20 +39,16 @@ def previous_path(path: Path) -> Path:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "wb") as handle:
+        with (
+            written_whole(path, previous=previous_path(path)) as temporary,
+            open(temporary, "wb") as handle,
+        ):
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        if path.exists():
-            os.replace(path, previous_path(path))
-        os.replace(temporary, path)
     except OSError as error:
         raise OSError(error.errno, error.strerror, str(path)) from None
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
+from sparsebench.files import written_whole
 from sparsebench.store.db import ResultsStore
 
 TABLES = ("runs", "epochs", "test_metrics", "layer_sparsity", "inference_bench")
 
 
 def write_table(frame: pd.DataFrame, path: Path, fmt: Literal["csv", "parquet"]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with written_whole(path) as temporary:
         if fmt == "csv":
             frame.to_csv(temporary, index=False)
         else:
             frame.to_parquet(temporary, index=False)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def export_tables(
