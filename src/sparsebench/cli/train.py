@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -21,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from sparsebench.cli.app import app, err, fail, failure_line, out, plain, say
+from sparsebench.cli.settings import run_settings_as_options
 from sparsebench.errors import InputError
 
 
@@ -64,84 +64,20 @@ class RichEpochProgress:
 
 
 @app.command()
+@run_settings_as_options
 def train(
-    model: Annotated[str | None, typer.Option(help="vgg16, resnet18 or a registered model")] = None,
-    width: Annotated[
-        float | None, typer.Option(help="channel multiplier; 1.0 is the real model")
-    ] = None,
-    image_size: Annotated[int | None, typer.Option(help="resize inputs to N x N (28..224)")] = None,
-    dataset: Annotated[str | None, typer.Option(help="data set name, e.g. bloodmnist")] = None,
-    data_path: Annotated[str | None, typer.Option(help="file or folder of the data set")] = None,
-    split: Annotated[
-        str | None, typer.Option(help="paper, csv:1cls, csv:2cls_highshot or csv:FILE")
-    ] = None,
-    subset_size: Annotated[int | None, typer.Option(help="stratified subset of N images")] = None,
-    in_channels: Annotated[
-        int | None, typer.Option(help="1 or 3 model input channels (default: the data's)")
-    ] = None,
-    visa_objects: Annotated[
-        str | None, typer.Option(help="VisA objects, comma-separated (default: all)")
-    ] = None,
-    elpv_classes: Annotated[int | None, typer.Option(help="ELPV: 2 (defect >= 0.5) or 4")] = None,
-    augment: Annotated[
-        bool | None, typer.Option("--augment/--no-augment", help="random horizontal flips")
-    ] = None,
-    max_image_pixels: Annotated[
-        int | None,
-        typer.Option(help="largest image decoded, width x height (default 100,000,000)"),
-    ] = None,
-    allow_external_paths: Annotated[
-        bool | None,
-        typer.Option(
-            "--allow-external-paths/--no-external-paths",
-            help="read annotation/CSV entries outside the data's folder (absolute, ../)",
-        ),
-    ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option(help="decoded-image cache (default ~/.cache/sparsebench)")
     ] = None,
     download: Annotated[
         bool, typer.Option(help="MedMNIST: fetch the published file into the cache")
     ] = False,
-    method: Annotated[str | None, typer.Option(help="dense, pre, in, post or set")] = None,
-    scenario: Annotated[str | None, typer.Option(help="uniform, mixed or linear-only")] = None,
-    conv_sparsity: Annotated[float | None, typer.Option(help="fraction of filters removed")] = None,
-    linear_sparsity: Annotated[
-        float | None, typer.Option(help="fraction of linear weights removed")
-    ] = None,
-    swap_fraction: Annotated[
-        float | None, typer.Option(help="share of units swapped per epoch")
-    ] = None,
-    conv_granularity: Annotated[
-        str | None, typer.Option(help="a conv's unit: filter (the study) or weight")
-    ] = None,
-    linear_granularity: Annotated[
-        str | None, typer.Option(help="a linear layer's unit: weight (the study) or neuron")
-    ] = None,
-    method_option: Annotated[
-        list[str] | None,
-        typer.Option(help="the method's own setting KEY=VALUE (repeatable), e.g. update_every=50"),
-    ] = None,
-    include: Annotated[
-        list[str] | None,
-        typer.Option(help="prune only layers matching (repeatable), e.g. 'layer4.*'"),
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="never prune layers matching (repeatable), e.g. fc")
-    ] = None,
-    fine_tune_epochs: Annotated[
-        int | None, typer.Option(help="post: epochs of training after pruning (study: 0)")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="training epochs (study: 50)")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="batch size (study: 64)")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate (study: 1e-4)")] = None,
-    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
     db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
     runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
     config: Annotated[Path | None, typer.Option(help="YAML run config; flags override it")] = None,
     force: Annotated[bool, typer.Option(help="train again even if the run is finished")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the run summary as JSON")] = False,
+    **settings: Any,
 ) -> None:
     """Train one network with one pruning method and store every metric."""
     from sparsebench.config import load_run_config
@@ -153,38 +89,7 @@ def train(
     from sparsebench.train.run import run_and_record
 
     try:
-        run_config = load_run_config(
-            config,
-            model=model,
-            width=width,
-            image_size=image_size,
-            dataset=dataset,
-            data_path=data_path,
-            split=split,
-            subset_size=subset_size,
-            in_channels=in_channels,
-            visa_objects=visa_objects.split(",") if visa_objects else None,
-            elpv_classes=elpv_classes,
-            augment=augment,
-            max_image_pixels=max_image_pixels,
-            allow_external_paths=allow_external_paths,
-            method=method,
-            scenario=scenario,
-            conv_sparsity=conv_sparsity,
-            linear_sparsity=linear_sparsity,
-            swap_fraction=swap_fraction,
-            method_options=parse_method_options(method_option),
-            conv_granularity=conv_granularity,
-            linear_granularity=linear_granularity,
-            fine_tune_epochs=fine_tune_epochs,
-            include=include or None,
-            exclude=exclude or None,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            device=device,
-        )
+        run_config = load_run_config(config, **settings)
         known = model_names()
         if run_config.model not in known:
             raise InputError(
@@ -229,22 +134,6 @@ def train(
         sys.stdout.write(json.dumps(summary, default=float) + "\n")
     else:
         out.print(summary_table(summary))
-
-
-def parse_method_options(pairs: list[str] | None) -> dict[str, Any] | None:
-    """`KEY=VALUE` pairs, each value read as YAML (`50` a number, `cosine` a word)."""
-    if not pairs:
-        return None
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--method-option: expected KEY=VALUE, got {pair!r}")
-        try:
-            options[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise InputError(f"--method-option {key}: cannot read value {value!r}") from None
-    return options
 
 
 def class_count_table(data: dict[str, Any]) -> Table:

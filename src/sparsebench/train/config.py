@@ -63,20 +63,22 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = "resnet18"
-    width: float = Field(1.0, gt=0, le=4)
+    model: str = Field("resnet18", description="vgg16, resnet18 or a registered model")
+    width: float = Field(1.0, gt=0, le=4, description="channel multiplier; 1 is the real model")
     image_size: int | None = Field(None, ge=28, le=224, description="default: the data's size")
     in_channels: Literal[1, 3] | None = Field(None, description="default: the data's channels")
 
-    dataset: str
-    data_path: str | None = None
+    dataset: str = Field(description="data set name, e.g. bloodmnist (see README, Data)")
+    data_path: str | None = Field(None, description="file or folder of the data set")
     split: str = Field("paper", description="paper, csv:1cls, csv:2cls_highshot or csv:FILE")
     subset_size: int | None = Field(
         None, ge=1, le=10**9, description="stratified subset of the data"
     )
-    visa_objects: list[str] | None = None
-    label_rule: Literal["first", "majority", "largest-area"] = "first"
-    elpv_classes: Literal[2, 4] = 2
+    visa_objects: list[str] | None = Field(None, description="VisA objects (default: all)")
+    label_rule: Literal["first", "majority", "largest-area"] = Field(
+        "first", description="COCO: the label of an image with several annotations"
+    )
+    elpv_classes: Literal[2, 4] = Field(2, description="ELPV: 2 (defect >= 0.5) or 4 classes")
     augment: bool = Field(False, description="random horizontal flips (the study used none)")
     max_image_pixels: int = Field(
         DEFAULT_MAX_IMAGE_PIXELS,
@@ -88,33 +90,49 @@ class RunConfig(BaseModel):
         False, description="read annotation and CSV entries that lie outside the data's root"
     )
 
-    method: str = "dense"
-    scenario: str | None = None
-    conv_sparsity: float | None = None
-    linear_sparsity: float | None = None
-    swap_fraction: float = Field(0.2, ge=0, le=1)
-    fine_tune_epochs: int = Field(0, ge=0, le=MAX_EPOCHS)
-    allocation: Literal["er", "erk"] = "er"
+    method: str = Field("dense", description="pruning method (see README, The methods)")
+    scenario: str | None = Field(
+        None, description="uniform (0.8, 0.8), mixed (0.5, 0.8), linear-only (0, 0.8)"
+    )
+    conv_sparsity: float | None = Field(
+        None, description="fraction of conv units removed (instead of a scenario)"
+    )
+    linear_sparsity: float | None = Field(
+        None, description="fraction of linear units removed (instead of a scenario)"
+    )
+    swap_fraction: float = Field(
+        0.2, ge=0, le=1, description="in, set: share of alive units swapped at an update"
+    )
+    fine_tune_epochs: int = Field(
+        0, ge=0, le=MAX_EPOCHS, description="post: epochs of training after pruning"
+    )
+    allocation: Literal["er", "erk"] = Field(
+        "er", description="set, static, rigl: spread of the target over layers"
+    )
     conv_granularity: Literal["filter", "weight"] = Field(
         "filter", description="a conv's unit: a whole filter (the study) or a single weight"
     )
     linear_granularity: Literal["weight", "neuron"] = Field(
         "weight", description="a linear layer's unit: a single weight (the study) or a neuron"
     )
-    include: list[str] | None = None
-    exclude: list[str] | None = None
+    include: list[str] | None = Field(
+        None, description="prune only layers matching, e.g. 'layer4.*'"
+    )
+    exclude: list[str] | None = Field(None, description="never prune layers matching, e.g. fc")
     method_options: dict[str, Any] = Field(
         default_factory=dict, description="the method's own settings, KEY: VALUE"
     )
 
-    epochs: int = Field(50, ge=1, le=MAX_EPOCHS)
-    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
-    eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH)
+    epochs: int = Field(50, ge=1, le=MAX_EPOCHS, description="training epochs (study: 50)")
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH, description="batch size (study: 64)")
+    eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="batch size of evaluation")
     # Above 1e30 Adam's step (lr over its bias correction) no longer fits a float32.
-    lr: float = Field(1e-4, gt=0, le=1e30, allow_inf_nan=False)
-    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
-    seed: int = Field(0, ge=0, le=MAX_SEED)
-    device: str = "auto"
+    lr: float = Field(
+        1e-4, gt=0, le=1e30, allow_inf_nan=False, description="Adam learning rate (study: 1e-4)"
+    )
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="Adam weight decay")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
 
     @field_validator("method")
     @classmethod

@@ -1,0 +1,131 @@
+"""Command-line options made from the run settings themselves (`RunConfig`'s fields):
+each setting is declared once, with its type, range, default and help, and becomes
+`--the-setting` here, a key in YAML configs and sweeps, and a line when it is wrong."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import typer
+import yaml
+from pydantic.fields import FieldInfo
+
+from sparsebench.errors import InputError
+from sparsebench.train.config import RunConfig
+
+# Settings whose command-line form is not the field's own.
+METHOD_OPTIONS_HELP = "the method's own setting KEY=VALUE (repeatable), e.g. update_every=50"
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(annotation: Any) -> Any:
+    """`int | None` -> int; a Literal keeps its values."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return members[0] if len(members) == 1 else str
+    return annotation
+
+
+def _help(field: FieldInfo, base: Any) -> str:
+    text = field.description or ""
+    if typing.get_origin(base) is Literal:
+        text += f" ({', '.join(str(value) for value in typing.get_args(base))})"
+    default = field.get_default(call_default_factory=True)
+    if default not in (None, [], {}):
+        text += f" (default {default})"
+    return text.strip()
+
+
+def _option(name: str, field: FieldInfo) -> Any:
+    """The annotation of `name`'s option: None by default, so that a config file's value
+    stands unless the flag is given."""
+    base = _base_type(field.annotation)
+    help_text = _help(field, base)
+    if base is bool:
+        return Annotated[
+            bool | None, typer.Option(f"{flag(name)}/--no-{name.replace('_', '-')}", help=help_text)
+        ]
+    if typing.get_origin(base) is list:
+        return Annotated[
+            list[str] | None, typer.Option(flag(name), help=help_text + " (repeatable)")
+        ]
+    if typing.get_origin(base) is Literal:
+        values = typing.get_args(base)
+        kind = int if all(isinstance(value, int) for value in values) else str
+        return Annotated[kind | None, typer.Option(flag(name), help=help_text)]
+    return Annotated[base | None, typer.Option(flag(name), help=help_text)]
+
+
+def run_settings_as_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give `command` (taking its own options and `**settings`) one option per run
+    setting; it receives the settings given, ready for `load_run_config`."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    own = [
+        parameter.replace(annotation=hints[parameter.name])
+        for parameter in inspect.signature(command).parameters.values()
+        if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    settings = []
+    for name, field in RunConfig.model_fields.items():
+        if name == "method_options":
+            annotation = Annotated[
+                list[str] | None, typer.Option("--method-option", help=METHOD_OPTIONS_HELP)
+            ]
+            name = "method_option"
+        else:
+            annotation = _option(name, field)
+        settings.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+            )
+        )
+
+    @functools.wraps(command, assigned=("__module__", "__name__", "__qualname__", "__doc__"))
+    def with_settings(**values: Any) -> None:
+        given = {name: values.pop(name) for name in [p.name for p in settings]}
+        command(**values, **settings_given(given))
+
+    with_settings.__signature__ = inspect.Signature(
+        [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in own] + settings
+    )
+    return with_settings
+
+
+def settings_given(values: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line as run settings: lists split at commas
+    (`--visa-objects a,b`), `--method-option KEY=VALUE` pairs as a mapping."""
+    given: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None or value == []:
+            continue
+        if name == "method_option":
+            given["method_options"] = parse_method_options(value)
+        elif isinstance(value, list):
+            given[name] = [
+                part.strip() for item in value for part in item.split(",") if part.strip()
+            ]
+        else:
+            given[name] = value
+    return given
+
+
+def parse_method_options(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs, each value read as YAML (`50` a number, `cosine` a word)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--method-option: expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(f"--method-option {key}: cannot read value {value!r}") from None
+    return options
