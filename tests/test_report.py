@@ -238,3 +238,19 @@ def test_text_from_the_data_is_escaped_in_html_and_svg_and_never_mathtext(tmp_pa
         assert "<img" not in text and "-->." not in text
         # the panel title, drawn as typed (not as the letter alpha), its comment escaped
         assert "(&lt;img src=x onerror=alert(1)&gt; $\\alpha$ &amp; - -&gt;.npz)" in text
+
+
+def test_a_method_beyond_the_study_appears_by_its_name_and_colour(tmp_path):
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "dense0", "dense", None, 0, 0.9)
+        add_run(store, "rigl0", "rigl", "mixed", 0, 0.8)
+        add_run(store, "gmp0", "gmp", "mixed", 0, 0.7)
+    build_report(path, tmp_path / "report")
+    table = pd.read_csv(tmp_path / "report" / "table1.csv")
+    assert table.loc[0, "RigL (mixed) best"] == pytest.approx(0.8)
+    assert table.loc[0, "GMP (mixed) best"] == pytest.approx(0.7)
+    assert "Pre-Training (mixed) best" not in table.columns  # not in this database
+    svg = (tmp_path / "report" / "figures" / "mixed_test_accuracy.svg").read_text()
+    assert "<!-- RigL -->" in svg and "<!-- GMP -->" in svg
+    assert "#8c564b" in svg and "#e377c2" in svg  # their registered colours
