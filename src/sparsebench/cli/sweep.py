@@ -107,10 +107,11 @@ def sweep(
     """Run a grid of runs; finished runs are skipped and interrupted ones resumed."""
     from sparsebench.config import load_sweep_config
     from sparsebench.store import ResultsStore
+    from sparsebench.sweep.executors import EXECUTORS, ExecutorRequest
     from sparsebench.sweep.plan import check_sweep_data, expand_grid, plan_counts, plan_sweep
 
-    if executor not in ("local", "ray"):
-        raise fail(f"--executor: expected local or ray, got {executor!r}")
+    if executor not in EXECUTORS:
+        raise fail(f"--executor: expected {' or '.join(EXECUTORS)}, got {executor!r}")
     if workers is not None:
         check_range("--workers", workers, 1, 1024)
     if threads_per_run is not None:
@@ -145,15 +146,9 @@ def sweep(
 
     from sparsebench.sweep.runner import run_sweep
 
+    request = ExecutorRequest(workers, threads_per_run, ray_address, cpus_per_run, gpus_per_run)
     try:
-        if executor == "local":
-            from sparsebench.sweep.executors import LocalExecutor
-
-            runner = LocalExecutor(workers, threads_per_run)
-        else:
-            from sparsebench.sweep.executors import RayExecutor
-
-            runner = RayExecutor(ray_address, cpus_per_run, gpus_per_run, workers)
+        runner = EXECUTORS[executor](request)
     except InputError as error:
         raise fail(str(error)) from None
     say(

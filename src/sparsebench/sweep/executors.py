@@ -10,12 +10,14 @@ import contextlib
 import io
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
 from sparsebench.errors import InputError
+from sparsebench.sweep.runner import Executor
 from sparsebench.sweep.worker import RunTask, execute_task, prepare_local_worker
 
 
@@ -141,3 +143,23 @@ def _hide_broken_amdsmi() -> None:
         shims = str(Path(__file__).parent / "shims")
         path = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = shims if not path else f"{shims}{os.pathsep}{path}"
+
+
+@dataclass(frozen=True)
+class ExecutorRequest:
+    """What the sweep command asks of an executor; each one reads what it needs."""
+
+    workers: int | None = None
+    threads_per_run: int | None = None
+    ray_address: str | None = None
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+
+
+# Executors by name, with what `--executor NAME` builds: a new one is one entry here.
+EXECUTORS: dict[str, Callable[[ExecutorRequest], Executor]] = {
+    "local": lambda request: LocalExecutor(request.workers, request.threads_per_run),
+    "ray": lambda request: RayExecutor(
+        request.ray_address, request.cpus_per_run, request.gpus_per_run, request.workers
+    ),
+}
