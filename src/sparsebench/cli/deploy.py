@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -154,6 +154,11 @@ def bench(
         }
         sys.stdout.write(json.dumps(payload) + "\n")
         return
+    out.print(bench_table(subject, rows, difference))
+
+
+def bench_table(subject: str, rows: list[Any], difference: float) -> Table:
+    """Latency, throughput, speedup and energy of every variant, as measured."""
     table = Table(title=f"{subject}: CPU inference (compact vs masked difference {difference:.1e})")
     for column in (
         "variant",
@@ -187,4 +192,4 @@ def bench(
     missing = {row.energy_missing_reason for row in rows if row.energy_per_inference_j is None}
     if missing:
         table.caption = "energy missing: " + "; ".join(sorted(missing))
-    out.print(table)
+    return table

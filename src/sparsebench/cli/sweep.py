@@ -106,9 +106,8 @@ def sweep(
 ) -> None:
     """Run a grid of runs; finished runs are skipped and interrupted ones resumed."""
     from sparsebench.config import load_sweep_config
-    from sparsebench.store import ResultsStore
     from sparsebench.sweep.executors import EXECUTORS, ExecutorRequest
-    from sparsebench.sweep.plan import check_sweep_data, expand_grid, plan_counts, plan_sweep
+    from sparsebench.sweep.plan import check_sweep_data, expand_grid
 
     if executor not in EXECUTORS:
         raise fail(f"--executor: expected {' or '.join(EXECUTORS)}, got {executor!r}")
@@ -120,55 +119,13 @@ def sweep(
     check_range("--gpus-per-run", gpus_per_run, 0, 64)
     sweep_config = load_sweep_config(config)
     grid = expand_grid(sweep_config)
-    data_problem = None
-    try:
-        check_sweep_data(sweep_config, config, download)
-    except InputError as error:
-        if not dry_run:
-            raise
-        data_problem = error  # a dry run still shows its plan, then names the problem
-    if dry_run and not db.is_file():
-        planned = plan_sweep(grid, None, runs_dir)
-    else:
-        with ResultsStore(db, read_only=dry_run) as store:
-            planned = plan_sweep(grid, store, runs_dir)
-    counts = plan_counts(planned)
     if dry_run:
-        if as_json:
-            plan = {"config": str(config), "counts": counts}
-            plan["runs"] = [run.as_dict() for run in planned]
-            sys.stdout.write(json.dumps(plan) + "\n")
-        else:
-            out.print(plan_table(planned, counts, config))
-        if data_problem is not None:
-            raise fail(str(data_problem))
+        show_plan(config, sweep_config, grid, db, runs_dir, download, as_json)
         return
-
-    from sparsebench.sweep.runner import run_sweep
-
+    check_sweep_data(sweep_config, config, download)
     request = ExecutorRequest(workers, threads_per_run, ray_address, cpus_per_run, gpus_per_run)
-    try:
-        runner = EXECUTORS[executor](request)
-    except InputError as error:
-        raise fail(str(error)) from None
-    say(
-        f"sweep {sweep_config.name}: {len(planned)} runs ({_counts_text(counts)}); "
-        f"{runner.description}; results in {db}"
-    )
-    try:
-        with ResultsStore(db) as store, RichSweepProgress(err) as progress:
-            state = run_sweep(
-                planned,
-                store,
-                runs_dir,
-                runner,
-                cache_dir=cache_dir,
-                download=download,
-                progress=progress,
-            )
-    except KeyboardInterrupt:
-        say("interrupted: run the same command again to go on where the sweep stopped")
-        raise typer.Exit(code=130) from None
+    runner = EXECUTORS[executor](request)
+    state, counts = run_grid(sweep_config, grid, db, runs_dir, runner, cache_dir, download)
     outcome = {
         "config": str(config),
         "counts": counts,
@@ -192,6 +149,79 @@ def sweep(
                 show(f"  {kind} {entry['run_id']}: {entry['error']}")
     if state.failed or state.diverged:
         raise typer.Exit(code=1)
+
+
+def show_plan(
+    config: Path,
+    sweep_config: Any,
+    grid: list[Any],
+    db: Path,
+    runs_dir: Path,
+    download: bool,
+    as_json: bool,
+) -> None:
+    """What a sweep would do, from the database as it is (read only, if there is one);
+    then, if a data set cannot be read, that too (exit code 2)."""
+    from sparsebench.store import ResultsStore
+    from sparsebench.sweep.plan import check_sweep_data, plan_counts, plan_sweep
+
+    data_problem = None
+    try:
+        check_sweep_data(sweep_config, config, download)
+    except InputError as error:
+        data_problem = error
+    if db.is_file():
+        with ResultsStore(db, read_only=True) as store:
+            planned = plan_sweep(grid, store, runs_dir)
+    else:
+        planned = plan_sweep(grid, None, runs_dir)
+    counts = plan_counts(planned)
+    if as_json:
+        plan = {"config": str(config), "counts": counts}
+        plan["runs"] = [run.as_dict() for run in planned]
+        sys.stdout.write(json.dumps(plan) + "\n")
+    else:
+        out.print(plan_table(planned, counts, config))
+    if data_problem is not None:
+        raise fail(str(data_problem))
+
+
+def run_grid(
+    sweep_config: Any,
+    grid: list[Any],
+    db: Path,
+    runs_dir: Path,
+    runner: Any,
+    cache_dir: Path | None,
+    download: bool,
+) -> tuple[Any, dict[str, int]]:
+    """Plan against the database and run what is left, with a progress display."""
+    from sparsebench.store import ResultsStore
+    from sparsebench.sweep.plan import plan_counts, plan_sweep
+    from sparsebench.sweep.runner import run_sweep
+
+    with ResultsStore(db) as store:
+        planned = plan_sweep(grid, store, runs_dir)
+        counts = plan_counts(planned)
+        say(
+            f"sweep {sweep_config.name}: {len(planned)} runs ({_counts_text(counts)}); "
+            f"{runner.description}; results in {db}"
+        )
+        try:
+            with RichSweepProgress(err) as progress:
+                state = run_sweep(
+                    planned,
+                    store,
+                    runs_dir,
+                    runner,
+                    cache_dir=cache_dir,
+                    download=download,
+                    progress=progress,
+                )
+        except KeyboardInterrupt:
+            say("interrupted: run the same command again to go on where the sweep stopped")
+            raise typer.Exit(code=130) from None
+    return state, counts
 
 
 def _counts_text(counts: dict[str, int]) -> str:
