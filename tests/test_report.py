@@ -145,7 +145,7 @@ def test_table_one_holds_the_best_and_the_mean_over_seeds(db, tmp_path):
     build_report(db, tmp_path / "report")
     table = pd.read_csv(tmp_path / "report" / "table1.csv")
     row = table.iloc[0]
-    assert (row["data set"], row["model"]) == ("bloodmnist", "resnet18")
+    assert (row["data set"], row["model"]) == ("BloodMNIST", "ResNet18")  # display names
     assert row["Dense best"] == pytest.approx(0.90)
     # mean 0.85, sample standard deviation sqrt(0.005) = 0.0707
     assert row["Dense mean ± sd (n)"] == "0.8500 ± 0.0707 (2)"
@@ -175,7 +175,7 @@ def test_missing_energy_is_stated_and_never_zero(db, tmp_path):
     assert "Energy missing for all 3 runs shown" in page
     assert RAPL_MISSING in page
     curves = [f for f in report.figures if f.scenario == "uniform" and not f.energy]
-    assert "In-Training (resnet18, bloodmnist)" in curves[0].notes.not_run
+    assert "In-Training (resnet18, BloodMNIST)" in curves[0].notes.not_run
 
 
 def test_bench_rows_are_shown(db, tmp_path):
@@ -254,3 +254,4 @@ def test_a_method_beyond_the_study_appears_by_its_name_and_colour(tmp_path):
     svg = (tmp_path / "report" / "figures" / "mixed_test_accuracy.svg").read_text()
     assert "<!-- RigL -->" in svg and "<!-- GMP -->" in svg
     assert "#8c564b" in svg and "#e377c2" in svg  # their registered colours
+    assert "<!-- ResNet18 on BloodMNIST -->" in svg  # model and data set display names

@@ -77,6 +77,19 @@ MEDMNIST_CLASSES: dict[str, list[str]] = {
         "spleen",
     ],
 }
+MEDMNIST_DISPLAY_NAMES = {
+    "bloodmnist": "BloodMNIST",
+    "pathmnist": "PathMNIST",
+    "dermamnist": "DermaMNIST",
+    "octmnist": "OCTMNIST",
+    "pneumoniamnist": "PneumoniaMNIST",
+    "retinamnist": "RetinaMNIST",
+    "breastmnist": "BreastMNIST",
+    "tissuemnist": "TissueMNIST",
+    "organamnist": "OrganAMNIST",
+    "organcmnist": "OrganCMNIST",
+    "organsmnist": "OrganSMNIST",
+}
 MEDMNIST_CLASSES["organcmnist"] = MEDMNIST_CLASSES["organamnist"]
 MEDMNIST_CLASSES["organsmnist"] = MEDMNIST_CLASSES["organamnist"]
 

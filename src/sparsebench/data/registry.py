@@ -10,7 +10,12 @@ from sparsebench.data.dataset import ImageDataset
 from sparsebench.data.download import MEDMNIST_MD5, MEDMNIST_SIZES, download_medmnist
 from sparsebench.data.elpv import load_elpv, probe_elpv
 from sparsebench.data.folder import load_image_folder, probe_image_folder
-from sparsebench.data.medmnist import MEDMNIST_CLASSES, load_medmnist_npz, probe_medmnist_npz
+from sparsebench.data.medmnist import (
+    MEDMNIST_CLASSES,
+    MEDMNIST_DISPLAY_NAMES,
+    load_medmnist_npz,
+    probe_medmnist_npz,
+)
 from sparsebench.data.options import DataOptions
 from sparsebench.data.synthetic import make_synthetic
 from sparsebench.data.visa import load_visa, probe_visa
@@ -23,18 +28,21 @@ Probe = Callable[[Path | None, DataOptions], None]
 
 _LOADERS: dict[str, Loader] = {}
 _PROBES: dict[str, Probe] = {}
+_DISPLAY_NAMES: dict[str, str] = {}
 # Data sets that need no --data-path: generated, or shipped by a package.
 _PATH_OPTIONAL = {"synthetic", "elpv"}
 
 
 def register_dataset(
-    name: str, path_optional: bool = False, probe: Probe | None = None
+    name: str, path_optional: bool = False, probe: Probe | None = None, display_name: str = ""
 ) -> Callable[[Loader], Loader]:
     """Register `loader(path, options) -> ImageDataset` under `name`, and optionally
-    `probe(path, options)`, the quick check a sweep makes before training anything."""
+    `probe(path, options)`, the quick check a sweep makes before training anything, and
+    the name figures and tables show."""
 
     def decorate(loader: Loader) -> Loader:
         _LOADERS[name] = loader
+        _DISPLAY_NAMES[name] = display_name or name
         if path_optional:
             _PATH_OPTIONAL.add(name)
         if probe is not None:
@@ -46,6 +54,11 @@ def register_dataset(
 
 def dataset_names() -> list[str]:
     return sorted(_LOADERS)
+
+
+def dataset_display_name(name: str) -> str:
+    """How figures and tables name a data set; an unknown name as it is."""
+    return _DISPLAY_NAMES.get(name, name)
 
 
 def load_dataset(
@@ -97,7 +110,8 @@ def _probe_medmnist(path: Path | None, options: DataOptions) -> None:
 
 
 for _name in [*MEDMNIST_CLASSES, "medmnist"]:
-    register_dataset(_name, probe=_probe_medmnist)(_medmnist_loader(_name))
+    display = MEDMNIST_DISPLAY_NAMES.get(_name, "MedMNIST")
+    register_dataset(_name, probe=_probe_medmnist, display_name=display)(_medmnist_loader(_name))
 
 
 def _no_path(path: Path | None, options: DataOptions) -> None:
@@ -105,30 +119,42 @@ def _no_path(path: Path | None, options: DataOptions) -> None:
         raise InputError(f"data set 'synthetic' is generated: it reads no data path ({path})")
 
 
-@register_dataset("synthetic", path_optional=True, probe=_no_path)
+@register_dataset("synthetic", path_optional=True, probe=_no_path, display_name="synthetic")
 def _synthetic(path: Path | None, options: DataOptions) -> ImageDataset:
     _no_path(path, options)
     return make_synthetic(seed=options.seed)
 
 
-@register_dataset("mvtec3d-objects", probe=lambda path, options: probe_mvtec3d(path, options))
+@register_dataset(
+    "mvtec3d-objects",
+    probe=lambda path, options: probe_mvtec3d(path, options),
+    display_name="MVTec 3D objects",
+)
 def _mvtec3d(path: Path | None, options: DataOptions) -> ImageDataset:
     assert path is not None
     return load_mvtec3d_objects("mvtec3d-objects", path, options)
 
 
-@register_dataset("visa", probe=lambda path, options: probe_visa(path, options))
+@register_dataset(
+    "visa", probe=lambda path, options: probe_visa(path, options), display_name="VisA"
+)
 def _visa(path: Path | None, options: DataOptions) -> ImageDataset:
     assert path is not None
     return load_visa("visa", path, options)
 
 
-@register_dataset("folder", probe=lambda path, options: probe_image_folder(path, options))
+@register_dataset(
+    "folder",
+    probe=lambda path, options: probe_image_folder(path, options),
+    display_name="image folder",
+)
 def _folder(path: Path | None, options: DataOptions) -> ImageDataset:
     assert path is not None
     return load_image_folder("folder", path, options)
 
 
-@register_dataset("elpv", path_optional=True, probe=lambda path, options: probe_elpv(path))
+@register_dataset(
+    "elpv", path_optional=True, probe=lambda path, options: probe_elpv(path), display_name="ELPV"
+)
 def _elpv(path: Path | None, options: DataOptions) -> ImageDataset:
     return load_elpv("elpv", path, options)

@@ -18,12 +18,15 @@ class ModelSpec:
     name: str
     factory: ModelFactory
     description: str = ""
+    display_name: str = ""
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, description: str = "") -> Callable[[ModelFactory], ModelFactory]:
+def register_model(
+    name: str, description: str = "", display_name: str = ""
+) -> Callable[[ModelFactory], ModelFactory]:
     """Register a factory `f(num_classes, in_channels, image_size, width) -> nn.Module`.
 
     Any module built from Conv2d, BatchNorm2d and Linear layers can then be trained and
@@ -32,7 +35,7 @@ def register_model(name: str, description: str = "") -> Callable[[ModelFactory],
     """
 
     def decorate(factory: ModelFactory) -> ModelFactory:
-        _REGISTRY[name] = ModelSpec(name, factory, description)
+        _REGISTRY[name] = ModelSpec(name, factory, description, display_name or name)
         return factory
 
     return decorate
@@ -40,6 +43,11 @@ def register_model(name: str, description: str = "") -> Callable[[ModelFactory],
 
 def model_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def model_display_name(name: str) -> str:
+    """How figures and tables name a model; an unknown name as it is."""
+    return _REGISTRY[name].display_name if name in _REGISTRY else name
 
 
 def build_model(

@@ -86,7 +86,9 @@ def initialise_resnet(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-@register_model("resnet18", "ResNet18, torchvision layer names; small-image stem below 96 px")
+@register_model(
+    "resnet18", "ResNet18, torchvision layer names; small-image stem below 96 px", "ResNet18"
+)
 def resnet18(
     num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, width: float = 1.0
 ) -> ResNet:

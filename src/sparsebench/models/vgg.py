@@ -86,7 +86,7 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-@register_model("vgg16", "VGG16 (configuration D), torchvision layer names")
+@register_model("vgg16", "VGG16 (configuration D), torchvision layer names", "VGG16")
 def vgg16(
     num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, width: float = 1.0
 ) -> VGG:

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from sparsebench.models.registry import model_display_name  # noqa: E402
 from sparsebench.report.results import METHOD_NAMES, Results  # noqa: E402
 from sparsebench.sparsity.methods import METHODS  # noqa: E402
 
@@ -99,7 +100,7 @@ def _grid(results: Results, title: str) -> tuple[Figure, dict[tuple[str, str], p
     for row, dataset in enumerate(datasets):
         for column, model in enumerate(models):
             axis = axes[row][column]
-            axis.set_title(literal(f"{model} on {dataset}"), fontsize=9)
+            axis.set_title(literal(f"{model_display_name(model)} on {dataset}"), fontsize=9)
             axis.grid(alpha=0.3)
             panels[(dataset, model)] = axis
     return figure, panels

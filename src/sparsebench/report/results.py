@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sparsebench.data.registry import dataset_display_name
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import ResultsStore
@@ -119,12 +120,13 @@ def load_results(db: str | Path) -> Results:
 
 
 def _data_labels(runs: pd.DataFrame, paths_per_name: pd.Series) -> pd.Series:
-    """The data set's name, with its folder where one loader read several places."""
+    """The data set's display name, with its folder where one loader read several places."""
 
     def label(row: pd.Series) -> str:
+        name = dataset_display_name(row.dataset)
         if paths_per_name.get(row.dataset, 0) > 1 and isinstance(row.data_path, str):
-            return f"{row.dataset} ({Path(row.data_path).name})"
-        return row.dataset
+            return f"{name} ({Path(row.data_path).name})"
+        return name
 
     return runs.apply(label, axis=1) if len(runs) else pd.Series(dtype=str)
 

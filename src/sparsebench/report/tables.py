@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from sparsebench.models.registry import model_display_name
 from sparsebench.report.references import REFERENCES
 from sparsebench.report.results import METHOD_NAMES, Results
 from sparsebench.store.db import BENCH_COLUMNS
@@ -52,7 +53,7 @@ def table_one(results: Results) -> pd.DataFrame:
     rows = []
     for dataset in results.datasets():
         for model in results.models():
-            row: dict[str, object] = {"data set": dataset, "model": model}
+            row: dict[str, object] = {"data set": dataset, "model": model_display_name(model)}
             for method in results.methods():
                 values = chosen[
                     (chosen.data_label == dataset)
