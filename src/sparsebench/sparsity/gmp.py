@@ -11,7 +11,7 @@ from sparsebench.sparsity import criteria
 from sparsebench.sparsity.masks import LayerMask, MaskSet
 from sparsebench.sparsity.methods import MethodOptions, PruningMethod, register_method
 from sparsebench.sparsity.schedules import CubicRamp, Schedule
-from sparsebench.sparsity.scorers import Magnitude, unit_shape
+from sparsebench.sparsity.scorers import Magnitude
 
 
 class GmpOptions(MethodOptions):
@@ -44,7 +44,7 @@ class Gmp(PruningMethod):
     def prepare(self, batches: object) -> None:
         self.masks = MaskSet(
             [
-                LayerMask(layer, torch.ones(unit_shape(layer), dtype=torch.bool))
+                LayerMask(layer, torch.ones(layer.unit_shape, dtype=torch.bool))
                 for layer in self.layers
             ]
         )

@@ -38,7 +38,7 @@ from sparsebench.sparsity.layers import (
 from sparsebench.sparsity.masks import LayerMask, MaskSet
 from sparsebench.sparsity.scenarios import SparsityTargets
 from sparsebench.sparsity.schedules import AfterEpoch, EveryEpoch, EverySteps, Never, Schedule
-from sparsebench.sparsity.scorers import Magnitude, Random, Scorer, unit_shape
+from sparsebench.sparsity.scorers import Magnitude, Random, Scorer
 
 Draw = Literal["top", "erdos-renyi"]
 
@@ -231,7 +231,7 @@ class PruningMethod:
         for layer, target in zip(self.layers, targets, strict=True):
             if draw == "erdos-renyi":
                 keeps.append(
-                    criteria.erdos_renyi_mask(unit_shape(layer), target.density, self.generator)
+                    criteria.erdos_renyi_mask(layer.unit_shape, target.density, self.generator)
                 )
             else:
                 n_keep = criteria.units_to_keep(layer.units, target.sparsity)
@@ -272,10 +272,12 @@ class PruningMethod:
 
     def _capture_if_update_next(self) -> None:
         """Ask the masks to keep the next backward's dense gradients when the next step
-        updates the masks and the grow scorer reads gradients."""
-        wants = not isinstance(self.grow_scorer(), Random | Magnitude)
+        updates the masks and the grow scorer reads gradients (nothing to do, every step,
+        for a method that grows otherwise)."""
+        if not self.grow_scorer().reads_gradients:
+            return
         next_update = self.plan.after_step(self.step + 1, self.total_steps) is not None
-        self.masks.capture_gradients(wants and next_update)
+        self.masks.capture_gradients(next_update)
 
     def _start_grown_units(self, layer: PrunableLayer, units: torch.Tensor) -> None:
         """Grown units start from the layer's initialiser (a zero filter behind a zero

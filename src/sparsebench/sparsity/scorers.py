@@ -8,7 +8,7 @@ one number per unit.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     from sparsebench.sparsity.methods import PruningMethod
 
 
-def unit_shape(layer: PrunableLayer) -> tuple[int, ...]:
-    return layer.unit_shape
-
-
 def row_sums(layer: PrunableLayer, values: torch.Tensor) -> torch.Tensor:
     """A weight-shaped quantity summed per unit: per filter or neuron, else as it is."""
     return values.flatten(1).sum(dim=1) if layer.whole_rows else values
@@ -30,6 +26,9 @@ def row_sums(layer: PrunableLayer, values: torch.Tensor) -> torch.Tensor:
 
 class Scorer:
     """Scores of `layer`'s units for `method` (its generator, its captured gradients)."""
+
+    # Whether the scores need the dense gradient of an update step, kept by the masks.
+    reads_gradients: ClassVar[bool] = False
 
     def scores(self, layer: PrunableLayer, method: PruningMethod) -> torch.Tensor:
         raise NotImplementedError
@@ -48,13 +47,15 @@ class Random(Scorer):
     """Uniform random scores from the run's generator: every unit as likely as another."""
 
     def scores(self, layer, method):
-        return criteria.random_scores(unit_shape(layer), method.generator)
+        return criteria.random_scores(layer.unit_shape, method.generator)
 
 
 class GradientMagnitude(Scorer):
     """The dense gradient's magnitude, pruned units included (RigL's grow rule): |g| of a
     single weight, the L2 norm of a filter's or neuron's gradient. The gradient is the
     one the method captured before the masks gated it."""
+
+    reads_gradients = True
 
     def scores(self, layer, method):
         gradient = method.dense_gradient(layer)
