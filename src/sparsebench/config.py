@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from sparsebench.data.options import DataSettings
 from sparsebench.errors import InputError, validation_message
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS, SparsityTargets
@@ -53,44 +54,18 @@ def load_run_config(path: str | Path | None = None, **overrides: Any) -> RunConf
         raise InputError(validation_message(error, where, flags=path is None)) from None
 
 
-# The fields of a run that a sweep's data-set entry sets, and those its `training`
-# section sets for every run; model, method, scenario and seed come from the grid's lists.
-DATA_FIELDS = (
-    "dataset",
-    "data_path",
-    "split",
-    "subset_size",
-    "visa_objects",
-    "label_rule",
-    "elpv_classes",
-    "augment",
-    "image_size",
-    "in_channels",
-    "max_image_pixels",
-    "allow_external_paths",
-)
-TRAINING_FIELDS = (
-    "width",
-    "epochs",
-    "batch_size",
-    "eval_batch_size",
-    "lr",
-    "weight_decay",
-    "swap_fraction",
-    "fine_tune_epochs",
-    "allocation",
-    "conv_granularity",
-    "linear_granularity",
-    "method_options",
-    "include",
-    "exclude",
-    "device",
+# A sweep's data-set entry sets a run's data settings; its grid lists set these; its
+# `training` section sets every other run setting, for all of its runs.
+GRID_FIELDS = frozenset({"model", "method", "scenario", "seed", "conv_sparsity", "linear_sparsity"})
+DATA_FIELDS = tuple(DataSettings.model_fields)
+TRAINING_FIELDS = tuple(
+    name for name in RunConfig.model_fields if name not in GRID_FIELDS and name not in DATA_FIELDS
 )
 
 
 def _subset_model(name: str, fields: tuple[str, ...]) -> type[BaseModel]:
     """A model with some of RunConfig's fields (same types and defaults), so a sweep's
-    sections are checked key by key and never drift from what a run accepts."""
+    `training` section is checked key by key and never drifts from what a run accepts."""
     return create_model(
         name,
         __config__=ConfigDict(extra="forbid", frozen=True),
@@ -101,7 +76,6 @@ def _subset_model(name: str, fields: tuple[str, ...]) -> type[BaseModel]:
     )
 
 
-DataSpec = _subset_model("DataSpec", DATA_FIELDS)
 TrainingSpec = _subset_model("TrainingSpec", TRAINING_FIELDS)
 
 
@@ -114,7 +88,7 @@ class SweepConfig(BaseModel):
 
     name: str = "sweep"
     models: list[str] = Field(min_length=1)
-    datasets: list[DataSpec] = Field(min_length=1)  # type: ignore[valid-type]
+    datasets: list[DataSettings] = Field(min_length=1)
     methods: list[str] = Field(min_length=1)
     scenarios: list[str] = Field(default_factory=lambda: ["mixed"], min_length=1)
     seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(

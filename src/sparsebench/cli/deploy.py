@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from sparsebench.cli.app import app, check_range, fail, out, show
+from sparsebench.cli.options import DEFAULT_DB, DEFAULT_RUNS_DIR, AsJson, ResultsDb, RunsDir
 from sparsebench.errors import InputError
 from sparsebench.train.config import MAX_BATCH
 
@@ -19,14 +20,14 @@ from sparsebench.train.config import MAX_BATCH
 def export(
     run_id: Annotated[str, typer.Argument(help="a finished run's id (sparsebench runs)")],
     out_path: Annotated[Path, typer.Option("--out", help="the ONNX file to write")],
-    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
-    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    db: ResultsDb = DEFAULT_DB,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     compact: Annotated[
         bool, typer.Option("--compact/--no-compact", help="remove pruned filters first")
     ] = True,
     quantize: Annotated[str | None, typer.Option(help="int8: also write MODEL.int8.onnx")] = None,
     calibration_samples: Annotated[int, typer.Option(help="train images to calibrate")] = 256,
-    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Export a trained run to ONNX (compact, optionally int8) and check it in ONNX Runtime."""
     from sparsebench.deploy.export import export_run
@@ -103,9 +104,9 @@ def bench(
     threads: Annotated[str, typer.Option(help="comma-separated thread counts")] = "",
     repeats: Annotated[int, typer.Option(help="timed calls per measurement")] = 20,
     linear: Annotated[str, typer.Option(help="compact linear storage: auto, dense, csr")] = "auto",
-    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
-    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
-    as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
+    db: ResultsDb = DEFAULT_DB,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    as_json: AsJson = False,
 ) -> None:
     """Inference latency, throughput and energy: masked vs compact vs ONNX Runtime."""
     import torch

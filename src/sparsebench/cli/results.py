@@ -10,12 +10,13 @@ import typer
 from rich.table import Table
 
 from sparsebench.cli.app import app, fail, out, say, show
+from sparsebench.cli.options import DEFAULT_DB, ReportDir, ResultsDb
 from sparsebench.errors import InputError
 
 
 @app.command()
 def runs(
-    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    db: ResultsDb = DEFAULT_DB,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
 ) -> None:
     """List stored runs with their final test metrics."""
@@ -55,7 +56,7 @@ def runs(
 @app.command()
 def tables(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for the exported tables")],
-    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    db: ResultsDb = DEFAULT_DB,
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
 ) -> None:
     """Export every results table to CSV or Parquet files."""
@@ -70,8 +71,8 @@ def tables(
 
 @app.command()
 def report(
-    out_dir: Annotated[Path, typer.Option("--out", help="folder for the report")] = Path("report"),
-    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
+    out_dir: ReportDir = Path("report"),
+    db: ResultsDb = DEFAULT_DB,
 ) -> None:
     """The study's figures (PNG + SVG), Table 1, every run, and an offline index.html."""
     from sparsebench.report import build_report

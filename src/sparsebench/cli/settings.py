@@ -15,6 +15,7 @@ import typer
 import yaml
 from pydantic.fields import FieldInfo
 
+from sparsebench.data.options import LOADER_OPTIONS, DataSettings, LoaderSettings
 from sparsebench.errors import InputError
 from sparsebench.train.config import RunConfig
 
@@ -38,10 +39,25 @@ def _help(field: FieldInfo, base: Any) -> str:
     text = field.description or ""
     if typing.get_origin(base) is Literal:
         text += f" ({', '.join(str(value) for value in typing.get_args(base))})"
-    default = field.get_default(call_default_factory=True)
+    default = None if field.is_required() else field.get_default(call_default_factory=True)
     if default not in (None, [], {}):
         text += f" (default {default})"
     return text.strip()
+
+
+def _panel(name: str) -> str:
+    """The group `--help` lists a setting under."""
+    if any(name in options.model_fields for options in LOADER_OPTIONS):
+        return "A data set's own settings"
+    return "Data settings" if name in DataSettings.model_fields else "Run settings"
+
+
+def _settings_in_help_order() -> list[str]:
+    """Data settings first (the data set and its path leading), then each loader's own,
+    then the rest: pydantic lists inherited fields base classes first."""
+    own = [*DataSettings.__annotations__, *LoaderSettings.__annotations__]
+    loaders = [name for options in LOADER_OPTIONS for name in options.model_fields]
+    return [*own, *loaders] + [name for name in RunConfig.model_fields if name not in own + loaders]
 
 
 def _option(name: str, field: FieldInfo) -> Any:
@@ -49,19 +65,18 @@ def _option(name: str, field: FieldInfo) -> Any:
     stands unless the flag is given."""
     base = _base_type(field.annotation)
     help_text = _help(field, base)
+    panel = _panel(name)
     if base is bool:
-        return Annotated[
-            bool | None, typer.Option(f"{flag(name)}/--no-{name.replace('_', '-')}", help=help_text)
-        ]
+        negative = f"--no-{name.replace('_', '-')}"
+        option = typer.Option(f"{flag(name)}/{negative}", help=help_text, rich_help_panel=panel)
+        return Annotated[bool | None, option]
     if typing.get_origin(base) is list:
-        return Annotated[
-            list[str] | None, typer.Option(flag(name), help=help_text + " (repeatable)")
-        ]
+        option = typer.Option(flag(name), help=help_text + " (repeatable)", rich_help_panel=panel)
+        return Annotated[list[str] | None, option]
     if typing.get_origin(base) is Literal:
         values = typing.get_args(base)
-        kind = int if all(isinstance(value, int) for value in values) else str
-        return Annotated[kind | None, typer.Option(flag(name), help=help_text)]
-    return Annotated[base | None, typer.Option(flag(name), help=help_text)]
+        base = int if all(isinstance(value, int) for value in values) else str
+    return Annotated[base | None, typer.Option(flag(name), help=help_text, rich_help_panel=panel)]
 
 
 def run_settings_as_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -74,10 +89,14 @@ def run_settings_as_options(command: Callable[..., None]) -> Callable[..., None]
         if parameter.kind is not inspect.Parameter.VAR_KEYWORD
     ]
     settings = []
-    for name, field in RunConfig.model_fields.items():
+    for name in _settings_in_help_order():
+        field = RunConfig.model_fields[name]
         if name == "method_options":
             annotation = Annotated[
-                list[str] | None, typer.Option("--method-option", help=METHOD_OPTIONS_HELP)
+                list[str] | None,
+                typer.Option(
+                    "--method-option", help=METHOD_OPTIONS_HELP, rich_help_panel="Run settings"
+                ),
             ]
             name = "method_option"
         else:

@@ -19,6 +19,16 @@ from rich.progress import (
 from rich.table import Table
 
 from sparsebench.cli.app import app, check_range, err, fail, out, printable, say, show
+from sparsebench.cli.options import (
+    DEFAULT_DB,
+    DEFAULT_RUNS_DIR,
+    AsJson,
+    CacheDir,
+    Download,
+    ReportDir,
+    ResultsDb,
+    RunsDir,
+)
 from sparsebench.cli.results import report
 from sparsebench.errors import InputError
 
@@ -80,8 +90,8 @@ class RichSweepProgress:
 @app.command()
 def sweep(
     config: Annotated[Path, typer.Argument(help="sweep YAML, e.g. configs/quick.yaml")],
-    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
-    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    db: ResultsDb = DEFAULT_DB,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     executor: Annotated[str, typer.Option(help="local or ray")] = "local",
     workers: Annotated[
         int | None,
@@ -95,14 +105,12 @@ def sweep(
     ] = None,
     cpus_per_run: Annotated[float, typer.Option(help="ray: CPUs each run reserves")] = 1.0,
     gpus_per_run: Annotated[float, typer.Option(help="ray: GPUs each run reserves")] = 0.0,
-    cache_dir: Annotated[Path | None, typer.Option(help="decoded-image cache")] = None,
-    download: Annotated[
-        bool, typer.Option(help="MedMNIST: fetch the published files into the cache")
-    ] = False,
+    cache_dir: CacheDir = None,
+    download: Download = False,
     dry_run: Annotated[
         bool, typer.Option(help="list what would be trained, derived, resumed or skipped")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Run a grid of runs; finished runs are skipped and interrupted ones resumed."""
     from sparsebench.config import load_sweep_config
@@ -259,9 +267,9 @@ def demo(
     workers: Annotated[
         int | None, typer.Option(help="runs at once (default: one per core, at most 8)")
     ] = None,
-    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
-    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
-    out_dir: Annotated[Path, typer.Option("--out", help="folder for the report")] = Path("report"),
+    db: ResultsDb = DEFAULT_DB,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    out_dir: ReportDir = Path("report"),
 ) -> None:
     """The whole loop offline: the quick sweep (every method and scenario on real
     solar-cell images, ELPV), then the report; prints the path of its index.html."""

@@ -20,6 +20,15 @@ from rich.progress import (
 from rich.table import Table
 
 from sparsebench.cli.app import app, err, fail, failure_line, out, plain, say
+from sparsebench.cli.options import (
+    DEFAULT_DB,
+    DEFAULT_RUNS_DIR,
+    AsJson,
+    CacheDir,
+    Download,
+    ResultsDb,
+    RunsDir,
+)
 from sparsebench.cli.settings import run_settings_as_options
 from sparsebench.errors import InputError
 
@@ -66,17 +75,13 @@ class RichEpochProgress:
 @app.command()
 @run_settings_as_options
 def train(
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="decoded-image cache (default ~/.cache/sparsebench)")
-    ] = None,
-    download: Annotated[
-        bool, typer.Option(help="MedMNIST: fetch the published file into the cache")
-    ] = False,
-    db: Annotated[Path, typer.Option(help="results database")] = Path("results.db"),
-    runs_dir: Annotated[Path, typer.Option(help="checkpoints, one folder per run")] = Path("runs"),
+    cache_dir: CacheDir = None,
+    download: Download = False,
+    db: ResultsDb = DEFAULT_DB,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     config: Annotated[Path | None, typer.Option(help="YAML run config; flags override it")] = None,
     force: Annotated[bool, typer.Option(help="train again even if the run is finished")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the run summary as JSON")] = False,
+    as_json: AsJson = False,
     **settings: Any,
 ) -> None:
     """Train one network with one pruning method and store every metric."""

@@ -53,8 +53,6 @@ def load_elpv(name: str, path: Path | None, options: DataOptions) -> ImageDatase
     ]
     if options.elpv_classes == 2:
         labels, classes = (probabilities >= 0.5).astype(int).tolist(), BINARY_CLASSES
-    elif options.elpv_classes == 4:
-        labels, classes = np.rint(probabilities * 3).astype(int).tolist(), FOUR_CLASSES
     else:
-        raise InputError(f"elpv classes must be 2 or 4, got {options.elpv_classes}")
+        labels, classes = np.rint(probabilities * 3).astype(int).tolist(), FOUR_CLASSES
     return build_image_dataset(name, str(labels_file), paths, labels, classes, options)

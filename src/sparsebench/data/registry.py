@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from sparsebench.data.coco import load_mvtec3d_objects, probe_mvtec3d
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.data.download import MEDMNIST_MD5, MEDMNIST_SIZES, download_medmnist
@@ -16,7 +18,7 @@ from sparsebench.data.medmnist import (
     load_medmnist_npz,
     probe_medmnist_npz,
 )
-from sparsebench.data.options import DataOptions
+from sparsebench.data.options import CocoOptions, DataOptions, ElpvOptions, VisaOptions
 from sparsebench.data.synthetic import make_synthetic
 from sparsebench.data.visa import load_visa, probe_visa
 from sparsebench.errors import InputError
@@ -29,20 +31,28 @@ Probe = Callable[[Path | None, DataOptions], None]
 _LOADERS: dict[str, Loader] = {}
 _PROBES: dict[str, Probe] = {}
 _DISPLAY_NAMES: dict[str, str] = {}
+_OPTIONS: dict[str, type[BaseModel]] = {}
 # Data sets that need no --data-path: generated, or shipped by a package.
 _PATH_OPTIONAL = {"synthetic", "elpv"}
 
 
 def register_dataset(
-    name: str, path_optional: bool = False, probe: Probe | None = None, display_name: str = ""
+    name: str,
+    path_optional: bool = False,
+    probe: Probe | None = None,
+    display_name: str = "",
+    options: type[BaseModel] | None = None,
 ) -> Callable[[Loader], Loader]:
     """Register `loader(path, options) -> ImageDataset` under `name`, and optionally
-    `probe(path, options)`, the quick check a sweep makes before training anything, and
-    the name figures and tables show."""
+    `probe(path, options)`, the quick check a sweep makes before training anything, the
+    name figures and tables show, and the loader's own options model (one of
+    `data.options.LOADER_OPTIONS`): its settings are refused for every other data set."""
 
     def decorate(loader: Loader) -> Loader:
         _LOADERS[name] = loader
         _DISPLAY_NAMES[name] = display_name or name
+        if options is not None:
+            _OPTIONS[name] = options
         if path_optional:
             _PATH_OPTIONAL.add(name)
         if probe is not None:
@@ -54,6 +64,11 @@ def register_dataset(
 
 def dataset_names() -> list[str]:
     return sorted(_LOADERS)
+
+
+def dataset_options(name: str) -> type[BaseModel] | None:
+    """The options model of a data set's own settings, if its loader has one."""
+    return _OPTIONS.get(name)
 
 
 def dataset_display_name(name: str) -> str:
@@ -129,6 +144,7 @@ def _synthetic(path: Path | None, options: DataOptions) -> ImageDataset:
     "mvtec3d-objects",
     probe=lambda path, options: probe_mvtec3d(path, options),
     display_name="MVTec 3D objects",
+    options=CocoOptions,
 )
 def _mvtec3d(path: Path | None, options: DataOptions) -> ImageDataset:
     assert path is not None
@@ -136,7 +152,10 @@ def _mvtec3d(path: Path | None, options: DataOptions) -> ImageDataset:
 
 
 @register_dataset(
-    "visa", probe=lambda path, options: probe_visa(path, options), display_name="VisA"
+    "visa",
+    probe=lambda path, options: probe_visa(path, options),
+    display_name="VisA",
+    options=VisaOptions,
 )
 def _visa(path: Path | None, options: DataOptions) -> ImageDataset:
     assert path is not None
@@ -154,7 +173,11 @@ def _folder(path: Path | None, options: DataOptions) -> ImageDataset:
 
 
 @register_dataset(
-    "elpv", path_optional=True, probe=lambda path, options: probe_elpv(path), display_name="ELPV"
+    "elpv",
+    path_optional=True,
+    probe=lambda path, options: probe_elpv(path),
+    display_name="ELPV",
+    options=ElpvOptions,
 )
 def _elpv(path: Path | None, options: DataOptions) -> ImageDataset:
     return load_elpv("elpv", path, options)

@@ -20,7 +20,7 @@ VISA_PAPER_FRACTIONS = {"train": 0.8, "test": 0.2}
 OFFICIAL_SPLITS = ("1cls", "2cls_highshot", "2cls_fewshot")
 
 
-def visa_objects(root: Path, wanted: tuple[str, ...] | None) -> list[str]:
+def visa_objects(root: Path, wanted: list[str] | None) -> list[str]:
     found = sorted(p.name for p in root.iterdir() if (p / "Data" / "Images").is_dir())
     if not found:
         raise InputError(f"{root}: no VisA objects (expected <object>/Data/Images/Normal)")

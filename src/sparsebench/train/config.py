@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from sparsebench.data.images import DEFAULT_MAX_IMAGE_PIXELS
-from sparsebench.data.options import DataOptions
+from sparsebench.data.options import DataOptions, DataSettings
 from sparsebench.sparsity.methods import METHODS, validate_options
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import register_run_identity
@@ -58,37 +57,14 @@ MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
 
 
-class RunConfig(BaseModel):
-    """Everything that decides a run's result. Defaults are the study's protocol."""
+class RunConfig(DataSettings):
+    """Everything that decides a run's result. Defaults are the study's protocol. The
+    data settings are declared in `DataSettings`, the method's own in its options model."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field("resnet18", description="vgg16, resnet18 or a registered model")
     width: float = Field(1.0, gt=0, le=4, description="channel multiplier; 1 is the real model")
-    image_size: int | None = Field(None, ge=28, le=224, description="default: the data's size")
-    in_channels: Literal[1, 3] | None = Field(None, description="default: the data's channels")
-
-    dataset: str = Field(description="data set name, e.g. bloodmnist (see README, Data)")
-    data_path: str | None = Field(None, description="file or folder of the data set")
-    split: str = Field("paper", description="paper, csv:1cls, csv:2cls_highshot or csv:FILE")
-    subset_size: int | None = Field(
-        None, ge=1, le=10**9, description="stratified subset of the data"
-    )
-    visa_objects: list[str] | None = Field(None, description="VisA objects (default: all)")
-    label_rule: Literal["first", "majority", "largest-area"] = Field(
-        "first", description="COCO: the label of an image with several annotations"
-    )
-    elpv_classes: Literal[2, 4] = Field(2, description="ELPV: 2 (defect >= 0.5) or 4 classes")
-    augment: bool = Field(False, description="random horizontal flips (the study used none)")
-    max_image_pixels: int = Field(
-        DEFAULT_MAX_IMAGE_PIXELS,
-        ge=1,
-        le=10**12,
-        description="largest image (width x height) decoded; a header claiming more is refused",
-    )
-    allow_external_paths: bool = Field(
-        False, description="read annotation and CSV entries that lie outside the data's root"
-    )
 
     method: str = Field("dense", description="pruning method (see README, The methods)")
     scenario: str | None = Field(
@@ -161,13 +137,6 @@ class RunConfig(BaseModel):
     def _fraction(cls, value: float | None) -> float | None:
         if value is not None and not 0.0 <= value < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {value}")
-        return value
-
-    @field_validator("split")
-    @classmethod
-    def _split(cls, value: str) -> str:
-        if value != "paper" and not (value.startswith("csv:") and len(value) > 4):
-            raise ValueError(f"expected paper or csv:NAME_OR_FILE, got {value!r}")
         return value
 
     @field_validator("device")

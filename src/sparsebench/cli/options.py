@@ -1,0 +1,24 @@
+"""Options that several commands take, declared once: the same flag, help and default
+wherever they appear."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEFAULT_DB = Path("results.db")
+DEFAULT_RUNS_DIR = Path("runs")
+
+ResultsDb = Annotated[Path, typer.Option("--db", help="results database")]
+RunsDir = Annotated[Path, typer.Option("--runs-dir", help="checkpoints, one folder per run")]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="decoded-image cache (default ~/.cache/sparsebench)"),
+]
+Download = Annotated[
+    bool, typer.Option("--download", help="MedMNIST: fetch the published files into the cache")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
+ReportDir = Annotated[Path, typer.Option("--out", help="folder for the report")]
