@@ -289,7 +289,7 @@ class CompactResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(stream, 1), 1))
 
 
-def _positions(members: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+def stream_positions(members: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
     """Where each of `members` (channel numbers) sits in the compact `stream`."""
     lookup = {int(c): i for i, c in enumerate(stream.tolist())}
     return torch.tensor([lookup[int(c)] for c in members.tolist()], dtype=torch.long)
@@ -327,7 +327,7 @@ def _compact_resnet(model: ResNet, linear: LinearStorage) -> CompactResNet:
                     slice_conv(block.downsample[0], shortcut_alive, reads),
                     slice_bn(block.downsample[1], shortcut_alive),
                 )
-                shortcut_index = _positions(shortcut_alive, stream)
+                shortcut_index = stream_positions(shortcut_alive, stream)
             elif block_index == 0 and previous is not None and not torch.equal(previous, stream):
                 raise RuntimeError("a stage without downsample must keep the incoming stream")
             blocks_out.append(
@@ -336,7 +336,7 @@ def _compact_resnet(model: ResNet, linear: LinearStorage) -> CompactResNet:
                     slice_bn(block.bn1, alive1),
                     conv2,
                     slice_bn(block.bn2, alive2),
-                    _positions(alive2, stream),
+                    stream_positions(alive2, stream),
                     len(stream),
                     downsample,
                     shortcut_index,
@@ -353,7 +353,7 @@ def _compact_resnet(model: ResNet, linear: LinearStorage) -> CompactResNet:
     fc = compact_linear_chain([model.fc], previous)[0]
     return CompactResNet(
         stem,
-        _positions(stem_alive, stem_stream),
+        stream_positions(stem_alive, stem_stream),
         len(stem_stream),
         nn.Sequential(*blocks_out),
         store_linear(fc, linear),

@@ -7,6 +7,7 @@ forward pass (that is what `torch.nn.utils.prune` does, and what costs it time).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import torch
@@ -34,6 +35,8 @@ class LayerMask:
         # gated: a method growing by gradient (RigL) ranks the pruned units with it.
         self.capture = False
         self.captured: torch.Tensor | None = None
+        # Counts changes, so whoever built something from this mask knows it is stale.
+        self.revision = 0
 
     def gated(self) -> Iterator[tuple[nn.Parameter, torch.Tensor]]:
         """Each parameter this mask gates, with the gate shaped to multiply it."""
@@ -52,6 +55,7 @@ class LayerMask:
         """Replace the mask in place, so hooks holding the gate see the new one."""
         self.keep.copy_(keep)
         self._gate.copy_(self.keep)
+        self.revision += 1
 
     @torch.no_grad()
     def apply(self) -> None:
@@ -84,11 +88,15 @@ class LayerMask:
         return int(self.keep.sum())
 
 
+_SERIALS = itertools.count()
+
+
 class MaskSet:
     """The masks of every pruned layer of a model, keyed by layer name."""
 
     def __init__(self, masks: list[LayerMask]) -> None:
         self.masks = {m.layer.name: m for m in masks}
+        self.serial = next(_SERIALS)
         self._tensors: list[torch.Tensor] = []
         self._gates: list[torch.Tensor] = []
         for mask in masks:
@@ -123,6 +131,11 @@ class MaskSet:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {name: mask.keep.cpu().clone() for name, mask in self.masks.items()}
+
+    @property
+    def revision(self) -> tuple[int, int]:
+        """Changes whenever a mask of the set changes, or the set is replaced."""
+        return self.serial, sum(mask.revision for mask in self)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         missing = set(self.masks) ^ set(state)

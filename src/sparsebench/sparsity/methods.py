@@ -18,7 +18,7 @@ RigL is Static with another schedule, grow scorer and regrowth.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -108,6 +108,9 @@ class PruningMethod:
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.num_epochs, self.steps_per_epoch, self.step = 1, 0, 0
+        # Called before a scheduled update reads the weights: a loop training elsewhere
+        # than on `model` (compact execution) writes its weights back here.
+        self.before_update: Callable[[], None] = _nothing
 
     # The parts: a subclass overrides the ones it changes.
 
@@ -192,17 +195,22 @@ class PruningMethod:
         """The gradients are in place, those of pruned units already gated; a method
         that needs them dense reads what the masks captured (`dense_gradient`)."""
 
-    def after_optimizer_step(self) -> None:
-        self.masks.apply()
+    def after_optimizer_step(self, masks_on_master: bool = True) -> None:
+        """`masks_on_master`: the step trained `model` itself, so its dead units are
+        zeroed again (a compact network has none to zero)."""
+        if masks_on_master:
+            self.masks.apply()
         self.step += 1
         update = self.plan.after_step(self.step, self.total_steps)
         if update is not None:
+            self.before_update()
             self.update(update)
         self._capture_if_update_next()
 
     def on_epoch_end(self, epoch: int) -> None:
         update = self.plan.after_epoch(epoch, self.num_epochs)
         if update is not None:
+            self.before_update()
             self.update(update)
 
     def on_train_end(self) -> None:
@@ -328,6 +336,10 @@ class PruningMethod:
         if len(self.masks):
             self.masks.load_state_dict(state["masks"])
         self._capture_if_update_next()
+
+
+def _nothing() -> None:
+    pass
 
 
 def default_init_weight(

@@ -14,10 +14,11 @@ from sparsebench.sparsity.methods import METHODS, validate_options
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import register_run_identity
 
-# Fields that say where results go, what runs them or what input is trusted, not what
-# is trained: they are left out of the run id so the same run is found again from
-# another place or device, and a stored run keeps its id when such a field is added.
-NOT_IN_RUN_ID = frozenset({"device", "max_image_pixels", "allow_external_paths"})
+# Fields that say where results go, what runs them (a device; an execution, the same
+# computation at another cost) or what input is trusted, not what is trained: they are
+# left out of the run id so the same run is found again from another place or device,
+# and a stored run keeps its id when such a field is added.
+NOT_IN_RUN_ID = frozenset({"device", "execution", "max_image_pixels", "allow_external_paths"})
 # A run id hashes the settings version and the settings that differ from their
 # defaults, so a setting added later (with a default that keeps what runs computed)
 # leaves every stored id unchanged. Version 1, the first release, hashed every setting
@@ -109,6 +110,11 @@ class RunConfig(DataSettings):
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="Adam weight decay")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    execution: Literal["compact", "masked"] = Field(
+        "compact",
+        description="compact: train the smaller network the masks leave (the same "
+        "computation, less work); masked: every pruned unit kept in place, as the study did",
+    )
 
     @field_validator("method")
     @classmethod

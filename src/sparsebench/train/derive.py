@@ -13,6 +13,7 @@ from sparsebench.data.dataset import ImageDataset
 from sparsebench.errors import InputError
 from sparsebench.measure.energy import EnergyMeter
 from sparsebench.store.checkpoint import load_checkpoint, save_checkpoint
+from sparsebench.train.compact import Execution
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import (
     RunResult,
@@ -28,7 +29,7 @@ def derivable_from(config: RunConfig, dense: RunConfig) -> bool:
     """Whether `config` is `post` on exactly `dense`'s training, without fine-tuning."""
     if config.method != "post" or dense.method != "dense" or config.fine_tune_epochs:
         return False
-    training = {"method", "scenario", "conv_sparsity", "linear_sparsity", "device"}
+    training = {"method", "scenario", "conv_sparsity", "linear_sparsity", "device", "execution"}
     ours = config.model_dump(exclude=training | {"swap_fraction", "allocation"})
     theirs = dense.model_dump(exclude=training | {"swap_fraction", "allocation"})
     return ours == theirs
@@ -67,6 +68,7 @@ def derive_post_run(
         config, model, optimizer, method, state["data_generator"], history
     )
     save_checkpoint(checkpoint, checkpoint_path)
+    execution = Execution(model, optimizer, method, compact=config.execution == "compact")
     return finish_training(
-        config, model, method, checkpoint_path, dataset, device, EnergyMeter(device), history, 0
+        config, execution, checkpoint_path, dataset, device, EnergyMeter(device), history, 0
     )

@@ -31,6 +31,7 @@ from sparsebench.store.checkpoint import (
     load_resumable,
     save_checkpoint,
 )
+from sparsebench.train.compact import TRAINING_PASSES, Execution
 from sparsebench.train.config import RunConfig
 from sparsebench.train.metrics import MetricAccumulator
 
@@ -47,6 +48,7 @@ class RunResult:
     sparsity_by_kind: dict[str, float]
     resumed_from_epoch: int = 0
     mask_updates_every: int | None = None  # optimiser steps; None: the masks never change
+    execution: str = "masked"
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,7 @@ class RunResult:
             "test": self.test,
             "sparsity": {"layers": self.layers, "by_kind": self.sparsity_by_kind},
             "mask_updates_every": self.mask_updates_every,
+            "execution": self.execution,
         }
 
 
@@ -171,26 +174,20 @@ def train_run(
         if on_resume is not None:
             on_resume(history)
 
+    execution = Execution(model, optimizer, method, compact=config.execution == "compact")
     memory = PeakMemory(device)
     energy = EnergyMeter(device)
     for epoch in range(start_epoch, config.total_epochs):
         progress.start_epoch(epoch, config.total_epochs, len(train_loader))
         row = _train_epoch(
-            model,
-            optimizer,
-            method,
-            train_loader,
-            dataset.num_classes,
-            memory,
-            energy,
-            progress,
-            epoch,
-            config.lr,
+            execution, train_loader, dataset, memory, energy, progress, epoch, config.lr
         )
         # Validation sees the network as this epoch trained it, before the method changes
         # its masks (units regrown now are untrained until the next epoch).
-        val = evaluate(model, val_loader, dataset.num_classes).result()
+        val = evaluate(execution.eval_network(), val_loader, dataset.num_classes).result()
+        execution.sync()
         method.on_epoch_end(epoch)
+        execution.masks_may_have_changed()
         row = {"epoch": epoch, **row, **val.as_dict("val_")}
         history.append(row)
         save_checkpoint(
@@ -206,7 +203,7 @@ def train_run(
             raise RunInterrupted(epoch)
 
     return finish_training(
-        config, model, method, checkpoint_path, dataset, device, energy, history, start_epoch
+        config, execution, checkpoint_path, dataset, device, energy, history, start_epoch
     )
 
 
@@ -236,8 +233,7 @@ def checkpoint_state(
 
 def finish_training(
     config: RunConfig,
-    model: nn.Module,
-    method: PruningMethod,
+    execution: Execution,
     checkpoint_path: Path,
     dataset: ImageDataset,
     device: torch.device,
@@ -246,8 +242,10 @@ def finish_training(
     start_epoch: int,
 ) -> RunResult:
     """End the method's training, test the checkpointed network, report its sparsity."""
+    method, model = execution.method, execution.master
+    execution.sync()
     method.on_train_end()
-    test = test_model(model, checkpoint_path, dataset, config, device, energy)
+    test = test_model(execution, checkpoint_path, dataset, config, device, energy)
     layers = sparsity_report(model)
     return RunResult(
         run_id=config.run_id(),
@@ -260,6 +258,7 @@ def finish_training(
         sparsity_by_kind=sparsity_by_kind(layers),
         resumed_from_epoch=start_epoch,
         mask_updates_every=method.updates_every,
+        execution=execution.name,
     )
 
 
@@ -282,49 +281,57 @@ class RunDiverged(InputError):
 
 
 def _train_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    method: PruningMethod,
+    execution: Execution,
     loader: BatchLoader,
-    num_classes: int,
+    dataset: ImageDataset,
     memory: PeakMemory,
     energy: EnergyMeter,
     progress: EpochProgress,
     epoch: int,
     lr: float,
 ) -> dict[str, Any]:
-    model.train()
+    execution.train()
+    method = execution.method
+    sample_shape = tuple(dataset.splits["train"].images.shape[1:])
     # On the CPU each step's loss is checked before the optimiser uses it; on a GPU
     # that would cost a synchronisation per step, so the epoch's summed loss (which
     # any NaN or infinity poisons) is checked when the epoch ends.
     check_each_step = loader.device.type == "cpu"
-    accumulator = MetricAccumulator(num_classes, loader.device)
+    accumulator = MetricAccumulator(dataset.num_classes, loader.device)
+    macs, steps = 0, 0
     memory.reset()
     energy.begin()
     started = time.perf_counter()
     for step, (images, labels) in enumerate(loader):
+        network, optimizer = execution.network_for_step()
         optimizer.zero_grad(set_to_none=True)
-        logits = model(images)
+        logits = network(images)
         loss = F.cross_entropy(logits, labels)
         if check_each_step and not torch.isfinite(loss):
             raise RunDiverged(epoch, step, float(loss), lr)
         loss.backward()
         method.after_backward()
         optimizer.step()
-        method.after_optimizer_step()
+        execution.after_optimizer_step()
         accumulator.add(logits, labels, loss)
+        macs += execution.macs_per_sample(network, sample_shape)
+        steps += 1
         progress.advance()
     _synchronise(loader.device)
     elapsed = time.perf_counter() - started
     reading = energy.end()
     if not torch.isfinite(accumulator.loss_sum):
         raise RunDiverged(epoch, None, float(accumulator.loss_sum), lr)
+    dense_macs = execution.macs_per_sample(execution.master, sample_shape)
     return {
         **accumulator.result().as_dict("train_"),
         "train_time_s": elapsed,
         "peak_memory_bytes": memory.peak_bytes(),
         "memory_kind": memory.kind,
         **reading.as_dict(),
+        "execution": execution.name,
+        "train_macs_per_sample": TRAINING_PASSES * macs / max(steps, 1),
+        "train_macs_dense_per_sample": TRAINING_PASSES * dense_macs,
     }
 
 
@@ -347,7 +354,7 @@ def evaluate(model: nn.Module, loader: BatchLoader, num_classes: int) -> MetricA
 
 
 def test_model(
-    model: nn.Module,
+    execution: Execution,
     checkpoint_path: Path,
     dataset: ImageDataset,
     config: RunConfig,
@@ -357,13 +364,16 @@ def test_model(
     """Test metrics, confusion matrix, inference time per sample, and the inference
     energy of loading the trained weights from disk and classifying the test split."""
     loader = _eval_loader(dataset, "test", config, device)
+    model = execution.master
     energy.begin()
     state = load_checkpoint(checkpoint_path)
     if state is not None:
         model.load_state_dict(state["model"])
+        execution.master_replaced()
+    network = execution.eval_network()
     _synchronise(device)
     started = time.perf_counter()
-    accumulator = evaluate(model, loader, dataset.num_classes)
+    accumulator = evaluate(network, loader, dataset.num_classes)
     _synchronise(device)
     elapsed = time.perf_counter() - started
     reading = energy.end()

@@ -1,0 +1,195 @@
+"""Compact execution trains the smaller network the masks leave, and is the same
+computation as masked execution: the same masks, test accuracy and losses (to float
+round-off), parameters within a small tolerance, for every method and both models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from sparsebench.data.synthetic import make_synthetic
+from sparsebench.train import RunConfig
+from sparsebench.train.compact import DropoutOver, Execution, build_compact
+from sparsebench.train.loop import build_run, train_run
+
+# Width 0.09 gives odd channel counts (23 in ResNet18's third stage, 369 hidden neurons
+# in VGG16's head), where an off-by-one in slicing would show.
+BASE = {
+    "width": 0.09,
+    "dataset": "synthetic",
+    "epochs": 3,
+    "batch_size": 64,
+    "lr": 0.001,
+    "seed": 5,
+    "device": "cpu",
+}
+# RigL and GMP update every 3 steps here (4 steps an epoch), so their masks change many
+# times, mid-epoch, between compact and dense steps.
+METHODS = {
+    "pre": {},
+    "in": {},
+    "set": {},
+    "rigl": {"method_options": {"update_every": 3, "update_until": 0.9}},
+    "gmp": {"method_options": {"update_every": 3}},
+    "snip": {},
+    "static": {},
+    "post": {"fine_tune_epochs": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic(seed=5, samples=(256, 64, 64))
+
+
+def run(settings: dict, execution: str, data, folder: Path) -> tuple[dict, dict]:
+    config = RunConfig(**{**BASE, **settings, "execution": execution})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a run's floats depend on its thread count
+    try:
+        result = train_run(config, data, folder / execution / "checkpoint.pt")
+    finally:
+        torch.set_num_threads(threads)
+    state = torch.load(folder / execution / "checkpoint.pt", weights_only=True)
+    return result.summary(), state
+
+
+def assert_same_computation(
+    masked: tuple[dict, dict], compact: tuple[dict, dict], atol: float = 2e-4
+) -> None:
+    (summary_m, state_m), (summary_c, state_c) = masked, compact
+    assert summary_c["execution"] == "compact" and summary_m["execution"] == "masked"
+    for mask_name, keep in state_m["method"]["masks"].items():
+        assert torch.equal(keep, state_c["method"]["masks"][mask_name]), mask_name
+    assert summary_c["test"]["accuracy"] == summary_m["test"]["accuracy"]
+    for row_m, row_c in zip(summary_m["epochs"], summary_c["epochs"], strict=True):
+        assert row_c["train_loss"] == pytest.approx(row_m["train_loss"], rel=1e-4)
+        assert row_c["val_loss"] == pytest.approx(row_m["val_loss"], rel=1e-4)
+    for name, value in state_m["model"].items():
+        if "running" in name or "num_batches" in name:
+            continue  # statistics of pruned channels are not kept (they never matter)
+        torch.testing.assert_close(state_c["model"][name], value, atol=atol, rtol=1e-3)
+
+
+@pytest.mark.parametrize("model", ["resnet18", "vgg16"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_compact_and_masked_runs_are_the_same_computation(tmp_path, data, model, method):
+    settings = {"model": model, "method": method, "scenario": "uniform", **METHODS[method]}
+    masked = run(settings, "masked", data, tmp_path)
+    compact = run(settings, "compact", data, tmp_path)
+    assert_same_computation(masked, compact)
+    # and compact really trained less: every epoch after the masks exist
+    executed = [row["train_macs_per_sample"] for row in compact[0]["epochs"]]
+    dense = compact[0]["epochs"][0]["train_macs_dense_per_sample"]
+    assert executed[-1] < 0.5 * dense
+    assert all(row["train_macs_per_sample"] == dense for row in masked[0]["epochs"])
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"model": "vgg16", "method": "set", "linear_granularity": "neuron"},
+        {"model": "resnet18", "method": "in", "weight_decay": 0.01},
+        {"model": "resnet18", "method": "rigl", "conv_granularity": "weight"},
+        {"model": "vgg16", "method": "static", "include": ["features.*"]},
+    ],
+    ids=["neurons", "weight-decay", "conv-weights", "some-layers"],
+)
+def test_granularities_weight_decay_and_layer_choices_are_the_same_computation(
+    tmp_path, data, settings
+):
+    settings = {"scenario": "uniform", **settings}
+    assert_same_computation(
+        run(settings, "masked", data, tmp_path), run(settings, "compact", data, tmp_path)
+    )
+
+
+@pytest.mark.parametrize("method", ["pre", "set"])
+def test_the_mixed_scenario_is_the_same_computation_to_float_round_off(tmp_path, data, method):
+    """Half the filters alive: convolutions over other channel counts round differently
+    (as a different thread count does), and Adam turns the sign of a few near-zero
+    gradients into steps of the learning rate either way (two runs of the masked model
+    at one and at two threads differ as much); masks, accuracy and losses still agree,
+    and no parameter is more than a few steps apart."""
+    settings = {"model": "resnet18", "method": method, "scenario": "mixed", "epochs": 2}
+    masked = run(settings, "masked", data, tmp_path)
+    compact = run(settings, "compact", data, tmp_path)
+    assert_same_computation(masked, compact, atol=4 * BASE["lr"])
+
+
+def test_the_compact_network_computes_what_the_masked_one_does(data):
+    torch.manual_seed(0)
+    # ResNet's residual streams keep every channel any block adds into them.
+    for model, largest_share in (("resnet18", 0.7), ("vgg16", 0.3)):
+        config = RunConfig(**{**BASE, "model": model, "method": "pre", "scenario": "uniform"})
+        master, optimizer, method = build_run(config, data, torch.device("cpu"))
+        masks = {mask.layer.module: mask for mask in method.masks}
+        network, _ = build_compact(master, masks)
+        master.eval(), network.eval()
+        images = torch.randn(8, 3, 28, 28)
+        torch.testing.assert_close(network(images), master(images), atol=1e-6, rtol=1e-5)
+        compact_params = sum(p.numel() for p in network.parameters())
+        assert compact_params < largest_share * sum(p.numel() for p in master.parameters())
+
+
+def test_a_pruned_filter_takes_its_bias_batch_norm_and_the_next_layers_inputs(data):
+    config = RunConfig(**{**BASE, "model": "resnet18", "method": "pre", "scenario": "uniform"})
+    master, optimizer, method = build_run(config, data, torch.device("cpu"))
+    masks = {mask.layer.module: mask for mask in method.masks}
+    network, _ = build_compact(master, masks)
+    alive1 = int(masks[master.layer1[0].conv1].keep.sum())
+    block = network.stages[0]
+    assert block.conv1.out_channels == alive1 == block.bn1.num_features
+    assert block.conv2.in_channels == alive1
+    alive_filters = masks[master.layer1[0].conv1].keep.nonzero().flatten()
+    torch.testing.assert_close(block.bn1.weight, master.layer1[0].bn1.weight[alive_filters])
+
+
+def test_dropout_over_the_live_neurons_drops_what_full_width_dropout_drops():
+    width, index = 7, torch.tensor([1, 4, 6])
+    full = torch.randn(5, width)
+    full[:, [0, 2, 3, 5]] = 0.0  # what pruned neurons output
+    torch.manual_seed(3)
+    expected = torch.nn.functional.dropout(full, 0.5, training=True)
+    torch.manual_seed(3)
+    got = DropoutOver(0.5, width, index).train()(full[:, index])
+    assert torch.equal(got, expected[:, index])
+
+
+def test_writing_back_steps_the_left_out_weights_as_masked_training_would(data):
+    """A unit dropped mid-run leaves the next layer's weights that read it with Adam
+    momentum: masked training keeps moving them; compact execution must too."""
+    config = RunConfig(**{**BASE, "model": "vgg16", "method": "in", "scenario": "mixed"})
+    results = {}
+    for compact in (False, True):
+        torch.manual_seed(0)
+        master, optimizer, method = build_run(config, data, torch.device("cpu"))
+        images, labels = torch.randn(16, 3, 28, 28), torch.randint(0, 4, (16,))
+        execution = Execution(master, optimizer, method, compact=False)
+        for _ in range(3):  # build up momentum everywhere, on the master
+            network, opt = execution.network_for_step()
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(network(images), labels).backward()
+            opt.step()
+            execution.after_optimizer_step()
+        method.before_update()
+        method.update(0.5)  # drop half the alive filters: their readers keep momentum
+        dead = ~method.masks.masks["features.0"].keep
+        readers_before = master.features[2].weight[:, dead].detach().clone()
+        execution = Execution(master, optimizer, method, compact=compact)
+        for _ in range(4):
+            network, opt = execution.network_for_step()
+            assert (network is master) is not compact
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(network(images), labels).backward()
+            opt.step()
+            execution.after_optimizer_step()
+        execution.sync()
+        results[compact] = {name: p.detach().clone() for name, p in master.named_parameters()}
+        readers_after = master.features[2].weight[:, dead].detach()
+        # the weights reading pruned channels moved: there was something to reproduce
+        assert not torch.equal(readers_after, readers_before)
+    for name, value in results[False].items():
+        torch.testing.assert_close(results[True][name], value, atol=1e-6, rtol=1e-5)
