@@ -75,7 +75,7 @@ def test_a_first_release_database_is_migrated_and_its_runs_found_again(release):
     db, runs = str(release / "results.db"), str(release / "runs")
     listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
     assert listed.exit_code == 0, listed.stderr
-    assert "migrated from results database schema 2 to 4" in listed.stderr
+    assert "migrated from results database schema 2 to 5" in listed.stderr
     rows = {row["method"]: row for row in json.loads(listed.stdout)}
     for method in ("dense", "pre"):
         assert rows[method]["run_id"] == RunConfig(**SETTINGS, method=method).run_id()
@@ -97,3 +97,33 @@ def test_a_first_release_database_is_migrated_and_its_runs_found_again(release):
     assert (release / "runs" / new / "checkpoint.pt").is_file()
     assert not (release / "runs" / old).exists()
     assert (release / "m.onnx").is_file()
+
+
+SCHEMA4 = Path(__file__).parent / "fixtures" / "release-schema4"
+# Written by the release before compact execution (`git show 33ecf7e`): one run of
+# `train --model resnet18 --width 0.0625 --dataset synthetic --method pre --scenario
+#  mixed --epochs 1 --batch-size 64 --lr 0.002`, trained masked (the only way then).
+SCHEMA4_RUN = "b7afe621579e41eb"
+
+
+def test_a_database_of_the_release_before_compact_execution_keeps_its_runs(tmp_path):
+    shutil.copytree(SCHEMA4, tmp_path / "release")
+    db, runs = str(tmp_path / "release" / "results.db"), str(tmp_path / "release" / "runs")
+    listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
+    assert listed.exit_code == 0, listed.stderr
+    assert "migrated from results database schema 4 to 5" in listed.stderr
+    [row] = json.loads(listed.stdout)
+    # the execution is not part of a run's identity: the id, and the run, stay
+    assert row["run_id"] == SCHEMA4_RUN == RunConfig(**SETTINGS, method="pre").run_id()
+    train = ["train", *(f"--{key.replace('_', '-')}={value}" for key, value in SETTINGS.items())]
+    again = runner.invoke(app, [*train, "--method", "pre", "--db", db, "--runs-dir", runs])
+    assert again.exit_code == 0, again.stderr
+    assert "was already finished" in again.stderr
+    # and the report says its training costs are those of masked execution
+    report = runner.invoke(app, ["report", "--db", db, "--out", str(tmp_path / "report")])
+    assert report.exit_code == 0, report.stderr
+    with open(tmp_path / "report" / "runs.csv") as table:
+        assert "masked" in table.read().splitlines()[1].split(",")
+    assert (
+        "Training execution: masked for 1 run (" in (tmp_path / "report" / "index.html").read_text()
+    )

@@ -151,6 +151,16 @@ def _energy_statement(notes: FigureNotes) -> str:
     )
 
 
+def _execution_statement(notes: FigureNotes) -> str:
+    """Which execution produced a training cost: compact runs train the smaller network
+    their masks leave; masked runs, and runs stored before compact execution existed,
+    the full one."""
+    counts = ", ".join(
+        f"{kind} for {n} run{'s' if n > 1 else ''}" for kind, n in sorted(notes.executions.items())
+    )
+    return f"Training execution: {counts} (column execution in the run table)."
+
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.25em; margin-top: 2em; } h3 { font-size: 1.05em; }
@@ -211,6 +221,8 @@ def _index_html(
             caption = e(entry.title)
             if entry.energy:
                 caption += f" <span class='missing'>{e(_energy_statement(entry.notes))}</span>"
+            if entry.notes.executions:
+                caption += " " + e(_execution_statement(entry.notes))
             if entry.notes.not_run:
                 caption += " Not run: " + e(", ".join(sorted(set(entry.notes.not_run)))) + "."
             parts.append(

@@ -8,6 +8,7 @@ a readable sensor), is written into its panel as such: it is never drawn as zero
 from __future__ import annotations
 
 import textwrap
+from collections import Counter
 from dataclasses import dataclass, field
 
 import matplotlib
@@ -43,6 +44,7 @@ class BarMetric:
     scale: float = 1.0
     missing_reason: str | None = None  # the column saying why a value is missing
     energy: bool = False
+    training: bool = False  # a cost of training: it depends on the run's execution
 
 
 CURVES = [
@@ -50,7 +52,7 @@ CURVES = [
     CurveMetric("train_loss", "Training loss per epoch", "cross-entropy loss"),
 ]
 BARS = [
-    BarMetric("total_train_time_s", "Total training time", "seconds"),
+    BarMetric("total_train_time_s", "Total training time", "seconds", training=True),
     BarMetric("test_accuracy", "Test accuracy", "accuracy (fraction correct)"),
     BarMetric(
         "total_train_energy_j",
@@ -58,6 +60,7 @@ BARS = [
         "joules",
         missing_reason="train_energy_missing_reason",
         energy=True,
+        training=True,
     ),
     BarMetric(
         "inference_time_per_sample_s", "Average inference time", "milliseconds per image", 1e3
@@ -80,6 +83,7 @@ class FigureNotes:
     missing: int = 0
     reasons: set[str] = field(default_factory=set)
     not_run: list[str] = field(default_factory=list)
+    executions: Counter[str] = field(default_factory=Counter)  # runs drawn, by execution
 
 
 def literal(text: str) -> str:
@@ -164,7 +168,13 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
     notes = FigureNotes()
     runs = results.in_scenario(results.runs, scenario)
     devices = ", ".join(sorted(set(runs.device.dropna()))) or "unknown device"
-    figure, panels = _grid(results, f"{metric.title}, scenario {scenario} (on {devices})")
+    how = f"on {devices}"
+    if metric.training:
+        executions = sorted(set(runs.execution))
+        how += f", {' and '.join(executions)} execution"
+        if len(executions) > 1:
+            how += ": masked bars hatched"
+    figure, panels = _grid(results, f"{metric.title}, scenario {scenario} ({how})")
     methods = results.methods()
     positions = np.arange(len(methods))
     for (dataset, model), axis in panels.items():
@@ -189,6 +199,9 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
                 _slot_text(axis, position, label_y, "missing")
                 continue
             spread = measured.std(ddof=1) if len(measured) > 1 else 0.0
+            masked = metric.training and (rows.execution == "masked").any()
+            if metric.training:
+                notes.executions.update(rows.execution)
             axis.bar(
                 position,
                 measured.mean(),
@@ -196,6 +209,7 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
                 alpha=0.85,
                 yerr=spread if len(measured) > 1 else None,
                 capsize=3,
+                hatch="//" if masked and runs.execution.nunique() > 1 else None,
             )
             axis.scatter(np.full(len(measured), position), measured, s=9, color="black", zorder=3)
         axis.set_xticks(

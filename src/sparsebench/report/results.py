@@ -108,11 +108,15 @@ def load_results(db: str | Path) -> Results:
         configs = frame.config_json.map(json.loads)
         frame["data_path"] = configs.map(lambda c: c.get("data_path"))
         frame["width"] = configs.map(lambda c: c.get("width"))
+        # Runs stored before compact execution existed all trained masked.
+        frame["execution"] = configs.map(lambda c: c.get("execution", "masked"))
     paths_per_name = runs.groupby("dataset").data_path.nunique(dropna=False)
     runs["data_label"] = _data_labels(runs, paths_per_name)
     unfinished["data_label"] = _data_labels(unfinished, paths_per_name)
     unfinished = unfinished.drop(columns=["config_json"])
     runs["train_energy_missing_reason"] = _energy_reasons(epochs, runs)
+    for column in ("train_macs_per_sample", "train_macs_dense_per_sample"):
+        runs[column] = runs.run_id.map(epochs.groupby("run_id")[column].mean())
     runs = runs.drop(columns=["config_json"])
     keys = ["run_id", "model", "data_label", "method", "scenario", "seed", "derived_from"]
     epochs = epochs.merge(runs[keys], on="run_id")

@@ -20,6 +20,7 @@ PER_RUN_COLUMNS = [
     "seed",
     "epochs",
     "device",
+    "execution",
     "derived_from",
     "test_accuracy",
     "test_f1",
@@ -36,6 +37,8 @@ PER_RUN_COLUMNS = [
     "params_effective",
     "macs_dense",
     "macs_effective",
+    "train_macs_per_sample",
+    "train_macs_dense_per_sample",
 ]
 
 

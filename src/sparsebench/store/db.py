@@ -28,8 +28,9 @@ from sparsebench.errors import InputError
 from sparsebench.store.locks import ProcessIdentity, RunBusy
 
 # 1: the first release; 2: runs.derived_from; 3: status `diverged`, table run_locks;
-# 4: run ids of settings version 2, the first release's kept in runs.legacy_run_id.
-SCHEMA_VERSION = 4
+# 4: run ids of settings version 2, the first release's kept in runs.legacy_run_id;
+# 5: epochs.execution and the training multiply-adds per sample, executed and dense.
+SCHEMA_VERSION = 5
 STATUSES = ("running", "interrupted", "finished", "failed", "diverged")
 
 EPOCH_COLUMNS = [
@@ -50,7 +51,16 @@ EPOCH_COLUMNS = [
     "energy_j",
     "energy_source",
     "energy_missing_reason",
+    "execution",
+    "train_macs_per_sample",
+    "train_macs_dense_per_sample",
 ]
+# Added to `epochs` after the first schema, with their SQL types.
+LATER_EPOCH_COLUMNS = {
+    "execution": "TEXT",
+    "train_macs_per_sample": "REAL",
+    "train_macs_dense_per_sample": "REAL",
+}
 
 TEST_COLUMNS = [
     "loss",
@@ -109,7 +119,7 @@ CREATE TABLE IF NOT EXISTS epochs (
     epoch INTEGER NOT NULL,
     {
     ", ".join(
-        f"{c} {'TEXT' if c.endswith(('kind', 'source', 'reason')) else 'REAL'}"
+        f"{c} {'TEXT' if c.endswith(('kind', 'source', 'reason', 'execution')) else 'REAL'}"
         for c in EPOCH_COLUMNS[1:]
     )
 },
@@ -271,6 +281,11 @@ class ResultsStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     cursor.execute(statement)
+            if existed and version < 5:
+                present = {row["name"] for row in cursor.execute("PRAGMA table_info(epochs)")}
+                for column, kind in LATER_EPOCH_COLUMNS.items():
+                    if column not in present:
+                        cursor.execute(f"ALTER TABLE epochs ADD COLUMN {column} {kind}")
             if existed and version < 4:
                 self._rekey_runs(cursor)
             if cursor.execute("PRAGMA foreign_key_check").fetchone() is not None:
