@@ -28,6 +28,7 @@ def add_run(
     energy=None,
     derived_from=None,
     data_path="blood.npz",
+    execution=None,
 ):
     config = {
         "model": "resnet18",
@@ -40,6 +41,7 @@ def add_run(
         "linear_sparsity": 0.0 if method == "dense" else 0.8,
         "seed": seed,
         "epochs": 2,
+        **({"execution": execution} if execution else {}),
     }
     epochs = [
         {
@@ -255,3 +257,28 @@ def test_a_method_beyond_the_study_appears_by_its_name_and_colour(tmp_path):
     assert "<!-- RigL -->" in svg and "<!-- GMP -->" in svg
     assert "#8c564b" in svg and "#e377c2" in svg  # their registered colours
     assert "<!-- ResNet18 on BloodMNIST -->" in svg  # model and data set display names
+
+
+def test_the_report_says_which_execution_produced_each_training_cost(tmp_path):
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "dense0", "dense", None, 0, 0.9, execution="compact")
+        add_run(store, "pre0", "pre", "mixed", 0, 0.8, execution="masked")
+        add_run(store, "pre1", "pre", "mixed", 1, 0.7)  # stored before executions: masked
+        add_run(store, "set0", "set", "mixed", 0, 0.6, execution="compact")
+    build_report(path, tmp_path / "report")
+    runs = pd.read_csv(tmp_path / "report" / "runs.csv").set_index("run_id")
+    assert runs.execution.to_dict() == {
+        "dense0": "compact",
+        "pre0": "masked",
+        "pre1": "masked",
+        "set0": "compact",
+    }
+    index = (tmp_path / "report" / "index.html").read_text()
+    statement = "Training execution: compact for 2 runs, masked for 2 runs"
+    # on the training time and the training energy figure, not on accuracy or inference
+    assert index.count(statement) == 2
+    svg = (tmp_path / "report" / "figures" / "mixed_total_train_time_s.svg").read_text()
+    assert "compact and masked execution: masked bars hatched" in svg
+    accuracy = (tmp_path / "report" / "figures" / "mixed_test_accuracy.svg").read_text()
+    assert "execution" not in accuracy

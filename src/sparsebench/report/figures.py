@@ -189,6 +189,8 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
                     notes.not_run.append(f"{METHOD_NAMES.get(method, method)} ({model}, {dataset})")
                 _slot_text(axis, position, label_y, ended or "not run")
                 continue
+            if metric.training:
+                notes.executions.update(rows.execution)
             values = rows[metric.column] * metric.scale
             measured = values.dropna()
             notes.measured += len(measured)
@@ -200,8 +202,6 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
                 continue
             spread = measured.std(ddof=1) if len(measured) > 1 else 0.0
             masked = metric.training and (rows.execution == "masked").any()
-            if metric.training:
-                notes.executions.update(rows.execution)
             axis.bar(
                 position,
                 measured.mean(),

@@ -312,6 +312,7 @@ class Execution:
         self.master_current = True
         self._masks_seen = self._mask_revision()
         self._macs: dict[nn.Module, int] = {}
+        self._worth: tuple[tuple[int, int], bool] | None = None
         method.before_update = self.sync
 
     @property
@@ -322,10 +323,16 @@ class Execution:
         return self.method.masks.revision
 
     def _worth_compacting(self) -> bool:
-        """Some filter or neuron is pruned: otherwise the compact network is the master."""
-        return self.compact and any(
-            mask.layer.whole_rows and not bool(mask.keep.all()) for mask in self.method.masks
-        )
+        """Some filter or neuron is pruned: otherwise the compact network is the master.
+        Asked every step, answered once per mask revision (reading a mask on a GPU waits
+        for it)."""
+        revision = self._mask_revision()
+        if self._worth is None or self._worth[0] != revision:
+            worth = self.compact and any(
+                mask.layer.whole_rows and not bool(mask.keep.all()) for mask in self.method.masks
+            )
+            self._worth = (revision, worth)
+        return self._worth[1]
 
     def _dense_step_wanted(self) -> bool:
         return any(mask.capture for mask in self.method.masks)

@@ -62,7 +62,15 @@ class RunResult:
             "sparsity": {"layers": self.layers, "by_kind": self.sparsity_by_kind},
             "mask_updates_every": self.mask_updates_every,
             "execution": self.execution,
+            "train_macs_per_sample": _mean(self.epochs, "train_macs_per_sample"),
+            "train_macs_dense_per_sample": _mean(self.epochs, "train_macs_dense_per_sample"),
         }
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    """The mean of `key` over the epochs that have it (a resumed older run may not)."""
+    values = [row[key] for row in rows if row.get(key) is not None]
+    return sum(values) / len(values) if values else None
 
 
 class EpochProgress:

@@ -1,0 +1,186 @@
+"""Compact vs masked training: per-epoch wall time of `pre`, `set` and `rigl` in each
+execution, relative to `dense`, and the peak memory a training step adds.
+
+Every variant trains through the same code as `sparsebench train` (the method's hooks,
+`train.compact.Execution`), on the same batches, in this one process. This machine is
+shared and its speed drifts by several percent within a minute, so the variants take
+turns every `--chunk` batches (in a shuffled order) and an epoch's time is the sum of its
+chunks plus the method's end-of-epoch work (SET's swap, the write-back to the master).
+Each ratio is the median over epochs of the variant's time over the same epoch's dense
+time, dense being the mean of two identical dense models (`dense`, `dense-again`), whose
+ratios to that mean show the noise floor. RigL updates every 100 steps (its default):
+at each update it takes one dense step on the master and rebuilds the compact network.
+
+Memory: what one training step of the network actually trained holds, counted: the
+tensors autograd saves for the backward pass, and weights, gradients and Adam's moments.
+
+    python benchmarks/train_speedup.py [--width 0.25] [--image-size 28] [--batches 200]
+        [--rounds 3] [--chunk 5] [--models resnet18,vgg16] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from sparsebench.models import build_model
+from sparsebench.sparsity import SCENARIOS, SparsityTargets, make_method
+from sparsebench.train.compact import Execution
+
+METHODS = ("pre", "set", "rigl")
+SCENARIO_NAMES = ("mixed", "uniform")
+
+
+def make_batches(count: int, size: int, device: torch.device) -> list:
+    generator = torch.Generator().manual_seed(0)
+    return [
+        (
+            torch.randn(64, 3, size, size, generator=generator).to(device),
+            torch.randint(0, 8, (64,), generator=generator).to(device),
+        )
+        for _ in range(count)
+    ]
+
+
+class Variant:
+    """A model, its optimiser, its method and its execution, trained an epoch at a time."""
+
+    def __init__(self, model: str, name: str, args: argparse.Namespace) -> None:
+        torch.manual_seed(0)
+        method, scenario, execution = (name.split("/") + ["", ""])[:3]
+        method = "dense" if method == "dense-again" else method
+        self.network = build_model(
+            model, num_classes=8, image_size=args.image_size, width=args.width
+        ).to(args.device)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=1e-4)
+        targets = SCENARIOS[scenario] if scenario else SparsityTargets(0, 0)
+        self.method = make_method(method, targets)
+        epochs = args.rounds + 1
+        self.method.on_train_begin(self.network, self.optimizer, epochs, args.batches)
+        self.execution = Execution(
+            self.network, self.optimizer, self.method, compact=execution == "compact"
+        )
+        self.epoch = 0
+
+    def train_batches(self, batches: list) -> float:
+        self.execution.train()
+        started = time.perf_counter()
+        for x, y in batches:
+            network, optimizer = self.execution.network_for_step()
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(network(x), y).backward()
+            self.method.after_backward()
+            optimizer.step()
+            self.execution.after_optimizer_step()
+        _synchronise(x.device)
+        return time.perf_counter() - started
+
+    def end_epoch(self) -> float:
+        started = time.perf_counter()
+        self.execution.sync()
+        self.method.on_epoch_end(self.epoch)
+        self.execution.masks_may_have_changed()
+        self.epoch += 1
+        return time.perf_counter() - started
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def epoch_times(variants: dict[str, Variant], batches: list, chunk: int, seed: int) -> dict:
+    elapsed = dict.fromkeys(variants, 0.0)
+    order = list(variants)
+    shuffler = random.Random(seed)
+    for start in range(0, len(batches), chunk):
+        shuffler.shuffle(order)
+        for name in order:
+            elapsed[name] += variants[name].train_batches(batches[start : start + chunk])
+    for name in order:
+        elapsed[name] += variants[name].end_epoch()
+    return elapsed
+
+
+def step_memory(variant: Variant, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+    """Bytes a training step holds for its network: the tensors autograd saves for the
+    backward pass (activations), and weights, gradients and Adam's two moments. Counted,
+    not sampled, so it does not depend on what else the process holds."""
+    network, _ = variant.execution.network_for_step()
+    saved: dict[int, int] = {}
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        loss = F.cross_entropy(network(batch[0]), batch[1])
+    del loss
+    weights = sum(p.numel() * p.element_size() for p in network.parameters())
+    return sum(saved.values()) + 4 * weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--image-size", type=int, default=28)
+    parser.add_argument("--batches", type=int, default=200, help="batches per epoch")
+    parser.add_argument("--rounds", type=int, default=3, help="epochs per variant")
+    parser.add_argument("--chunk", type=int, default=5, help="batches per turn")
+    parser.add_argument("--models", default="resnet18,vgg16")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    args.device = torch.device(args.device)
+    batches = make_batches(args.batches, args.image_size, args.device)
+    names = ["dense", "dense-again"] + [
+        f"{method}/{scenario}/{execution}"
+        for method in METHODS
+        for scenario in SCENARIO_NAMES
+        for execution in ("masked", "compact")
+    ]
+    where = torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else "CPU"
+    print(
+        f"machine: {platform.processor() or platform.machine()} ({where}), "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    )
+    print(
+        f"workload: width {args.width:g}, {args.image_size}x{args.image_size}, batch 64, "
+        f"{args.batches} batches/epoch, {args.rounds} epochs, turns of {args.chunk} batches"
+    )
+    for model in args.models.split(","):
+        variants = {name: Variant(model, name, args) for name in names}
+        for variant in variants.values():
+            variant.train_batches(batches[:2])  # warm-up: allocator, oneDNN kernels
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for epoch in range(args.rounds):
+            for name, seconds in epoch_times(variants, batches, args.chunk, epoch).items():
+                times[name].append(seconds)
+        dense = [(a + b) / 2 for a, b in zip(times["dense"], times["dense-again"], strict=True)]
+        print(f"\n{model}")
+        print(
+            f"  {'variant':<22} {'median epoch s':>15} {'vs dense':>9} "
+            f"{'compact speedup':>16} {'step memory MiB':>16}"
+        )
+        for name in names:
+            ratios = [t / d for t, d in zip(times[name], dense, strict=True)]
+            speedup = ""
+            if name.endswith("/compact"):
+                masked = times[name.replace("/compact", "/masked")]
+                pairs = zip(masked, times[name], strict=True)
+                speedup = f"{statistics.median(m / c for m, c in pairs):.2f}x"
+            memory = step_memory(variants[name], batches[0])
+            print(
+                f"  {name:<22} {statistics.median(times[name]):>15.3f} "
+                f"{statistics.median(ratios):>9.3f} {speedup:>16} {memory / 2**20:>16.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
