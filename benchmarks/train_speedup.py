@@ -16,6 +16,7 @@ tensors autograd saves for the backward pass, and weights, gradients and Adam's 
 
     python benchmarks/train_speedup.py [--width 0.25] [--image-size 28] [--batches 200]
         [--rounds 3] [--chunk 5] [--models resnet18,vgg16] [--device cpu]
+        [--linear-granularity weight|neuron]
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Variant:
         ).to(args.device)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=1e-4)
         targets = SCENARIOS[scenario] if scenario else SparsityTargets(0, 0)
-        self.method = make_method(method, targets)
+        self.method = make_method(method, targets, linear_granularity=args.linear_granularity)
         epochs = args.rounds + 1
         self.method.on_train_begin(self.network, self.optimizer, epochs, args.batches)
         self.execution = Execution(
@@ -136,6 +137,12 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=5, help="batches per turn")
     parser.add_argument("--models", default="resnet18,vgg16")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--linear-granularity",
+        default="weight",
+        choices=["weight", "neuron"],
+        help="neuron: linear layers lose whole neurons, which compaction removes",
+    )
     args = parser.parse_args()
     args.device = torch.device(args.device)
     batches = make_batches(args.batches, args.image_size, args.device)
@@ -152,7 +159,8 @@ def main() -> None:
     )
     print(
         f"workload: width {args.width:g}, {args.image_size}x{args.image_size}, batch 64, "
-        f"{args.batches} batches/epoch, {args.rounds} epochs, turns of {args.chunk} batches"
+        f"{args.batches} batches/epoch, {args.rounds} epochs, turns of {args.chunk} batches, "
+        f"linear granularity {args.linear_granularity}"
     )
     for model in args.models.split(","):
         variants = {name: Variant(model, name, args) for name in names}

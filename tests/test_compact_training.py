@@ -12,7 +12,7 @@ import torch
 from sparsebench.data.synthetic import make_synthetic
 from sparsebench.train import RunConfig
 from sparsebench.train.compact import DropoutOver, Execution, build_compact
-from sparsebench.train.loop import build_run, train_run
+from sparsebench.train.loop import RunInterrupted, build_run, train_run
 
 # Width 0.09 gives odd channel counts (23 in ResNet18's third stage, 369 hidden neurons
 # in VGG16's head), where an off-by-one in slicing would show.
@@ -197,3 +197,28 @@ def test_writing_back_steps_the_left_out_weights_as_masked_training_would(data):
         assert not torch.equal(readers_after, readers_before)
     for name, value in results[False].items():
         torch.testing.assert_close(results[True][name], value, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["pre", "set"])
+def test_an_interrupted_compact_run_resumes_to_the_uninterrupted_result(tmp_path, data, method):
+    """The checkpoint holds the master, written back at the epoch's end: a resumed run
+    rebuilds the compact network and its optimiser state from it and goes on exactly as
+    the uninterrupted run, which kept its compact network (`pre`) or rebuilt it after the
+    epoch's swap (`set`)."""
+    config = RunConfig(
+        **{**BASE, "model": "vgg16", "method": method, "scenario": "mixed", "weight_decay": 0.01}
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        whole = train_run(config, data, tmp_path / "whole" / "checkpoint.pt")
+        with pytest.raises(RunInterrupted):
+            train_run(config, data, tmp_path / "split" / "checkpoint.pt", stop_after_epoch=0)
+        resumed = train_run(config, data, tmp_path / "split" / "checkpoint.pt")
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed.resumed_from_epoch == 1
+    for row_whole, row_resumed in zip(whole.epochs, resumed.epochs, strict=True):
+        assert row_resumed["train_loss"] == row_whole["train_loss"]
+        assert row_resumed["val_loss"] == row_whole["val_loss"]
+    assert resumed.test["loss"] == whole.test["loss"]

@@ -1,3 +1,5 @@
+import shutil
+
 import onnx
 import pytest
 from conftest import cli_json
@@ -90,3 +92,29 @@ def test_bench_of_a_trained_run_uses_its_data_and_stores_its_id(trained_run):
     with ResultsStore(folder / "r.db") as store:
         stored = store.table("inference_bench")
     assert set(stored["run_id"]) == {run_id}
+
+
+def test_a_run_is_found_by_its_id_and_database_alone(trained_run, tmp_path, monkeypatch):
+    folder, run_id = trained_run
+    monkeypatch.chdir(tmp_path)  # far from the runs folder: the database says where it is
+    out = tmp_path / "m.onnx"
+    result = runner.invoke(app, ["export", run_id, "--db", str(folder / "r.db"), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert out.is_file()
+
+
+def test_a_moved_runs_folder_is_named_and_found_with_runs_dir(tmp_path):
+    train = ["train", "--model", "resnet18", "--width", "0.0625", "--dataset", "synthetic"]
+    run_id = cli_json([*train, "--method", "pre", "--epochs", "1"], tmp_path)["run_id"]
+    shutil.move(tmp_path / "runs", tmp_path / "elsewhere")
+    export = ["export", run_id, "--db", str(tmp_path / "r.db"), "--out", str(tmp_path / "m.onnx")]
+    lost = runner.invoke(app, export)
+    assert lost.exit_code == 2
+    expected = (
+        f"error: {tmp_path.resolve() / 'runs' / run_id / 'checkpoint.pt'}: checkpoint of run "
+        f"{run_id} does not exist (where {tmp_path / 'r.db'} says it is); if its folder "
+        "moved, give --runs-dir FOLDER"
+    )
+    assert lost.stderr.strip() == expected
+    found = runner.invoke(app, [*export, "--runs-dir", str(tmp_path / "elsewhere")])
+    assert found.exit_code == 0, found.stderr

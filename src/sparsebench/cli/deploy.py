@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from sparsebench.cli.app import app, check_range, fail, out, show
-from sparsebench.cli.options import DEFAULT_DB, DEFAULT_RUNS_DIR, AsJson, ResultsDb, RunsDir
+from sparsebench.cli.options import DEFAULT_DB, AsJson, MovedRunsDir, ResultsDb
 from sparsebench.errors import InputError
 from sparsebench.train.config import MAX_BATCH
 
@@ -21,7 +21,7 @@ def export(
     run_id: Annotated[str, typer.Argument(help="a finished run's id (sparsebench runs)")],
     out_path: Annotated[Path, typer.Option("--out", help="the ONNX file to write")],
     db: ResultsDb = DEFAULT_DB,
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: MovedRunsDir = None,
     compact: Annotated[
         bool, typer.Option("--compact/--no-compact", help="remove pruned filters first")
     ] = True,
@@ -105,7 +105,7 @@ def bench(
     repeats: Annotated[int, typer.Option(help="timed calls per measurement")] = 20,
     linear: Annotated[str, typer.Option(help="compact linear storage: auto, dense, csr")] = "auto",
     db: ResultsDb = DEFAULT_DB,
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: MovedRunsDir = None,
     as_json: AsJson = False,
 ) -> None:
     """Inference latency, throughput and energy: masked vs compact vs ONNX Runtime."""

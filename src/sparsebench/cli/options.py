@@ -9,10 +9,17 @@ from typing import Annotated
 import typer
 
 DEFAULT_DB = Path("results.db")
-DEFAULT_RUNS_DIR = Path("runs")
 
 ResultsDb = Annotated[Path, typer.Option("--db", help="results database")]
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="checkpoints, one folder per run")]
+# For commands that read a finished run: the database knows where its checkpoint is.
+MovedRunsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--runs-dir",
+        help="the folder of run folders, if it moved (default: where the database says)",
+    ),
+]
 CacheDir = Annotated[
     Path | None,
     typer.Option("--cache-dir", help="decoded-image cache (default ~/.cache/sparsebench)"),

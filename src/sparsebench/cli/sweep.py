@@ -21,7 +21,6 @@ from rich.table import Table
 from sparsebench.cli.app import app, check_range, err, fail, out, printable, say, show
 from sparsebench.cli.options import (
     DEFAULT_DB,
-    DEFAULT_RUNS_DIR,
     AsJson,
     CacheDir,
     Download,
@@ -31,6 +30,7 @@ from sparsebench.cli.options import (
 )
 from sparsebench.cli.results import report
 from sparsebench.errors import InputError
+from sparsebench.store.layout import DEFAULT_RUNS_DIR
 
 
 class RichSweepProgress:

@@ -20,17 +20,10 @@ from rich.progress import (
 from rich.table import Table
 
 from sparsebench.cli.app import app, err, fail, failure_line, out, plain, say
-from sparsebench.cli.options import (
-    DEFAULT_DB,
-    DEFAULT_RUNS_DIR,
-    AsJson,
-    CacheDir,
-    Download,
-    ResultsDb,
-    RunsDir,
-)
+from sparsebench.cli.options import DEFAULT_DB, AsJson, CacheDir, Download, ResultsDb, RunsDir
 from sparsebench.cli.settings import run_settings_as_options
 from sparsebench.errors import InputError
+from sparsebench.store.layout import DEFAULT_RUNS_DIR
 
 
 class RichEpochProgress:

@@ -64,6 +64,9 @@ class ImageDataset:
             "image_shape": list(self.splits["train"].images.shape[1:]),
             "samples": {name: len(split) for name, split in self.splits.items()},
             "class_counts": self.class_counts(),
+            # what a model trained on this data expects its inputs normalised with
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
         }
 
     def adapted(self, image_size: int, in_channels: int) -> ImageDataset:

@@ -133,7 +133,7 @@ def calibration_batches(data: ImageDataset, samples: int, batch_size: int = 32) 
 def export_run(
     run_id: str,
     db: str | Path,
-    runs_dir: str | Path,
+    runs_dir: str | Path | None,
     out: str | Path,
     *,
     compact: bool = True,

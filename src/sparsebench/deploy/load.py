@@ -14,7 +14,11 @@ from sparsebench.errors import InputError
 from sparsebench.models import build_model
 from sparsebench.store.checkpoint import CheckpointError, load_checkpoint
 from sparsebench.store.db import ResultsStore
-from sparsebench.store.layout import adopt_first_release_folder, checkpoint_path
+from sparsebench.store.layout import (
+    DEFAULT_RUNS_DIR,
+    adopt_first_release_folder,
+    checkpoint_path,
+)
 
 
 @dataclass
@@ -40,8 +44,9 @@ class TrainedRun:
         return data
 
 
-def load_run(run_id: str, db: str | Path, runs_dir: str | Path) -> TrainedRun:
-    """The run's model with its final weights, in eval mode."""
+def load_run(run_id: str, db: str | Path, runs_dir: str | Path | None = None) -> TrainedRun:
+    """The run's model with its final weights, in eval mode. Its checkpoint is where the
+    database says; `runs_dir` overrides that for a moved folder."""
     with ResultsStore(db, read_only=True) as store:
         run_id = store.current_run_id(run_id)
         summary = store.run_summary(run_id)
@@ -58,15 +63,17 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path) -> TrainedRun:
         image_size=height,
         width=config["width"],
     )
-    if summary["legacy_run_id"]:
-        adopt_first_release_folder(runs_dir, run_id, summary["legacy_run_id"])
-    path = checkpoint_path(runs_dir, run_id)
+    path = run_checkpoint(run_id, summary, db, runs_dir)
     try:
         state = load_checkpoint(path)
     except CheckpointError as error:
         raise CheckpointError(f"{error}; train run {run_id} again (train --force)") from None
     if state is None:
-        raise InputError(f"{path}: checkpoint of run {run_id} does not exist")
+        where = "" if runs_dir is not None else f" (where {db} says it is)"
+        raise InputError(
+            f"{path}: checkpoint of run {run_id} does not exist{where}; "
+            "if its folder moved, give --runs-dir FOLDER"
+        )
     if state["run_id"] not in (run_id, summary["legacy_run_id"]):
         raise CheckpointError(f"{path}: holds run {state['run_id']}, not {run_id}")
     try:
@@ -76,3 +83,17 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path) -> TrainedRun:
             f"{path}: its weights do not fit run {run_id}'s {config['model']}"
         ) from None
     return TrainedRun(run_id, model.eval(), config, data)
+
+
+def run_checkpoint(
+    run_id: str, summary: dict[str, Any], db: str | Path, runs_dir: str | Path | None
+) -> Path:
+    """Where a run's checkpoint is: under `runs_dir` when given, else where the database
+    recorded it; a run stored by a release that did not record it, under `runs/` as the
+    default was then (its folder renamed from a first-release id when it has one)."""
+    if runs_dir is None and summary.get("checkpoint"):
+        return Path(summary["checkpoint"])
+    folder = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
+    if summary["legacy_run_id"]:
+        adopt_first_release_folder(folder, run_id, summary["legacy_run_id"])
+    return checkpoint_path(folder, run_id)

@@ -29,7 +29,8 @@ from sparsebench.store.locks import ProcessIdentity, RunBusy
 
 # 1: the first release; 2: runs.derived_from; 3: status `diverged`, table run_locks;
 # 4: run ids of settings version 2, the first release's kept in runs.legacy_run_id;
-# 5: epochs.execution and the training multiply-adds per sample, executed and dense.
+# 5: epochs.execution and the training multiply-adds per sample, executed and dense;
+#    runs.checkpoint, where the run's checkpoint lives (absolute).
 SCHEMA_VERSION = 5
 STATUSES = ("running", "interrupted", "finished", "failed", "diverged")
 
@@ -109,7 +110,8 @@ RUNS_COLUMNS = """
     total_train_time_s REAL, total_train_energy_j REAL,
     sparsity_conv REAL, sparsity_linear REAL,
     derived_from TEXT,
-    legacy_run_id TEXT
+    legacy_run_id TEXT,
+    checkpoint TEXT
 """.format(", ".join(f"'{status}'" for status in STATUSES))
 
 _SCHEMA = f"""
@@ -274,6 +276,7 @@ class ResultsStore:
                     cursor.execute("ALTER TABLE runs ADD COLUMN derived_from TEXT")
                 if "legacy_run_id" not in columns:
                     cursor.execute("ALTER TABLE runs ADD COLUMN legacy_run_id TEXT")
+                cursor.execute("ALTER TABLE runs ADD COLUMN checkpoint TEXT")
                 cursor.execute(f"CREATE TABLE runs_v4 ({RUNS_COLUMNS})")
                 cursor.execute("INSERT INTO runs_v4 SELECT * FROM runs")
                 cursor.execute("DROP TABLE runs")
@@ -281,6 +284,8 @@ class ResultsStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     cursor.execute(statement)
+            if existed and version == 4:
+                cursor.execute("ALTER TABLE runs ADD COLUMN checkpoint TEXT")
             if existed and version < 5:
                 present = {row["name"] for row in cursor.execute("PRAGMA table_info(epochs)")}
                 for column, kind in LATER_EPOCH_COLUMNS.items():
@@ -368,20 +373,30 @@ class ResultsStore:
     # Writing a run's life.
 
     @_named_errors
-    def begin_run(self, run_id: str, config: dict[str, Any], device: str, data: dict) -> None:
+    def begin_run(
+        self,
+        run_id: str,
+        config: dict[str, Any],
+        device: str,
+        data: dict,
+        checkpoint: str | Path | None = None,
+    ) -> None:
         """Record a run as running, without results yet, claimed by this process (RunBusy
-        if another live process holds it); a run seen before keeps its creation time."""
+        if another live process holds it); a run seen before keeps its creation time.
+        `checkpoint`: where the run's checkpoint is written, so that the run is found
+        again by its id alone."""
         now = time.time()
         with self.transaction() as cursor:
             self._claim(cursor, run_id)
             cursor.execute(
                 """INSERT INTO runs (run_id, config_json, model, dataset, method, scenario,
                        conv_sparsity, linear_sparsity, seed, epochs, status, device, data_json,
-                       created_at, started_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)
+                       created_at, started_at, checkpoint)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)
                    ON CONFLICT(run_id) DO UPDATE SET status='running', error=NULL,
                        device=excluded.device, data_json=excluded.data_json,
-                       started_at=excluded.started_at, finished_at=NULL""",
+                       started_at=excluded.started_at, finished_at=NULL,
+                       checkpoint=COALESCE(excluded.checkpoint, checkpoint)""",
                 (
                     run_id,
                     json.dumps(config, sort_keys=True),
@@ -397,6 +412,7 @@ class ResultsStore:
                     json.dumps(data),
                     now,
                     now,
+                    str(Path(checkpoint).resolve()) if checkpoint is not None else None,
                 ),
             )
             # A run that starts again owns no results until it reports them; a resumed
@@ -593,6 +609,7 @@ class ResultsStore:
             "device": run["device"],
             "derived_from": run["derived_from"],
             "legacy_run_id": run["legacy_run_id"],
+            "checkpoint": run["checkpoint"],
             "data": json.loads(run["data_json"]) if run["data_json"] else None,
             "epochs": epochs,
             "test": test,

@@ -6,6 +6,9 @@ import os
 import warnings
 from pathlib import Path
 
+# Where `train` and `sweep` put run folders unless told otherwise.
+DEFAULT_RUNS_DIR = Path("runs")
+
 
 def checkpoint_path(runs_dir: str | Path, run_id: str) -> Path:
     return Path(runs_dir) / run_id / "checkpoint.pt"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sparsebench.store.db import ResultsStore, StoreError
+from sparsebench.store.layout import checkpoint_path
 from sparsebench.store.locks import RunBusy
 from sparsebench.sweep.plan import PlannedRun
 from sparsebench.sweep.worker import RunTask
@@ -128,7 +129,13 @@ def run_sweep(
             while ready and len(in_flight) < executor.slots:
                 run = ready.popleft()
                 try:
-                    store.begin_run(run.run_id, run.config.model_dump(), run.config.device, {})
+                    store.begin_run(
+                        run.run_id,
+                        run.config.model_dump(),
+                        run.config.device,
+                        {},
+                        checkpoint_path(runs_dir, run.run_id),
+                    )
                 except RunBusy as busy:
                     leave_to_holder(run, busy)
                     continue

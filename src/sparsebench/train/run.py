@@ -60,7 +60,7 @@ def run_and_record(
         return summary
     checkpoint = checkpoint_path(runs_dir, run_id)
     device = resolve_device(config.device)
-    store.begin_run(run_id, config.model_dump(), str(device), dataset.summary())
+    store.begin_run(run_id, config.model_dump(), str(device), dataset.summary(), checkpoint)
     adopt_first_release_folder(runs_dir, run_id, config.first_release_run_id())
     if force:  # only once the run is ours: a busy run keeps its files
         for stale in checkpoint.parent.glob(f"{checkpoint.stem}*"):
