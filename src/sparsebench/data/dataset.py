@@ -73,7 +73,7 @@ class ImageDataset:
         """The same data resized to `image_size` and with `in_channels` channels (grey
         images are repeated to RGB; RGB images are converted to luminance)."""
         splits = {
-            name: Split(_adapt(split.images, image_size, in_channels), split.labels)
+            name: Split(adapt_images(split.images, image_size, in_channels), split.labels)
             for name, split in self.splits.items()
         }
         return ImageDataset(self.name, splits, self.class_names, self.source)
@@ -94,7 +94,9 @@ def channel_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return mean.float(), std.clamp_min(1e-3).float()
 
 
-def _adapt(images: torch.Tensor, image_size: int, in_channels: int) -> torch.Tensor:
+def adapt_images(images: torch.Tensor, image_size: int, in_channels: int) -> torch.Tensor:
+    """uint8 images (N, C, H, W) with `in_channels` channels (grey repeated to RGB, RGB
+    to luminance) at image_size x image_size."""
     channels = images.shape[1]
     if channels != in_channels:
         if in_channels == 3:

@@ -133,17 +133,24 @@ def _decode_all(
         TextColumn("decoding images"), BarColumn(), MofNCompleteColumn()
     ) as progress:
         for index in progress.track(range(len(paths))):
-            path = paths[index]
-            with open_image(path, max_pixels) as image:
-                try:
-                    image = to_8bit(image, channels).resize(
-                        (image_size, image_size), Image.Resampling.BILINEAR
-                    )
-                    pixels = np.asarray(image, dtype=np.uint8)
-                except (OSError, ValueError) as error:
-                    raise InputError(f"{path}: image cannot be decoded ({error})") from None
-            out[index] = pixels.reshape(image_size, image_size, channels)
+            out[index] = decode_image(paths[index], image_size, channels, max_pixels)
     return torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2))).contiguous()
+
+
+def decode_image(
+    path: Path, image_size: int, channels: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> np.ndarray:
+    """One image as 8 bits, `channels` channels, resized to image_size x image_size (H,
+    W, C); an InputError naming the file when it cannot be."""
+    with open_image(path, max_pixels) as image:
+        try:
+            image = to_8bit(image, channels).resize(
+                (image_size, image_size), Image.Resampling.BILINEAR
+            )
+            pixels = np.asarray(image, dtype=np.uint8)
+        except (OSError, ValueError) as error:
+            raise InputError(f"{path}: image cannot be decoded ({error})") from None
+    return pixels.reshape(image_size, image_size, channels)
 
 
 def _cache_key(paths: Sequence[Path], image_size: int) -> str:
