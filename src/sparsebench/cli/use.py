@@ -101,3 +101,64 @@ def _as_csv(rows: list[dict[str, Any]]) -> str:
             ]
         )
     return buffer.getvalue()
+
+
+@app.command()
+def serve(
+    run_id: Annotated[str, typer.Argument(help="a finished run's id (sparsebench runs)")],
+    host: Annotated[
+        str, typer.Option(help="address to listen on (0.0.0.0: every interface)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    onnx: Annotated[
+        Path | None, typer.Option(help="serve an exported ONNX model of the run instead")
+    ] = None,
+    max_batch: Annotated[int, typer.Option(help="images classified together at most")] = 16,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="how long the first request waits for others to batch with")
+    ] = 5.0,
+    max_body_mb: Annotated[float, typer.Option(help="largest request body accepted")] = 20.0,
+    db: ResultsDb = DEFAULT_DB,
+    runs_dir: MovedRunsDir = None,
+) -> None:
+    """Serve a run over HTTP: POST /predict (an image's bytes, or a multipart form with
+    one file) answers its class and probabilities; GET /health; GET /metrics."""
+    import uvicorn
+
+    from sparsebench.deploy.load import load_run
+    from sparsebench.deploy.predict import Preprocessing, onnx_classifier, torch_classifier
+    from sparsebench.deploy.serve import make_app
+
+    check_range("--port", port, 1, 65_535)
+    check_range("--max-batch", max_batch, 1, 4096)
+    check_range("--max-wait-ms", max_wait_ms, 0, 60_000)
+    check_range("--max-body-mb", max_body_mb, 0, 4096, above=True)
+    try:
+        run = load_run(run_id, db, runs_dir)
+        preprocessing = Preprocessing.of_run(run)
+        classify = onnx_classifier(onnx) if onnx is not None else torch_classifier(run)
+    except InputError as error:
+        raise fail(str(error)) from None
+    _check_free(host, port)
+    application = make_app(
+        run.run_id,
+        classify,
+        preprocessing,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_body_bytes=int(max_body_mb * 2**20),
+    )
+    model = f"ONNX model {onnx}" if onnx is not None else "compact model"
+    say(f"serving run {run.run_id} ({model}) on http://{host}:{port} (Ctrl-C stops)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail in one line, before the model server starts, when the address is taken."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        raise fail(f"--port {port}: cannot listen on {host}:{port} ({error.strerror})") from None

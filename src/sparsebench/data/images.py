@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -36,23 +37,31 @@ def default_cache_dir() -> Path:
 
 
 @contextmanager
-def open_image(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Iterator[Image.Image]:
+def open_image(
+    path: Path | BinaryIO, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, name: str | None = None
+) -> Iterator[Image.Image]:
     """The image at `path`, its header read and its size checked before any pixel is
     decoded. Pillow's own bomb check is set aside here: `max_pixels` replaces it, so a
-    user who raises the limit is not stopped by Pillow's."""
+    user who raises the limit is not stopped by Pillow's. `path` may be an open binary
+    file (an upload), named in errors by `name`."""
+    where = name or str(path)
     previous = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
         image = Image.open(path)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise InputError(f"{path}: image cannot be decoded ({error})") from None
+    except UnidentifiedImageError:
+        raise InputError(
+            f"{where}: image cannot be decoded (not an image format Pillow reads)"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"{where}: image cannot be decoded ({error})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
     with image:
         width, height = image.size
         if width * height > max_pixels:
             raise InputError(
-                f"{path}: image header claims {width} x {height} pixels, more than the limit "
+                f"{where}: image header claims {width} x {height} pixels, more than the limit "
                 f"of {max_pixels:,} (raise it with --max-image-pixels if the image is real)"
             )
         yield image
@@ -138,18 +147,23 @@ def _decode_all(
 
 
 def decode_image(
-    path: Path, image_size: int, channels: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    path: Path | BinaryIO,
+    image_size: int,
+    channels: int,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    name: str | None = None,
 ) -> np.ndarray:
     """One image as 8 bits, `channels` channels, resized to image_size x image_size (H,
-    W, C); an InputError naming the file when it cannot be."""
-    with open_image(path, max_pixels) as image:
+    W, C); an InputError naming the file (or `name`) when it cannot be."""
+    where = name or str(path)
+    with open_image(path, max_pixels, name) as image:
         try:
             image = to_8bit(image, channels).resize(
                 (image_size, image_size), Image.Resampling.BILINEAR
             )
             pixels = np.asarray(image, dtype=np.uint8)
         except (OSError, ValueError) as error:
-            raise InputError(f"{path}: image cannot be decoded ({error})") from None
+            raise InputError(f"{where}: image cannot be decoded ({error})") from None
     return pixels.reshape(image_size, image_size, channels)
 
 

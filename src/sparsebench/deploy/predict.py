@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -64,11 +64,11 @@ class Preprocessing:
             max_pixels=options.max_image_pixels,
         )
 
-    def decode(self, path: Path) -> np.ndarray:
-        """(C, H, W) uint8 at the decoded size, before the run's own adaptation."""
-        return decode_image(path, self.decode_size, self.channels, self.max_pixels).transpose(
-            2, 0, 1
-        )
+    def decode(self, source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
+        """(C, H, W) uint8 at the decoded size, before the run's own adaptation; `source`
+        a file, or the bytes of an upload (named `name` in errors)."""
+        pixels = decode_image(source, self.decode_size, self.channels, self.max_pixels, name)
+        return pixels.transpose(2, 0, 1)
 
     def batch(self, images: list[np.ndarray]) -> torch.Tensor:
         """Decoded images as the network's normalised float input."""
