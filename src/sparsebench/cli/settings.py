@@ -57,7 +57,14 @@ def _settings_in_help_order() -> list[str]:
     then the rest: pydantic lists inherited fields base classes first."""
     own = [*DataSettings.__annotations__, *LoaderSettings.__annotations__]
     loaders = [name for options in LOADER_OPTIONS for name in options.model_fields]
-    return [*own, *loaders] + [name for name in RunConfig.model_fields if name not in own + loaders]
+    rest = [name for name in RunConfig.model_fields if name not in own + loaders]
+    return [name for name in [*own, *loaders, *rest] if _is_flag(RunConfig.model_fields[name])]
+
+
+def _is_flag(field: FieldInfo) -> bool:
+    """A setting the user gives (a computed one, such as a file's digest, is not)."""
+    extra = field.json_schema_extra
+    return not (isinstance(extra, dict) and extra.get("flag") is False)
 
 
 def _option(name: str, field: FieldInfo) -> Any:

@@ -80,13 +80,18 @@ def train(
     """Train one network with one pruning method and store every metric."""
     from sparsebench.config import load_run_config
     from sparsebench.data import load_dataset
+    from sparsebench.deploy.load import finished_run_checkpoint
     from sparsebench.models import model_names
+    from sparsebench.models.pretrained import RUN_PREFIX
     from sparsebench.store import ResultsStore
     from sparsebench.store.db import StoreError
     from sparsebench.train.loop import RunDiverged, resolve_device
     from sparsebench.train.run import run_and_record
 
     try:
+        start = settings.get("init_from")
+        if start is not None and start.startswith(RUN_PREFIX):
+            settings["init_from"] = str(finished_run_checkpoint(start[len(RUN_PREFIX) :], db))
         run_config = load_run_config(config, **settings)
         known = model_names()
         if run_config.model not in known:

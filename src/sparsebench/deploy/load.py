@@ -44,9 +44,8 @@ class TrainedRun:
         return data
 
 
-def load_run(run_id: str, db: str | Path, runs_dir: str | Path | None = None) -> TrainedRun:
-    """The run's model with its final weights, in eval mode. Its checkpoint is where the
-    database says; `runs_dir` overrides that for a moved folder."""
+def finished_run(run_id: str, db: str | Path) -> tuple[str, dict[str, Any]]:
+    """A finished run's current id and stored summary; an InputError otherwise."""
     with ResultsStore(db, read_only=True) as store:
         run_id = store.current_run_id(run_id)
         summary = store.run_summary(run_id)
@@ -54,6 +53,24 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path | None = None) ->
         raise InputError(f"run {run_id!r} is not in {db}")
     if summary["status"] != "finished":
         raise InputError(f"run {run_id} is {summary['status']}, not finished")
+    return run_id, summary
+
+
+def finished_run_checkpoint(
+    run_id: str, db: str | Path, runs_dir: str | Path | None = None
+) -> Path:
+    """Where a finished run's checkpoint is (`--init-from run:ID` starts from it)."""
+    run_id, summary = finished_run(run_id, db)
+    path = run_checkpoint(run_id, summary, db, runs_dir)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint of run {run_id} does not exist")
+    return path
+
+
+def load_run(run_id: str, db: str | Path, runs_dir: str | Path | None = None) -> TrainedRun:
+    """The run's model with its final weights, in eval mode. Its checkpoint is where the
+    database says; `runs_dir` overrides that for a moved folder."""
+    run_id, summary = finished_run(run_id, db)
     config, data = summary["config"], summary["data"]
     channels, height, _ = data["image_shape"]
     model = build_model(

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from sparsebench.data.options import DataOptions, DataSettings
+from sparsebench.models.pretrained import source_digest
 from sparsebench.sparsity.methods import METHODS, validate_options
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import register_run_identity
@@ -18,7 +19,9 @@ from sparsebench.store.db import register_run_identity
 # computation at another cost) or what input is trusted, not what is trained: they are
 # left out of the run id so the same run is found again from another place or device,
 # and a stored run keeps its id when such a field is added.
-NOT_IN_RUN_ID = frozenset({"device", "execution", "max_image_pixels", "allow_external_paths"})
+NOT_IN_RUN_ID = frozenset(
+    {"device", "execution", "max_image_pixels", "allow_external_paths", "init_from"}
+)
 # A run id hashes the settings version and the settings that differ from their
 # defaults, so a setting added later (with a default that keeps what runs computed)
 # leaves every stored id unchanged. Version 1, the first release, hashed every setting
@@ -66,6 +69,16 @@ class RunConfig(DataSettings):
 
     model: str = Field("resnet18", description="vgg16, resnet18 or a registered model")
     width: float = Field(1.0, gt=0, le=4, description="channel multiplier; 1 is the real model")
+    init_from: str | None = Field(
+        None,
+        description="start from these weights: a torchvision-format state dict file, or "
+        "run:RUN_ID (another run's final weights)",
+    )
+    init_digest: str | None = Field(
+        None,
+        description="the content hash of init_from's file (set from it)",
+        json_schema_extra={"flag": False},  # computed, never typed
+    )
 
     method: str = Field("dense", description="pruning method (see README, The methods)")
     scenario: str | None = Field(
@@ -115,6 +128,16 @@ class RunConfig(DataSettings):
         description="compact: train the smaller network the masks leave (the same "
         "computation, less work); masked: every pruned unit kept in place, as the study did",
     )
+
+    @model_validator(mode="after")
+    def _init_digest(self) -> RunConfig:
+        """A start's identity is its content (the run id hashes it), not where the file
+        lies; a stored config keeps the digest it was trained with."""
+        if self.init_from is None:
+            object.__setattr__(self, "init_digest", None)
+        elif self.init_digest is None:
+            object.__setattr__(self, "init_digest", source_digest(self.init_from))
+        return self
 
     @field_validator("method")
     @classmethod

@@ -22,6 +22,7 @@ from sparsebench.measure.counting import count_model
 from sparsebench.measure.energy import EnergyMeter
 from sparsebench.measure.memory import PeakMemory
 from sparsebench.models import build_model
+from sparsebench.models.pretrained import load_pretrained, read_state_dict, source_digest
 from sparsebench.sparsity.methods import PruningMethod, make_method
 from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
 from sparsebench.sparsity.scenarios import SparsityTargets
@@ -103,7 +104,10 @@ def build_run(
         in_channels=dataset.channels,
         image_size=dataset.image_size,
         width=config.width,
-    ).to(device)
+    )
+    if config.init_from is not None:
+        start_from(model, config)
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     method = make_method(
         config.method,
@@ -124,6 +128,18 @@ def build_run(
     steps_per_epoch = len(batches)
     method.on_train_begin(model, optimizer, config.total_epochs, steps_per_epoch, batches)
     return model, optimizer, method
+
+
+def start_from(model: nn.Module, config: RunConfig) -> None:
+    """Load the run's starting weights, refusing a file that changed since the run's
+    settings were made (its id names that content)."""
+    assert config.init_from is not None
+    if source_digest(config.init_from) != config.init_digest:
+        raise InputError(
+            f"{config.init_from}: --init-from file changed since run {config.run_id()} "
+            "was set up (its id names the file's content); start a new run"
+        )
+    load_pretrained(model, read_state_dict(Path(config.init_from)), config.init_from)
 
 
 def prepare_dataset(config: RunConfig, dataset: ImageDataset) -> ImageDataset:
