@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 DEFAULT_DB = Path("results.db")
+DEFAULT_TRACK_DIR = Path("tensorboard")
 
 ResultsDb = Annotated[Path, typer.Option("--db", help="results database")]
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="checkpoints, one folder per run")]
@@ -29,3 +30,15 @@ Download = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
 ReportDir = Annotated[Path, typer.Option("--out", help="folder for the report")]
+Track = Annotated[
+    str | None,
+    typer.Option(
+        "--track", help="also log each finished run to mlflow or tensorboard (optional extras)"
+    ),
+]
+TrackDir = Annotated[
+    Path, typer.Option("--track-dir", help="tensorboard: folder of event files, one per run")
+]
+TrackExperiment = Annotated[
+    str, typer.Option("--track-experiment", help="mlflow: the experiment's name")
+]

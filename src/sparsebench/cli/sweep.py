@@ -21,16 +21,21 @@ from rich.table import Table
 from sparsebench.cli.app import app, check_range, err, fail, out, printable, say, show
 from sparsebench.cli.options import (
     DEFAULT_DB,
+    DEFAULT_TRACK_DIR,
     AsJson,
     CacheDir,
     Download,
     ReportDir,
     ResultsDb,
     RunsDir,
+    Track,
+    TrackDir,
+    TrackExperiment,
 )
 from sparsebench.cli.results import report
 from sparsebench.errors import InputError
 from sparsebench.store.layout import DEFAULT_RUNS_DIR
+from sparsebench.tracking import log_finished, tracker_named
 
 
 class RichSweepProgress:
@@ -111,6 +116,9 @@ def sweep(
         bool, typer.Option(help="list what would be trained, derived, resumed or skipped")
     ] = False,
     as_json: AsJson = False,
+    track: Track = None,
+    track_dir: TrackDir = DEFAULT_TRACK_DIR,
+    track_experiment: TrackExperiment = "sparsebench",
 ) -> None:
     """Run a grid of runs; finished runs are skipped and interrupted ones resumed."""
     from sparsebench.config import load_sweep_config
@@ -131,9 +139,10 @@ def sweep(
         show_plan(config, sweep_config, grid, db, runs_dir, download, as_json)
         return
     check_sweep_data(sweep_config, config, download)
+    tracker = tracker_named(track, track_dir, track_experiment)
     request = ExecutorRequest(workers, threads_per_run, ray_address, cpus_per_run, gpus_per_run)
     runner = EXECUTORS[executor](request)
-    state, counts = run_grid(sweep_config, grid, db, runs_dir, runner, cache_dir, download)
+    state, counts = run_grid(sweep_config, grid, db, runs_dir, runner, cache_dir, download, tracker)
     outcome = {
         "config": str(config),
         "counts": counts,
@@ -202,6 +211,7 @@ def run_grid(
     runner: Any,
     cache_dir: Path | None,
     download: bool,
+    tracker: Any = None,
 ) -> tuple[Any, dict[str, int]]:
     """Plan against the database and run what is left, with a progress display."""
     from sparsebench.store import ResultsStore
@@ -225,6 +235,7 @@ def run_grid(
                     cache_dir=cache_dir,
                     download=download,
                     progress=progress,
+                    on_finished=lambda summary: log_finished(tracker, summary),
                 )
         except KeyboardInterrupt:
             say("interrupted: run the same command again to go on where the sweep stopped")

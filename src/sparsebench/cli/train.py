@@ -20,7 +20,18 @@ from rich.progress import (
 from rich.table import Table
 
 from sparsebench.cli.app import app, err, fail, failure_line, out, plain, say
-from sparsebench.cli.options import DEFAULT_DB, AsJson, CacheDir, Download, ResultsDb, RunsDir
+from sparsebench.cli.options import (
+    DEFAULT_DB,
+    DEFAULT_TRACK_DIR,
+    AsJson,
+    CacheDir,
+    Download,
+    ResultsDb,
+    RunsDir,
+    Track,
+    TrackDir,
+    TrackExperiment,
+)
 from sparsebench.cli.settings import run_settings_as_options
 from sparsebench.errors import InputError
 from sparsebench.store.layout import DEFAULT_RUNS_DIR
@@ -74,6 +85,9 @@ def train(
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     config: Annotated[Path | None, typer.Option(help="YAML run config; flags override it")] = None,
     force: Annotated[bool, typer.Option(help="train again even if the run is finished")] = False,
+    track: Track = None,
+    track_dir: TrackDir = DEFAULT_TRACK_DIR,
+    track_experiment: TrackExperiment = "sparsebench",
     as_json: AsJson = False,
     **settings: Any,
 ) -> None:
@@ -85,6 +99,7 @@ def train(
     from sparsebench.models.pretrained import RUN_PREFIX
     from sparsebench.store import ResultsStore
     from sparsebench.store.db import StoreError
+    from sparsebench.tracking import log_finished, tracker_named
     from sparsebench.train.loop import RunDiverged, resolve_device
     from sparsebench.train.run import run_and_record
 
@@ -99,6 +114,7 @@ def train(
                 f"--model: unknown model {run_config.model!r} (choose from {', '.join(known)})"
             )
         resolve_device(run_config.device)
+        tracker = tracker_named(track, track_dir, track_experiment)
         data = load_dataset(
             run_config.dataset, run_config.data_path, run_config.data_options(cache_dir, download)
         )
@@ -133,6 +149,8 @@ def train(
         ) from None
     if summary.get("reused"):
         say(f"run {summary['run_id']} was already finished in {db}; use --force to retrain")
+    else:
+        log_finished(tracker, summary)
     if as_json:
         sys.stdout.write(json.dumps(summary, default=float) + "\n")
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict, deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -73,8 +74,10 @@ def run_sweep(
     cache_dir: str | Path | None = None,
     download: bool = False,
     progress: SweepProgress | None = None,
+    on_finished: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepState:
-    """Execute every planned run that is not finished; return what happened."""
+    """Execute every planned run that is not finished; return what happened.
+    `on_finished` receives each run's summary once it is stored (a tracker)."""
     progress = progress or SweepProgress()
     todo = [run for run in planned if run.action != "skip"]
     state = SweepState(total=len(todo))
@@ -104,6 +107,8 @@ def run_sweep(
         if result["ok"]:
             derived_from = None if run.dense is None else run.dense.run_id()
             store.finish_run(run.run_id, result["summary"], derived_from=derived_from)
+            if on_finished is not None:
+                on_finished(result["summary"])
             state.done += 1
             state.finished.append(run.run_id)
             ready.extendleft(waiting.pop(run.run_id, []))
