@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import json
 from pathlib import Path
 
@@ -100,7 +101,9 @@ def test_an_onnx_model_classifies_the_same(trained, tmp_path):
     folder, run_id = trained
     model = tmp_path / "model.onnx"
     exported = runner.invoke(
-        app, ["export", run_id, "--db", str(folder / "r.db"), "--out", str(model)]
+        app,
+        ["export", run_id, "--db", str(folder / "r.db"), "--out", str(model)]
+        + ["--quantize", "int8", "--calibration-samples", "16"],
     )
     assert exported.exit_code == 0, exported.stderr
     paths = [str(path) for path in held_out_images(folder)]
@@ -110,6 +113,13 @@ def test_an_onnx_model_classifies_the_same(trained, tmp_path):
         rows = list(csv.DictReader(table))
     assert [row["path"] for row in rows] == paths
     assert [int(row["class_index"]) for row in rows] == evaluated_classes(folder, run_id)
+    assert f"gives the same class for {len(paths)} of {len(paths)} images (100.0%)" in (
+        result.stderr
+    )
+    # int8 may disagree now and then: how often is reported
+    int8 = predict(folder, run_id, *paths, "--onnx", str(tmp_path / "model.int8.onnx"))
+    assert int8.exit_code == 0, int8.stderr
+    assert re.search(rf"gives the same class for \d+ of {len(paths)} images", int8.stderr)
 
 
 def test_an_image_that_does_not_decode_gets_its_own_row_and_the_rest_go_on(trained, tmp_path):

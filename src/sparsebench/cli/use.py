@@ -66,6 +66,8 @@ def predict(
             progress.advance(task)
             if row["error"] is not None:
                 say(f"error: {printable(row['error'])}")
+    if onnx is not None:
+        _say_agreement(onnx, rows, predict(paths, preprocessing, torch_classifier(run), batch_size))
     text = _as_json(rows) if fmt == "json" else _as_csv(rows)
     if out_path is None:
         sys.stdout.write(text)
@@ -77,6 +79,21 @@ def predict(
     if failed:
         say(f"{failed} of {len(rows)} images could not be read")
         sys.exit(1)
+
+
+def _say_agreement(onnx: Path, rows: list[dict[str, Any]], reference: Any) -> None:
+    """How often the ONNX model (an int8 one, above all) picks the compact model's class."""
+    pairs = [
+        (row.get("class_index"), other.get("class_index"))
+        for row, other in zip(rows, reference, strict=True)
+        if row["error"] is None
+    ]
+    same = sum(a == b for a, b in pairs)
+    if pairs:
+        say(
+            f"{onnx}: the run's compact model gives the same class for {same} of "
+            f"{len(pairs)} images ({same / len(pairs):.1%})"
+        )
 
 
 def _as_json(rows: list[dict[str, Any]]) -> str:
