@@ -117,3 +117,40 @@ def test_a_tracker_that_fails_costs_a_warning_not_the_run(tmp_path, monkeypatch)
     assert result.exit_code == 0
     assert "was not logged (ConnectionError: tracking server down)" in result.stderr
     assert json.loads(result.stdout)["status"] == "finished"
+
+
+def test_an_exported_model_joins_its_runs_mlflow_run(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    summary = train(tmp_path, "--track", "mlflow")
+    exported = runner.invoke(
+        app,
+        ["export", summary["run_id"], "--db", str(tmp_path / "r.db"), "--out"]
+        + [str(tmp_path / "model.onnx"), "--track", "mlflow"],
+    )
+    assert exported.exit_code == 0, exported.stderr
+    client = mlflow.tracking.MlflowClient()
+    experiment = client.get_experiment_by_name("sparsebench")
+    [run] = client.search_runs(
+        [experiment.experiment_id], f"tags.sparsebench_run_id = '{summary['run_id']}'"
+    )
+    files = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
+    assert "model.onnx" in files and f"run-{summary['run_id']}.json" in files
+
+
+def test_the_reports_figures_become_tensorboard_images(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tmp_path)
+    report = runner.invoke(
+        app,
+        ["report", "--db", str(tmp_path / "r.db"), "--out", str(tmp_path / "report")]
+        + ["--track", "tensorboard", "--track-dir", str(tmp_path / "tb")],
+    )
+    assert report.exit_code == 0, report.stderr
+    events = EventAccumulator(str(tmp_path / "tb" / "report"), size_guidance={"images": 0})
+    events.Reload()
+    pngs = sorted(p.stem for p in (tmp_path / "report" / "figures").glob("*.png"))
+    assert sorted(tag.removeprefix("figures/") for tag in events.Tags()["images"]) == pngs

@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from sparsebench.errors import InputError
 
 # Epoch columns that are numbers worth a curve (not text, not the epoch itself).
@@ -30,6 +32,11 @@ _INSTALL = {
 
 class Tracker(Protocol):
     def log_run(self, summary: dict[str, Any]) -> None: ...
+
+    def log_files(self, run_id: str | None, paths: list[Path]) -> None:
+        """Files made from a run (an exported model) or from all of them (`run_id`
+        None: a report's figures and tables)."""
+        ...
 
 
 def tracker_named(name: str | None, folder: Path, experiment: str) -> Tracker | None:
@@ -51,15 +58,24 @@ def tracker_named(name: str | None, folder: Path, experiment: str) -> Tracker | 
 def log_finished(tracker: Tracker | None, summary: dict[str, Any]) -> None:
     """Send a finished run to the tracker; a tracker that fails (a server down) costs a
     warning line, never the run or the sweep."""
-    if tracker is None:
-        return
+    if tracker is not None:
+        _guarded(f"run {summary.get('run_id')}", tracker.log_run, summary)
+
+
+def log_made_files(tracker: Tracker | None, run_id: str | None, paths: list[Path]) -> None:
+    """Send files to the tracker, beside the run they were made from (or as a report)."""
+    if tracker is not None:
+        _guarded(
+            f"files of run {run_id}" if run_id else "the report", tracker.log_files, run_id, paths
+        )
+
+
+def _guarded(what: str, action: Any, *args: Any) -> None:
     try:
-        tracker.log_run(summary)
+        action(*args)
     except Exception as error:  # any tracker's own failure
         warnings.warn(
-            f"tracking: run {summary.get('run_id')} was not logged ({type(error).__name__}: "
-            f"{error})",
-            stacklevel=2,
+            f"tracking: {what} was not logged ({type(error).__name__}: {error})", stacklevel=3
         )
 
 
@@ -106,6 +122,23 @@ class MlflowTracker:
                 for path in _run_files(summary, Path(folder)):
                     mlflow.log_artifact(str(path))
 
+    def log_files(self, run_id: str | None, paths: list[Path]) -> None:
+        """Into the MLflow run of `run_id` (found by its tag; a new one if it was never
+        logged), or a run named "report"."""
+        import mlflow
+
+        experiment = mlflow.set_experiment(self.experiment)
+        tag = {"sparsebench_run_id": run_id} if run_id else {"sparsebench_report": "true"}
+        found = mlflow.search_runs(
+            [experiment.experiment_id],
+            filter_string=" and ".join(f"tags.{k} = '{v}'" for k, v in tag.items()),
+            output_format="list",
+        )
+        existing = found[0].info.run_id if found and run_id else None
+        with mlflow.start_run(run_id=existing, run_name=None if run_id else "report", tags=tag):
+            for path in paths:
+                mlflow.log_artifact(str(path))
+
 
 class TensorBoardTracker:
     def __init__(self, folder: Path) -> None:
@@ -126,6 +159,25 @@ class TensorBoardTracker:
             last = len(summary["epochs"]) - 1
             for key, value in final_test_metrics(summary).items():
                 writer.add_scalar(f"test/{key.removeprefix('test_')}", value, last)
+        finally:
+            writer.close()
+
+    def log_files(self, run_id: str | None, paths: list[Path]) -> None:
+        """Figures as TensorBoard images; other files (TensorBoard keeps none) as text
+        saying where they are."""
+        from PIL import Image
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(self.folder / (run_id or "report")))
+        try:
+            for path in paths:
+                if path.suffix.lower() == ".png":
+                    with Image.open(path) as image:
+                        pixels = np.asarray(image.convert("RGB"))
+                    writer.add_image(f"figures/{path.stem}", pixels, dataformats="HWC")
+            others = [str(path.resolve()) for path in paths if path.suffix.lower() != ".png"]
+            if others:
+                writer.add_text("files", "\n".join(f"    {p}" for p in others))
         finally:
             writer.close()
 

@@ -11,7 +11,16 @@ import typer
 from rich.table import Table
 
 from sparsebench.cli.app import app, check_range, fail, out, show
-from sparsebench.cli.options import DEFAULT_DB, AsJson, MovedRunsDir, ResultsDb
+from sparsebench.cli.options import (
+    DEFAULT_DB,
+    DEFAULT_TRACK_DIR,
+    AsJson,
+    MovedRunsDir,
+    ResultsDb,
+    Track,
+    TrackDir,
+    TrackExperiment,
+)
 from sparsebench.errors import InputError
 from sparsebench.train.config import MAX_BATCH
 
@@ -28,13 +37,18 @@ def export(
     quantize: Annotated[str | None, typer.Option(help="int8: also write MODEL.int8.onnx")] = None,
     calibration_samples: Annotated[int, typer.Option(help="train images to calibrate")] = 256,
     as_json: AsJson = False,
+    track: Track = None,
+    track_dir: TrackDir = DEFAULT_TRACK_DIR,
+    track_experiment: TrackExperiment = "sparsebench",
 ) -> None:
     """Export a trained run to ONNX (compact, optionally int8) and check it in ONNX Runtime."""
     from sparsebench.deploy.export import export_run
+    from sparsebench.tracking import log_made_files, tracker_named
 
     check_range("--calibration-samples", calibration_samples, 1, 1_000_000)
 
     try:
+        tracker = tracker_named(track, track_dir, track_experiment)
         result = export_run(
             run_id,
             db,
@@ -46,6 +60,8 @@ def export(
         )
     except InputError as error:
         raise fail(str(error)) from None
+    models = [Path(result[key]) for key in ("onnx", "onnx_int8") if key in result]
+    log_made_files(tracker, result["run_id"], models)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return

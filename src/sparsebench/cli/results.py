@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 
 from sparsebench.cli.app import app, fail, out, say, show
-from sparsebench.cli.options import DEFAULT_DB, ReportDir, ResultsDb
+from sparsebench.cli.options import (
+    DEFAULT_DB,
+    DEFAULT_TRACK_DIR,
+    ReportDir,
+    ResultsDb,
+    Track,
+    TrackDir,
+    TrackExperiment,
+)
 from sparsebench.errors import InputError
 
 
@@ -73,15 +81,22 @@ def tables(
 def report(
     out_dir: ReportDir = Path("report"),
     db: ResultsDb = DEFAULT_DB,
+    track: Track = None,
+    track_dir: TrackDir = DEFAULT_TRACK_DIR,
+    track_experiment: TrackExperiment = "sparsebench",
 ) -> None:
     """The study's figures (PNG + SVG), Table 1, every run, and an offline index.html."""
     from sparsebench.report import build_report
+    from sparsebench.tracking import log_made_files, tracker_named
 
     try:
+        tracker = tracker_named(track, track_dir, track_experiment)
         built = build_report(db, out_dir)
     except InputError as error:
         raise fail(str(error)) from None
     say(f"{len(built.figures)} figures (PNG + SVG) and {len(built.tables)} tables in {out_dir}")
+    figures = [built.out_dir / f"{figure.stem}.png" for figure in built.figures]
+    log_made_files(tracker, None, [*figures, built.index, *built.tables])
     show(str(built.index.resolve()))
 
 
