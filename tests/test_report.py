@@ -153,11 +153,18 @@ def test_table_one_holds_the_best_and_the_mean_over_seeds(db, tmp_path):
     assert row["Dense mean ± sd (n)"] == "0.8500 ± 0.0707 (2)"
     assert row["Pre-Training (mixed) best"] == pytest.approx(0.70)
     assert row["Post-Training (mixed) mean ± sd (n)"] == "0.3000 (1)"
-    assert pd.isna(row["In-Training (mixed) best"])  # failed: not a result
-    assert pd.isna(row["SET (mixed) best"])  # SET ran only in uniform
+    assert row["In-Training (mixed) best"] == "failed"  # not a result, and says so
+    assert row["SET (mixed) mean ± sd (n)"] == "not run"  # SET ran only in uniform
+    # the literature beside it, each value with its protocol
+    assert row["literature (protocol)"] == (
+        "0.958 (MedMNIST v2: from scratch, 28x28, Adam 1e-3, 100 epochs); "
+        "0.963 (MedMNIST v2: from scratch, 28 upscaled to 224); "
+        "0.9193 ± 0.0037 (Doerrich et al.: ImageNet-pretrained, 28 padded to 224); "
+        "0.9894 ± 0.0008 (Doerrich et al.: ImageNet-pretrained, 224x224)"
+    )
     page = (tmp_path / "report" / "index.html").read_text()
     assert "MedMNIST v2" in page and "Doerrich et al." in page
-    assert "0.958" in page
+    assert "<td>not run</td>" in page and "None" not in page
 
 
 def test_missing_energy_is_stated_and_never_zero(db, tmp_path):

@@ -197,8 +197,11 @@ def _index_html(
         *(f"<a href='#{e(s)}'>scenario {e(s)}</a>" for s in scenarios),
         "<a href='#bench'>inference benchmark</a><a href='#runs'>every run</a></nav>",
         "<h2 id='table1'>Table 1: best test accuracy, dense and mixed scenario</h2>",
-        "<p>Best over seeds, with mean ± standard deviation (number of seeds). "
-        "<a href='table1.csv'>CSV</a></p>",
+        "<p>Best over seeds, with mean ± standard deviation (number of seeds); a cell "
+        "without a result says whether its run was not run, diverged or failed. The last "
+        "column gives published accuracies with their protocols in short (sources and full "
+        "protocols below): none was measured here, and none follows the study's protocol "
+        "(from scratch at 28x28, Adam 1e-4, 50 epochs). <a href='table1.csv'>CSV</a></p>",
         _html_table(first, {c: "{:.4f}" for c in first.columns if c.endswith("best")}),
     ]
     if not references.empty:
@@ -206,7 +209,7 @@ def _index_html(
             "<h3>Reference accuracies from the literature</h3>",
             "<p>Measured under their authors' protocols (below), not re-run here; the "
             "BloodMNIST-style data in <code>../shared/data</code> uses its own split.</p>",
-            _html_table(references, {"accuracy": "{:.3f}"}),
+            _html_table(references, {"accuracy": "{:.4g}", "sd": "{:.4f}"}),
         ]
     for scenario in scenarios:
         parts.append(
@@ -280,9 +283,20 @@ def _number_formats(frame: pd.DataFrame) -> dict[str, str]:
     }
 
 
+def _formatted(value: object, fmt: str) -> str:
+    """A number in `fmt`; a word (Table 1's "not run") as it is; nothing as "missing"."""
+    if isinstance(value, str):
+        return value
+    return "missing" if pd.isna(value) else fmt.format(value)
+
+
 def _html_table(frame: pd.DataFrame, formats: dict[str, str]) -> str:
+    # An empty text cell (a run not derived from another) is empty, not "None".
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object and column not in formats:
+            frame[column] = frame[column].map(lambda value: "" if value is None else value)
     formatters = {
-        column: (lambda value, f=fmt: "missing" if pd.isna(value) else f.format(value))
-        for column, fmt in formats.items()
+        column: (lambda value, f=fmt: _formatted(value, f)) for column, fmt in formats.items()
     }
     return frame.to_html(index=False, na_rep="missing", formatters=formatters, border=0)

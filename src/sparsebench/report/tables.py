@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from sparsebench.models.registry import model_display_name
-from sparsebench.report.references import REFERENCES
+from sparsebench.report.references import REFERENCES, literature_for
 from sparsebench.report.results import METHOD_NAMES, Results
 from sparsebench.store.db import BENCH_COLUMNS
 
@@ -50,11 +50,14 @@ def per_run_table(results: Results) -> pd.DataFrame:
 
 def table_one(results: Results) -> pd.DataFrame:
     """Best test accuracy (over seeds) of dense and of every method in the `mixed`
-    scenario, per data set and model, with the mean and spread beside it."""
+    scenario, per data set and model, with the mean and spread beside it, and the
+    literature's accuracies with their protocols. A cell with no result says why: "not
+    run", or how its run ended ("diverged", "failed")."""
     runs = results.runs
     chosen = runs[(runs.method == "dense") | (runs.scenario == "mixed")]
     rows = []
     for dataset in results.datasets():
+        names = set(runs[runs.data_label == dataset].dataset)
         for model in results.models():
             row: dict[str, object] = {"data set": dataset, "model": model_display_name(model)}
             for method in results.methods():
@@ -66,8 +69,12 @@ def table_one(results: Results) -> pd.DataFrame:
                 column = (
                     "Dense" if method == "dense" else f"{METHOD_NAMES.get(method, method)} (mixed)"
                 )
-                row[f"{column} best"] = values.max() if len(values) else None
-                row[f"{column} mean ± sd (n)"] = _mean_spread(values)
+                absent = results.ended_as("mixed", dataset, model, method) or "not run"
+                row[f"{column} best"] = values.max() if len(values) else absent
+                row[f"{column} mean ± sd (n)"] = _mean_spread(values) or absent
+            row["literature (protocol)"] = "; ".join(
+                literature_for(name, model) for name in sorted(names)
+            )
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -84,8 +91,8 @@ def references_table(results: Results) -> pd.DataFrame:
                 "setting": ref.setting,
                 "accuracy": ref.accuracy,
                 "source": ref.source,
+                "sd": ref.spread,
                 "protocol": ref.protocol,
-                "note": ref.note,
             }
             for ref in REFERENCES
             if ref.dataset in datasets and ref.model in models
