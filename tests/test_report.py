@@ -29,6 +29,7 @@ def add_run(
     derived_from=None,
     data_path="blood.npz",
     execution=None,
+    inference_s=0.002,
 ):
     config = {
         "model": "resnet18",
@@ -60,7 +61,7 @@ def add_run(
     test = {column: 0.25 for column in TEST_COLUMNS}
     test.update(
         accuracy=accuracy,
-        inference_time_per_sample_s=0.002,
+        inference_time_per_sample_s=inference_s,
         inference_energy_j=energy,
         inference_energy_source=None if energy is None else "rapl",
         inference_energy_missing_reason=RAPL_MISSING if energy is None else None,
@@ -140,7 +141,7 @@ def test_every_figure_of_every_scenario_is_written_as_png_and_svg(db, tmp_path):
             assert "<svg" in svg.read_text()[:1000]
             assert f"figures/{scenario}_{metric.column}.png" in page
     assert "linear-only" not in {f.scenario for f in report.figures}  # nothing ran there
-    assert len(report.figures) == 2 * 7
+    assert len(report.figures) == 2 * 7 + 2  # and the two trade-off figures
 
 
 def test_table_one_holds_the_best_and_the_mean_over_seeds(db, tmp_path):
@@ -289,3 +290,34 @@ def test_the_report_says_which_execution_produced_each_training_cost(tmp_path):
     assert "compact and masked execution: masked bars hatched" in svg
     accuracy = (tmp_path / "report" / "figures" / "mixed_test_accuracy.svg").read_text()
     assert "execution" not in accuracy
+
+
+def test_the_pareto_front_by_hand():
+    from sparsebench.report.tradeoff import pareto_front
+
+    cost = pd.Series([1.0, 2.0, 3.0, 2.0, 4.0])
+    accuracy = pd.Series([0.6, 0.8, 0.7, 0.9, 0.95])
+    # (3.0, 0.7) is beaten by (2.0, 0.8) and (2.0, 0.9); (2.0, 0.8) by (2.0, 0.9)
+    assert pareto_front(cost, accuracy).tolist() == [True, False, False, True, True]
+
+
+def test_the_recommendation_table_answers_which_method_by_hand(tmp_path):
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "dense0", "dense", None, 0, 0.900, inference_s=0.010)
+        add_run(store, "pre0", "pre", "mixed", 0, 0.895, inference_s=0.004)  # within 1 point
+        add_run(store, "set0", "set", "mixed", 0, 0.880, inference_s=0.003)  # faster, too weak
+        add_run(store, "set1", "set", "uniform", 0, 0.600, inference_s=0.001)
+    report = runner.invoke(
+        app,
+        ["report", "--db", str(path), "--out", str(tmp_path / "r"), "--latency-budget-ms", "3.5"],
+    )
+    assert report.exit_code == 0, report.stderr
+    [row] = pd.read_csv(tmp_path / "r" / "recommendations.csv").to_dict("records")
+    assert row["dense accuracy"] == pytest.approx(0.9)
+    assert row["fastest within 1 point of dense"].startswith("Pre-Training, mixed: accuracy 0.8950")
+    assert row["most accurate within 3.5 ms/image"].startswith("SET, mixed: accuracy 0.8800")
+    figures = tmp_path / "r" / "figures"
+    assert (figures / "tradeoff_inference_ms.png").is_file()
+    assert (figures / "tradeoff_train_s.svg").is_file()
+    assert "Which method and sparsity for this box?" in (tmp_path / "r" / "index.html").read_text()

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sparsebench.cli.app import app, fail, out, say, show
+from sparsebench.cli.app import app, check_range, fail, out, say, show
 from sparsebench.cli.options import (
     DEFAULT_DB,
     DEFAULT_TRACK_DIR,
@@ -81,6 +81,10 @@ def tables(
 def report(
     out_dir: ReportDir = Path("report"),
     db: ResultsDb = DEFAULT_DB,
+    latency_budget_ms: Annotated[
+        float | None,
+        typer.Option(help="recommend the most accurate run within this time per image"),
+    ] = None,
     track: Track = None,
     track_dir: TrackDir = DEFAULT_TRACK_DIR,
     track_experiment: TrackExperiment = "sparsebench",
@@ -91,7 +95,9 @@ def report(
 
     try:
         tracker = tracker_named(track, track_dir, track_experiment)
-        built = build_report(db, out_dir)
+        if latency_budget_ms is not None:
+            check_range("--latency-budget-ms", latency_budget_ms, 0, 1e9, above=True)
+        built = build_report(db, out_dir, latency_budget_ms)
     except InputError as error:
         raise fail(str(error)) from None
     say(f"{len(built.figures)} figures (PNG + SVG) and {len(built.tables)} tables in {out_dir}")

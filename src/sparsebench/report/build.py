@@ -22,6 +22,11 @@ from sparsebench.errors import InputError
 from sparsebench.report.figures import BARS, CURVES, FigureNotes, bar_figure, curve_figure
 from sparsebench.report.results import SCENARIO_NAMES, Results, load_results
 from sparsebench.report.tables import bench_table, per_run_table, references_table, table_one
+from sparsebench.report.tradeoff import (
+    ACCURACY_TOLERANCE,
+    recommendations,
+    tradeoff_figure,
+)
 
 
 @dataclass
@@ -44,7 +49,9 @@ class Report:
 MARKER = ".sparsebench-report"
 
 
-def build_report(db: str | Path, out_dir: str | Path) -> Report:
+def build_report(
+    db: str | Path, out_dir: str | Path, latency_budget_ms: float | None = None
+) -> Report:
     db, out_dir = Path(db), Path(out_dir)
     _check_replaceable(out_dir)
     results = load_results(db)
@@ -53,7 +60,7 @@ def build_report(db: str | Path, out_dir: str | Path) -> Report:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        report = _write(results, db, staging)
+        report = _write(results, db, staging, latency_budget_ms)
         _replace_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -95,10 +102,19 @@ def _replace_folder(staging: Path, out_dir: Path) -> None:
         staging.rename(out_dir)
 
 
-def _write(results: Results, db: Path, folder: Path) -> Report:
+def _write(results: Results, db: Path, folder: Path, latency_budget_ms: float | None) -> Report:
     report = Report(out_dir=folder, index=folder / "index.html")
     (folder / MARKER).write_text("written by sparsebench report; replaced by the next one\n")
     (folder / "figures").mkdir()
+    for cost, title in (
+        ("inference_ms", "Test accuracy against inference time per image"),
+        ("train_s", "Test accuracy against total training time"),
+    ):
+        report.figures.append(
+            _save(tradeoff_figure(results, cost), folder, "tradeoff", cost, title)
+        )
+    advice = recommendations(results, latency_budget_ms)
+    advice.to_csv(folder / "recommendations.csv", index=False)
     for scenario in results.scenarios():
         for metric in CURVES:
             figure, notes = curve_figure(results, scenario, metric)
@@ -117,12 +133,14 @@ def _write(results: Results, db: Path, folder: Path) -> Report:
     references = references_table(results)
     references.to_csv(folder / "references.csv", index=False)
     bench = bench_table(results)
-    report.tables = [folder / name for name in ("runs.csv", "runs.parquet", "table1.csv")]
+    report.tables = [
+        folder / name for name in ("runs.csv", "runs.parquet", "table1.csv", "recommendations.csv")
+    ]
     if not bench.empty:
         bench.to_csv(folder / "inference_bench.csv", index=False)
         report.tables.append(folder / "inference_bench.csv")
     (folder / "index.html").write_text(
-        _index_html(results, db, report, first, references, bench, runs)
+        _index_html(results, db, report, first, references, bench, runs, advice)
     )
     return report
 
@@ -181,6 +199,7 @@ def _index_html(
     references: pd.DataFrame,
     bench: pd.DataFrame,
     runs: pd.DataFrame,
+    advice: pd.DataFrame,
 ) -> str:
     e = html.escape
     scenarios = results.scenarios()
@@ -193,9 +212,23 @@ def _index_html(
         f"{len(results.runs)} finished runs ({_count_text(results)}). Figures are PNG "
         "(shown) and SVG (linked); tables are CSV, and Parquet for the per-run table.</p>",
         "<nav>",
-        "<a href='#table1'>Table 1</a>",
+        "<a href='#choice'>which method</a><a href='#table1'>Table 1</a>",
         *(f"<a href='#{e(s)}'>scenario {e(s)}</a>" for s in scenarios),
         "<a href='#bench'>inference benchmark</a><a href='#runs'>every run</a></nav>",
+        "<h2 id='choice'>Which method and sparsity for this box?</h2>",
+        "<p>Each point is one method and scenario (seeds averaged); the line joins the "
+        "Pareto front, the configurations no other one beats on both accuracy and cost. "
+        "Inference time is per test image as the run was tested (the compact network for "
+        f"compact runs). Fastest within {ACCURACY_TOLERANCE * 100:g} point of dense, and "
+        "most accurate within the latency budget (<code>report --latency-budget-ms</code>): "
+        "<a href='recommendations.csv'>CSV</a></p>",
+        _html_table(advice, _number_formats(advice)),
+        *(
+            f"<figure><img src='{e(f.stem)}.png' alt='{e(f.title)}'><figcaption>{e(f.title)} "
+            f"<a href='{e(f.stem)}.svg'>SVG</a></figcaption></figure>"
+            for f in report.figures
+            if f.scenario == "tradeoff"
+        ),
         "<h2 id='table1'>Table 1: best test accuracy, dense and mixed scenario</h2>",
         "<p>Best over seeds, with mean ± standard deviation (number of seeds); a cell "
         "without a result says whether its run was not run, diverged or failed. The last "

@@ -91,7 +91,7 @@ def literal(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def _grid(results: Results, title: str) -> tuple[Figure, dict[tuple[str, str], plt.Axes]]:
+def panel_grid(results: Results, title: str) -> tuple[Figure, dict[tuple[str, str], plt.Axes]]:
     datasets, models = results.datasets(), results.models()
     figure, axes = plt.subplots(
         len(datasets),
@@ -138,7 +138,7 @@ def curve_figure(
     """Lines: the mean over seeds per epoch; band: the lowest to the highest seed."""
     notes = FigureNotes()
     epochs = results.in_scenario(results.epochs, scenario)
-    figure, panels = _grid(results, f"{metric.title}, scenario {scenario}")
+    figure, panels = panel_grid(results, f"{metric.title}, scenario {scenario}")
     methods = results.methods()
     for (dataset, model), axis in panels.items():
         panel = epochs[(epochs.data_label == dataset) & (epochs.model == model)]
@@ -174,7 +174,7 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
         how += f", {' and '.join(executions)} execution"
         if len(executions) > 1:
             how += ": masked bars hatched"
-    figure, panels = _grid(results, f"{metric.title}, scenario {scenario} ({how})")
+    figure, panels = panel_grid(results, f"{metric.title}, scenario {scenario} ({how})")
     methods = results.methods()
     positions = np.arange(len(methods))
     for (dataset, model), axis in panels.items():
