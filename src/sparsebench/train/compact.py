@@ -18,7 +18,7 @@ zero whatever they are, and a regrown one starts them afresh.)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -174,6 +174,9 @@ class _Slicer:
 
 
 class CompactVGGTrainer(nn.Module):
+    """A VGG's layers sliced to its live filters and neurons, laid out as VGG runs them
+    (contiguous: the deployment `CompactVGG`'s channels-last layout changes rounding)."""
+
     def __init__(self, features: nn.Sequential, avgpool: nn.Module, classifier: nn.Sequential):
         super().__init__()
         self.features, self.avgpool, self.classifier = features, avgpool, classifier
@@ -204,13 +207,13 @@ def _vgg(model: VGG, slicer: _Slicer) -> nn.Module:
             head.append(slicer.linear(module, rows, features))
             features, width = rows, module.out_features
         elif isinstance(module, nn.Dropout) and len(features) < width:
-            head.append(DropoutOver(module.p, width, features.to(module_device(model))))
+            head.append(DropoutOver(module.p, width, features.to(_device_of(model))))
         else:
             head.append(module)
     return CompactVGGTrainer(nn.Sequential(*layers), model.avgpool, nn.Sequential(*head))
 
 
-def module_device(model: nn.Module) -> torch.device:
+def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
@@ -218,7 +221,7 @@ def _resnet(model: ResNet, slicer: _Slicer) -> nn.Module:
     """The residual streams as `deploy.compact` lays them out: a stage's stream keeps
     every channel that any of its contributors (stem or downsample, each block's second
     conv) keeps; each contributor computes its own and adds them into the stream."""
-    device = module_device(model)
+    device = _device_of(model)
     stem_rows = slicer.live_rows(model.conv1)
     blocks_out: list[nn.Module] = []
     previous = stem_stream = None
@@ -487,7 +490,7 @@ def _per_entry(value: object, like: torch.Tensor) -> bool:
     return torch.is_tensor(value) and value.shape == like.shape
 
 
-def _gating(gate: torch.Tensor):
+def _gating(gate: torch.Tensor) -> Callable[[torch.Tensor], None]:
     def hook(param: torch.Tensor) -> None:
         param.grad.mul_(gate)
 
