@@ -99,3 +99,25 @@ def test_a_stored_config_without_later_settings_gives_their_defaults():
     assert (options.elpv_classes, options.image_size, options.seed) == (4, 32, 3)
     assert options.allow_external_paths is False
     assert options.max_image_pixels == DataOptions().max_image_pixels
+
+
+def test_a_data_set_entry_overrides_the_sweeps_training_for_its_runs(tmp_path):
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(
+        "models: [resnet18]\n"
+        "datasets:\n"
+        "  - {dataset: synthetic}\n"
+        "  - {dataset: elpv, training: {epochs: 30, lr: 0.003}}\n"
+        "methods: [dense]\n"
+        "training: {epochs: 8, lr: 0.001, batch_size: 32}\n"
+    )
+    sweep = load_sweep_config(sweep_file)
+    large = sweep.run_config("resnet18", 0, "dense", None, 0)
+    small = sweep.run_config("resnet18", 1, "dense", None, 0)
+    assert (large.epochs, large.lr, large.batch_size) == (8, 0.001, 32)
+    assert (small.epochs, small.lr, small.batch_size) == (30, 0.003, 32)
+    sweep_file.write_text(
+        "models: [resnet18]\ndatasets: [{dataset: elpv, training: {epochs: 0}}]\nmethods: [dense]\n"
+    )
+    with pytest.raises(InputError, match=r"datasets\[0\]\.training\.epochs: Input should be"):
+        load_sweep_config(sweep_file)

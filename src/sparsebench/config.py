@@ -79,6 +79,14 @@ def _subset_model(name: str, fields: tuple[str, ...]) -> type[BaseModel]:
 TrainingSpec = _subset_model("TrainingSpec", TRAINING_FIELDS)
 
 
+class DataEntry(DataSettings):
+    """A sweep's data set, with the training settings that differ for it (a small set
+    needs more epochs than a large one): `training:` under the entry overrides the
+    sweep's `training:` for its runs."""
+
+    training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[valid-type]
+
+
 class SweepConfig(BaseModel):
     """A grid of runs: every model x data set x method x scenario x seed, with shared
     training settings. A dense run ignores the scenarios (it is one run per model, data
@@ -88,7 +96,7 @@ class SweepConfig(BaseModel):
 
     name: str = "sweep"
     models: list[str] = Field(min_length=1)
-    datasets: list[DataSettings] = Field(min_length=1)
+    datasets: list[DataEntry] = Field(min_length=1)
     methods: list[str] = Field(min_length=1)
     scenarios: list[str] = Field(default_factory=lambda: ["mixed"], min_length=1)
     seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
@@ -123,8 +131,12 @@ class SweepConfig(BaseModel):
     def run_config(
         self, model: str, dataset_index: int, method: str, scenario: str | None, seed: int
     ) -> RunConfig:
-        data = self.datasets[dataset_index].model_dump(exclude_unset=True)
-        training = self.training.model_dump(exclude_unset=True)
+        entry = self.datasets[dataset_index]
+        data = entry.model_dump(exclude_unset=True, exclude={"training"})
+        training = {
+            **self.training.model_dump(exclude_unset=True),
+            **entry.training.model_dump(exclude_unset=True),
+        }
         # A sweep's method options are keyed by method: `method_options: {rigl: {...}}`.
         training["method_options"] = training.get("method_options", {}).get(method, {})
         try:
