@@ -25,9 +25,9 @@ import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
-from sparsebench.deploy.compact import CompactBlock, CompactResNet, stream_positions
+from sparsebench.deploy.compact import compact_resnet_with
 from sparsebench.measure.counting import count_model
-from sparsebench.models.resnet import BasicBlock, ResNet
+from sparsebench.models.resnet import ResNet
 from sparsebench.models.vgg import VGG
 from sparsebench.sparsity.masks import LayerMask
 from sparsebench.sparsity.methods import PruningMethod
@@ -97,9 +97,9 @@ class _Slicer:
         self.masks = masks
         self.slices: list[Slice] = []
 
-    def live_rows(self, module: nn.Module) -> torch.Tensor:
+    def live_rows(self, module: nn.Module, bn: nn.BatchNorm2d | None = None) -> torch.Tensor:
         """A layer's filters or neurons that are not pruned (all of them when its units
-        are single weights, or when it is not pruned)."""
+        are single weights, or when it is not pruned); its batch norm goes with it."""
         mask = self.masks.get(module)
         out = module.weight.shape[0]
         if mask is None or not mask.layer.whole_rows:
@@ -153,6 +153,9 @@ class _Slicer:
         if linear.bias is not None:
             self._take(linear.bias, sliced.bias, rows, None)
         return sliced
+
+    def head(self, linear: nn.Linear, cols: torch.Tensor) -> nn.Linear:
+        return self.linear(linear, self.live_rows(linear), cols)
 
     def bn(self, bn: nn.BatchNorm2d, rows: torch.Tensor) -> nn.BatchNorm2d:
         sliced = nn.BatchNorm2d(
@@ -217,66 +220,6 @@ def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _resnet(model: ResNet, slicer: _Slicer) -> nn.Module:
-    """The residual streams as `deploy.compact` lays them out: a stage's stream keeps
-    every channel that any of its contributors (stem or downsample, each block's second
-    conv) keeps; each contributor computes its own and adds them into the stream."""
-    device = _device_of(model)
-    stem_rows = slicer.live_rows(model.conv1)
-    blocks_out: list[nn.Module] = []
-    previous = stem_stream = None
-    for stage_index, stage in enumerate([model.layer1, model.layer2, model.layer3, model.layer4]):
-        blocks: list[BasicBlock] = list(stage)
-        contributors = [slicer.live_rows(block.conv2) for block in blocks]
-        first = blocks[0]
-        if first.downsample is not None:
-            shortcut = slicer.live_rows(first.downsample[0])
-        else:
-            shortcut = stem_rows if stage_index == 0 else None
-        parts = contributors + ([shortcut] if shortcut is not None else [])
-        stream = torch.unique(torch.cat(parts))
-        if stage_index == 0:
-            stem_stream = previous = stream
-        for block_index, (block, rows2) in enumerate(zip(blocks, contributors, strict=True)):
-            rows1 = slicer.live_rows(block.conv1)
-            reads = previous if block_index == 0 else stream
-            downsample, shortcut_index = None, None
-            if block_index == 0 and block.downsample is not None:
-                downsample = nn.Sequential(
-                    slicer.conv(block.downsample[0], shortcut, reads),
-                    slicer.bn(block.downsample[1], shortcut),
-                )
-                shortcut_index = stream_positions(shortcut, stream).to(device)
-            blocks_out.append(
-                CompactBlock(
-                    slicer.conv(block.conv1, rows1, reads),
-                    slicer.bn(block.bn1, rows1),
-                    slicer.conv(block.conv2, rows2, rows1),
-                    slicer.bn(block.bn2, rows2),
-                    stream_positions(rows2, stream).to(device),
-                    len(stream),
-                    downsample,
-                    shortcut_index,
-                )
-            )
-        previous = stream
-    assert stem_stream is not None and previous is not None
-    stem = nn.Sequential(
-        slicer.conv(model.conv1, stem_rows, torch.arange(model.conv1.in_channels)),
-        slicer.bn(model.bn1, stem_rows),
-        nn.ReLU(inplace=True),
-        model.maxpool,
-    )
-    fc = slicer.linear(model.fc, slicer.live_rows(model.fc), previous)
-    return CompactResNet(
-        stem,
-        stream_positions(stem_rows, stem_stream).to(device),
-        len(stem_stream),
-        nn.Sequential(*blocks_out),
-        fc,
-    )
-
-
 def compactable(model: nn.Module) -> bool:
     return isinstance(model, VGG | ResNet)
 
@@ -286,7 +229,12 @@ def build_compact(
 ) -> tuple[nn.Module, list[Slice]]:
     """The compact network of `master` under `masks`, and the slices it is made of."""
     slicer = _Slicer(masks)
-    network = _vgg(master, slicer) if isinstance(master, VGG) else _resnet(master, slicer)
+    if isinstance(master, VGG):
+        network = _vgg(master, slicer)
+    else:
+        # The residual streams as deployment lays them out: a stage's stream keeps every
+        # channel any of its contributors keeps; each adds its own into the stream.
+        network = compact_resnet_with(master, slicer)
     return network.train(master.training), slicer.slices
 
 
