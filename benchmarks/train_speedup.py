@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import random
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from train_overhead import epoch_times  # the same taking of turns (benchmarks/)
 
 from sparsebench.models import build_model
 from sparsebench.sparsity import SCENARIOS, SparsityTargets, make_method
@@ -94,19 +94,6 @@ class Variant:
 def _synchronise(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def epoch_times(variants: dict[str, Variant], batches: list, chunk: int, seed: int) -> dict:
-    elapsed = dict.fromkeys(variants, 0.0)
-    order = list(variants)
-    shuffler = random.Random(seed)
-    for start in range(0, len(batches), chunk):
-        shuffler.shuffle(order)
-        for name in order:
-            elapsed[name] += variants[name].train_batches(batches[start : start + chunk])
-    for name in order:
-        elapsed[name] += variants[name].end_epoch()
-    return elapsed
 
 
 def step_memory(variant: Variant, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
