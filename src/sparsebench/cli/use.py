@@ -61,13 +61,14 @@ def predict(
     rows: list[dict[str, Any]] = []
     with quiet_progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn()) as progress:
         task = progress.add_task("images", total=len(paths))
-        for row in predict(paths, preprocessing, classify, batch_size, top_k):
+        reference = torch_classifier(run) if onnx is not None else None
+        for row in predict(paths, preprocessing, classify, batch_size, top_k, reference):
             rows.append(row)
             progress.advance(task)
             if row["error"] is not None:
                 say(f"error: {printable(row['error'])}")
     if onnx is not None:
-        _say_agreement(onnx, rows, predict(paths, preprocessing, torch_classifier(run), batch_size))
+        _say_agreement(onnx, rows)
     text = _as_json(rows) if fmt == "json" else _as_csv(rows)
     if out_path is None:
         sys.stdout.write(text)
@@ -81,11 +82,12 @@ def predict(
         sys.exit(1)
 
 
-def _say_agreement(onnx: Path, rows: list[dict[str, Any]], reference: Any) -> None:
-    """How often the ONNX model (an int8 one, above all) picks the compact model's class."""
+def _say_agreement(onnx: Path, rows: list[dict[str, Any]]) -> None:
+    """How often the ONNX model (an int8 one, above all) picks the compact model's class;
+    the rows keep only what predict prints."""
     pairs = [
-        (row.get("class_index"), other.get("class_index"))
-        for row, other in zip(rows, reference, strict=True)
+        (row["class_index"], row.pop("reference_class_index"))
+        for row in rows
         if row["error"] is None
     ]
     same = sum(a == b for a, b in pairs)

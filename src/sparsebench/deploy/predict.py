@@ -131,9 +131,12 @@ def predict(
     classify: Callable[[torch.Tensor], torch.Tensor],
     batch_size: int = 64,
     top_k: int = 3,
+    reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One row per image, in order: its class, class index, probability and the top
-    `top_k` classes; an image that cannot be decoded gets a row with its error."""
+    `top_k` classes; an image that cannot be decoded gets a row with its error. With a
+    `reference` classifier, each row also holds the class it gives the same input
+    (`reference_class_index`): an ONNX model's agreement, without decoding twice."""
     top_k = min(top_k, len(preprocessing.classes))
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
@@ -146,8 +149,10 @@ def predict(
             except InputError as error:
                 rows.append({"path": str(path), "error": str(error)})
         if decoded:
-            probabilities = torch.softmax(classify(preprocessing.batch(decoded)).float(), dim=1)
+            batch = preprocessing.batch(decoded)
+            probabilities = torch.softmax(classify(batch).float(), dim=1)
             best = probabilities.topk(top_k, dim=1)
+            agreed = None if reference is None else reference(batch).argmax(dim=1).tolist()
             good = iter(range(len(decoded)))
             for row in rows:
                 if row["error"] is not None:
@@ -165,4 +170,6 @@ def predict(
                         ],
                     }
                 )
+                if agreed is not None:
+                    row["reference_class_index"] = agreed[i]
         yield from rows
