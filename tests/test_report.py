@@ -144,6 +144,20 @@ def test_every_figure_of_every_scenario_is_written_as_png_and_svg(db, tmp_path):
     assert len(report.figures) == 2 * 7 + 2  # and the two trade-off figures
 
 
+def test_no_svg_writes_png_figures_only_and_links_none(db, tmp_path):
+    result = runner.invoke(
+        app, ["report", "--db", str(db), "--out", str(tmp_path / "report"), "--no-svg"]
+    )
+    assert result.exit_code == 0, result.output
+    figures = tmp_path / "report" / "figures"
+    pngs = sorted(figures.glob("*.png"))
+    assert len(pngs) == 2 * 7 + 2
+    assert not list(figures.glob("*.svg"))
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert ".svg" not in page and all(f"figures/{png.name}" in page for png in pngs)
+    assert "figures (PNG) and" in result.output
+
+
 def test_table_one_holds_the_best_and_the_mean_over_seeds(db, tmp_path):
     build_report(db, tmp_path / "report")
     table = pd.read_csv(tmp_path / "report" / "table1.csv")

@@ -85,6 +85,9 @@ def report(
         float | None,
         typer.Option(help="recommend the most accurate run within this time per image"),
     ] = None,
+    svg: Annotated[
+        bool, typer.Option(help="write every figure as SVG beside its PNG (--no-svg: PNG only)")
+    ] = True,
     track: Track = None,
     track_dir: TrackDir = DEFAULT_TRACK_DIR,
     track_experiment: TrackExperiment = "sparsebench",
@@ -97,10 +100,11 @@ def report(
         tracker = tracker_named(track, track_dir, track_experiment)
         if latency_budget_ms is not None:
             check_range("--latency-budget-ms", latency_budget_ms, 0, 1e9, above=True)
-        built = build_report(db, out_dir, latency_budget_ms)
+        built = build_report(db, out_dir, latency_budget_ms, svg)
     except InputError as error:
         raise fail(str(error)) from None
-    say(f"{len(built.figures)} figures (PNG + SVG) and {len(built.tables)} tables in {out_dir}")
+    kinds = "PNG + SVG" if svg else "PNG"
+    say(f"{len(built.figures)} figures ({kinds}) and {len(built.tables)} tables in {out_dir}")
     figures = [built.out_dir / f"{figure.stem}.png" for figure in built.figures]
     log_made_files(tracker, None, [*figures, built.index, *built.tables])
     show(str(built.index.resolve()))

@@ -42,6 +42,7 @@ class FigureEntry:
 class Report:
     out_dir: Path
     index: Path
+    svg: bool = True
     figures: list[FigureEntry] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
 
@@ -50,8 +51,13 @@ MARKER = ".sparsebench-report"
 
 
 def build_report(
-    db: str | Path, out_dir: str | Path, latency_budget_ms: float | None = None
+    db: str | Path,
+    out_dir: str | Path,
+    latency_budget_ms: float | None = None,
+    svg: bool = True,
 ) -> Report:
+    """`svg=False` writes PNG figures only: a report committed to a repository or mailed
+    is half the size."""
     db, out_dir = Path(db), Path(out_dir)
     _check_replaceable(out_dir)
     results = load_results(db)
@@ -60,7 +66,7 @@ def build_report(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        report = _write(results, db, staging, latency_budget_ms)
+        report = _write(results, db, staging, latency_budget_ms, svg)
         _replace_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -102,8 +108,10 @@ def _replace_folder(staging: Path, out_dir: Path) -> None:
         staging.rename(out_dir)
 
 
-def _write(results: Results, db: Path, folder: Path, latency_budget_ms: float | None) -> Report:
-    report = Report(out_dir=folder, index=folder / "index.html")
+def _write(
+    results: Results, db: Path, folder: Path, latency_budget_ms: float | None, svg: bool
+) -> Report:
+    report = Report(out_dir=folder, index=folder / "index.html", svg=svg)
     (folder / MARKER).write_text("written by sparsebench report; replaced by the next one\n")
     (folder / "figures").mkdir()
     for cost, title in (
@@ -111,18 +119,18 @@ def _write(results: Results, db: Path, folder: Path, latency_budget_ms: float | 
         ("train_s", "Test accuracy against total training time"),
     ):
         report.figures.append(
-            _save(tradeoff_figure(results, cost), folder, "tradeoff", cost, title)
+            _save(tradeoff_figure(results, cost), report, "tradeoff", cost, title)
         )
     advice = recommendations(results, latency_budget_ms)
     advice.to_csv(folder / "recommendations.csv", index=False)
     for scenario in results.scenarios():
         for metric in CURVES:
             figure, notes = curve_figure(results, scenario, metric)
-            report.figures.append(_save(figure, folder, scenario, metric.column, metric.title))
+            report.figures.append(_save(figure, report, scenario, metric.column, metric.title))
             report.figures[-1].notes = notes
         for metric in BARS:
             figure, notes = bar_figure(results, scenario, metric)
-            entry = _save(figure, folder, scenario, metric.column, metric.title, metric.energy)
+            entry = _save(figure, report, scenario, metric.column, metric.title, metric.energy)
             entry.notes = notes
             report.figures.append(entry)
     runs = per_run_table(results)
@@ -146,13 +154,18 @@ def _write(results: Results, db: Path, folder: Path, latency_budget_ms: float | 
 
 
 def _save(
-    figure: plt.Figure, folder: Path, scenario: str, column: str, title: str, energy: bool = False
+    figure: plt.Figure, report: Report, scenario: str, column: str, title: str, energy: bool = False
 ) -> FigureEntry:
     stem = f"figures/{scenario}_{column}"
-    figure.savefig(folder / f"{stem}.png", dpi=110)
-    figure.savefig(folder / f"{stem}.svg")
+    figure.savefig(report.out_dir / f"{stem}.png", dpi=110)
+    if report.svg:
+        figure.savefig(report.out_dir / f"{stem}.svg")
     plt.close(figure)
     return FigureEntry(scenario, title, stem, energy, FigureNotes())
+
+
+def _svg_link(report: Report, entry: FigureEntry) -> str:
+    return f" <a href='{html.escape(entry.stem)}.svg'>SVG</a>" if report.svg else ""
 
 
 def _energy_statement(notes: FigureNotes) -> str:
@@ -224,8 +237,8 @@ def _index_html(
         "<a href='recommendations.csv'>CSV</a></p>",
         _html_table(advice, _number_formats(advice)),
         *(
-            f"<figure><img src='{e(f.stem)}.png' alt='{e(f.title)}'><figcaption>{e(f.title)} "
-            f"<a href='{e(f.stem)}.svg'>SVG</a></figcaption></figure>"
+            f"<figure><img src='{e(f.stem)}.png' alt='{e(f.title)}'><figcaption>{e(f.title)}"
+            f"{_svg_link(report, f)}</figcaption></figure>"
             for f in report.figures
             if f.scenario == "tradeoff"
         ),
@@ -263,7 +276,7 @@ def _index_html(
                 caption += " Not run: " + e(", ".join(sorted(set(entry.notes.not_run)))) + "."
             parts.append(
                 f"<figure><img src='{e(entry.stem)}.png' alt='{e(entry.title)}'>"
-                f"<figcaption>{caption} <a href='{e(entry.stem)}.svg'>SVG</a></figcaption>"
+                f"<figcaption>{caption}{_svg_link(report, entry)}</figcaption>"
                 "</figure>"
             )
     parts.append("<h2 id='bench'>Inference benchmark (sparsebench bench)</h2>")
