@@ -282,8 +282,10 @@ def demo(
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     out_dir: ReportDir = Path("report"),
 ) -> None:
-    """The whole loop offline: the quick sweep (every method and scenario on real
-    solar-cell images, ELPV), then the report; prints the path of its index.html."""
+    """The whole loop offline: the quick sweep, then the report.
+
+    The quick sweep runs every method and scenario on real solar-cell images (ELPV);
+    the path of the report's index.html is printed last."""
     failed = False
     try:
         sweep(

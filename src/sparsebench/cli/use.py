@@ -35,8 +35,10 @@ def predict(
     db: ResultsDb = DEFAULT_DB,
     runs_dir: MovedRunsDir = None,
 ) -> None:
-    """Classify image files with a run's compact model (or its exported ONNX model),
-    preprocessed as its training data was. Exit code 1 if any image could not be read."""
+    """Classify image files with a run's compact model or its exported ONNX model.
+
+    Images are preprocessed as the run's training data was. Exit code 1 if any image
+    could not be read."""
     from sparsebench.data.progress import quiet_progress
     from sparsebench.deploy.load import load_run
     from sparsebench.deploy.predict import (
@@ -140,8 +142,10 @@ def serve(
     db: ResultsDb = DEFAULT_DB,
     runs_dir: MovedRunsDir = None,
 ) -> None:
-    """Serve a run over HTTP: POST /predict (an image's bytes, or a multipart form with
-    one file) answers its class and probabilities; GET /health; GET /metrics."""
+    """Serve a run over HTTP: POST /predict, GET /health, GET /metrics.
+
+    POST /predict takes an image's bytes, or a multipart form with one file, and answers
+    its class and probabilities."""
     import uvicorn
 
     from sparsebench.deploy.load import load_run
