@@ -284,8 +284,7 @@ def demo(
 ) -> None:
     """The whole loop offline: the quick sweep, then the report.
 
-    The quick sweep runs every method and scenario on real solar-cell images (ELPV);
-    the path of the report's index.html is printed last."""
+    Every method and scenario on real solar-cell images (ELPV); prints index.html's path."""
     failed = False
     try:
         sweep(

@@ -37,8 +37,7 @@ def predict(
 ) -> None:
     """Classify image files with a run's compact model or its exported ONNX model.
 
-    Images are preprocessed as the run's training data was. Exit code 1 if any image
-    could not be read."""
+    Preprocessed as the run's training data was; exit code 1 if an image is unreadable."""
     from sparsebench.data.progress import quiet_progress
     from sparsebench.deploy.load import load_run
     from sparsebench.deploy.predict import (
@@ -144,8 +143,7 @@ def serve(
 ) -> None:
     """Serve a run over HTTP: POST /predict, GET /health, GET /metrics.
 
-    POST /predict takes an image's bytes, or a multipart form with one file, and answers
-    its class and probabilities."""
+    POST /predict takes an image's bytes (or a one-file form): class and probabilities."""
     import uvicorn
 
     from sparsebench.deploy.load import load_run
