@@ -155,6 +155,7 @@ def test_no_svg_writes_png_figures_only_and_links_none(db, tmp_path):
     assert not list(figures.glob("*.svg"))
     page = (tmp_path / "report" / "index.html").read_text()
     assert ".svg" not in page and all(f"figures/{png.name}" in page for png in pngs)
+    assert "SVG (linked)" not in page and "(no SVG written)" in page
     assert "figures (PNG) and" in result.output
 
 

@@ -223,7 +223,8 @@ def _index_html(
         "<h1>sparsebench report</h1>",
         f"<p>From <code>{e(str(db))}</code>, {time.strftime('%Y-%m-%d %H:%M %Z')}: "
         f"{len(results.runs)} finished runs ({_count_text(results)}). Figures are PNG "
-        "(shown) and SVG (linked); tables are CSV, and Parquet for the per-run table.</p>",
+        f"{'(shown) and SVG (linked)' if report.svg else '(no SVG written)'}; tables are "
+        "CSV, and Parquet for the per-run table.</p>",
         "<nav>",
         "<a href='#choice'>which method</a><a href='#table1'>Table 1</a>",
         *(f"<a href='#{e(s)}'>scenario {e(s)}</a>" for s in scenarios),

@@ -54,7 +54,7 @@ def pareto_front(cost: pd.Series, accuracy: pd.Series) -> pd.Series:
     on_front = []
     for c, a in zip(costs, accuracies, strict=True):
         dominated = (costs <= c) & (accuracies >= a) & ((costs < c) | (accuracies > a))
-        on_front.append(not (np.isfinite(c) and dominated.any()) and np.isfinite(c))
+        on_front.append(bool(np.isfinite(c)) and not dominated.any())
     return pd.Series(on_front, index=cost.index)
 
 
@@ -144,11 +144,9 @@ def recommendations(results: Results, latency_budget_ms: float | None = None) ->
 
 
 def _budget_column(budget: float | None) -> str:
-    return (
-        "most accurate within budget"
-        if budget is None
-        else (f"most accurate within {budget:g} ms/image")
-    )
+    if budget is None:
+        return "most accurate within budget"
+    return f"most accurate within {budget:g} ms/image"
 
 
 def _name(row: pd.Series) -> str:
