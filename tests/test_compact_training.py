@@ -1,6 +1,13 @@
 """Compact execution trains the smaller network the masks leave, and is the same
-computation as masked execution: the same masks, test accuracy and losses (to float
-round-off), parameters within a small tolerance, for every method and both models."""
+computation as masked execution: the same masks and test accuracy, losses and parameters
+to float round-off, for every method and both models.
+
+The runs train in float64 (the `float64` fixture): in float32, convolutions over other
+channel counts round differently, and Adam turns the sign of a near-zero gradient into a
+step of the learning rate, so the two executions drift apart by a few steps on some CPUs
+and not on others. In float64 they agree to 1.2e-14 (largest parameter difference,
+measured under AVX2 and SSE kernels), so TOLERANCE can be tight enough that a unit
+sliced wrongly, or a step missed, cannot hide in it."""
 
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ BASE = {
     "width": 0.09,
     "dataset": "synthetic",
     "epochs": 3,
-    "batch_size": 64,
+    "batch_size": 32,
     "lr": 0.001,
     "seed": 5,
     "device": "cpu",
@@ -41,36 +48,34 @@ METHODS = {
 
 @pytest.fixture(scope="module")
 def data():
-    return make_synthetic(seed=5, samples=(256, 64, 64))
+    return make_synthetic(seed=5, samples=(128, 32, 32))
+
+
+TOLERANCE = 1e-9
+
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def run(settings: dict, execution: str, data, folder: Path) -> tuple[dict, dict]:
     config = RunConfig(**{**BASE, **settings, "execution": execution})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a run's floats depend on its thread count
-    try:
-        result = train_run(config, data, folder / execution / "checkpoint.pt")
-    finally:
-        torch.set_num_threads(threads)
+    result = train_run(config, data, folder / execution / "checkpoint.pt")
     state = torch.load(folder / execution / "checkpoint.pt", weights_only=True)
     return result.summary(), state
 
 
-def assert_same_computation(
-    masked: tuple[dict, dict], compact: tuple[dict, dict], atol: float = 2e-4
-) -> None:
+def assert_same_computation(masked: tuple[dict, dict], compact: tuple[dict, dict]) -> None:
     (summary_m, state_m), (summary_c, state_c) = masked, compact
     assert summary_c["execution"] == "compact" and summary_m["execution"] == "masked"
     for mask_name, keep in state_m["method"]["masks"].items():
         assert torch.equal(keep, state_c["method"]["masks"][mask_name]), mask_name
     assert summary_c["test"]["accuracy"] == summary_m["test"]["accuracy"]
     for row_m, row_c in zip(summary_m["epochs"], summary_c["epochs"], strict=True):
-        assert row_c["train_loss"] == pytest.approx(row_m["train_loss"], rel=1e-4)
-        assert row_c["val_loss"] == pytest.approx(row_m["val_loss"], rel=1e-4)
+        assert row_c["train_loss"] == pytest.approx(row_m["train_loss"], rel=TOLERANCE)
+        assert row_c["val_loss"] == pytest.approx(row_m["val_loss"], rel=TOLERANCE)
     for name, value in state_m["model"].items():
         if "running" in name or "num_batches" in name:
             continue  # statistics of pruned channels are not kept (they never matter)
-        torch.testing.assert_close(state_c["model"][name], value, atol=atol, rtol=1e-3)
+        torch.testing.assert_close(state_c["model"][name], value, atol=TOLERANCE, rtol=TOLERANCE)
 
 
 @pytest.mark.parametrize("model", ["resnet18", "vgg16"])
@@ -107,16 +112,12 @@ def test_granularities_weight_decay_and_layer_choices_are_the_same_computation(
 
 
 @pytest.mark.parametrize("method", ["pre", "set"])
-def test_the_mixed_scenario_is_the_same_computation_to_float_round_off(tmp_path, data, method):
-    """Half the filters alive: convolutions over other channel counts round differently
-    (as a different thread count does), and Adam turns the sign of a few near-zero
-    gradients into steps of the learning rate either way (two runs of the masked model
-    at one and at two threads differ as much); masks, accuracy and losses still agree,
-    and no parameter is more than a few steps apart."""
+def test_the_mixed_scenario_is_the_same_computation(tmp_path, data, method):
+    """Half the filters alive: convolutions over other channel counts than in uniform."""
     settings = {"model": "resnet18", "method": method, "scenario": "mixed", "epochs": 2}
     masked = run(settings, "masked", data, tmp_path)
     compact = run(settings, "compact", data, tmp_path)
-    assert_same_computation(masked, compact, atol=4 * BASE["lr"])
+    assert_same_computation(masked, compact)
 
 
 def test_the_compact_network_computes_what_the_masked_one_does(data):
@@ -130,7 +131,7 @@ def test_the_compact_network_computes_what_the_masked_one_does(data):
         network, _ = build_compact(master, masks)
         master.eval(), network.eval()
         images = torch.randn(8, 3, 28, 28)
-        torch.testing.assert_close(network(images), master(images), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(network(images), master(images), atol=TOLERANCE, rtol=TOLERANCE)
         assert conv_weights(network) < largest_share * conv_weights(master)
 
 
@@ -196,7 +197,7 @@ def test_writing_back_steps_the_left_out_weights_as_masked_training_would(data):
         # the weights reading pruned channels moved: there was something to reproduce
         assert not torch.equal(readers_after, readers_before)
     for name, value in results[False].items():
-        torch.testing.assert_close(results[True][name], value, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(results[True][name], value, atol=TOLERANCE, rtol=TOLERANCE)
 
 
 @pytest.mark.parametrize("method", ["pre", "set"])
@@ -208,15 +209,10 @@ def test_an_interrupted_compact_run_resumes_to_the_uninterrupted_result(tmp_path
     config = RunConfig(
         **{**BASE, "model": "vgg16", "method": method, "scenario": "mixed", "weight_decay": 0.01}
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        whole = train_run(config, data, tmp_path / "whole" / "checkpoint.pt")
-        with pytest.raises(RunInterrupted):
-            train_run(config, data, tmp_path / "split" / "checkpoint.pt", stop_after_epoch=0)
-        resumed = train_run(config, data, tmp_path / "split" / "checkpoint.pt")
-    finally:
-        torch.set_num_threads(threads)
+    whole = train_run(config, data, tmp_path / "whole" / "checkpoint.pt")
+    with pytest.raises(RunInterrupted):
+        train_run(config, data, tmp_path / "split" / "checkpoint.pt", stop_after_epoch=0)
+    resumed = train_run(config, data, tmp_path / "split" / "checkpoint.pt")
     assert resumed.resumed_from_epoch == 1
     for row_whole, row_resumed in zip(whole.epochs, resumed.epochs, strict=True):
         assert row_resumed["train_loss"] == row_whole["train_loss"]

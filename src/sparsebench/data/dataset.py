@@ -155,7 +155,7 @@ class BatchLoader:
             order = torch.arange(n, device=self.device)
         for start in range(0, n, self.batch_size):
             index = order[start : start + self.batch_size]
-            images = self.images.index_select(0, index).float()
+            images = self.images.index_select(0, index).to(torch.get_default_dtype())
             x = images.mul_(self.scale).sub_(self.offset).contiguous()
             if self.flip:
                 flipped = (torch.rand(len(index), generator=self.generator) < 0.5).to(self.device)

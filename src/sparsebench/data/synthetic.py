@@ -19,7 +19,7 @@ def make_synthetic(
     seed: int = 0,
 ) -> ImageDataset:
     generator = torch.Generator().manual_seed(seed)
-    axis = torch.linspace(0, 1, image_size)
+    axis = torch.linspace(0, 1, image_size, dtype=torch.float64)
     yy, xx = torch.meshgrid(axis, axis, indexing="ij")
     patterns = []
     for k in range(num_classes):
@@ -32,7 +32,7 @@ def make_synthetic(
         labels = torch.arange(count) % num_classes
         labels = labels[torch.randperm(count, generator=generator)]
         noisy = templates[labels] + noise * torch.randn(
-            (count, channels, image_size, image_size), generator=generator
+            (count, channels, image_size, image_size), generator=generator, dtype=torch.float64
         )
         images = noisy.clamp(0, 1).mul(255).round().to(torch.uint8).contiguous()
         splits[name] = Split(images, labels)
