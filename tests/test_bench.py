@@ -1,9 +1,13 @@
 import json
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
+from sparsebench.deploy.bench import bench_subject
+from sparsebench.sparsity.methods import METHODS
+from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
 from sparsebench.store import ResultsStore
 
 runner = CliRunner()
@@ -56,3 +60,21 @@ def test_bench_of_a_masked_model_reports_and_stores_every_variant(tmp_path):
 def test_bench_refuses_bad_lists(tmp_path):
     result = runner.invoke(app, ["bench", "--batch-sizes", "1,x", "--db", str(tmp_path / "r.db")])
     assert result.exit_code == 2 and "--batch-sizes" in result.stderr
+
+
+@pytest.mark.parametrize("method", sorted(set(METHODS) - {"snip"}))
+def test_bench_of_an_untrained_network_measures_it_at_the_methods_final_sparsity(method):
+    network, _, label = bench_subject("resnet18", method, "uniform", 0.125, 28)
+    by_kind = sparsity_by_kind(sparsity_report(network))
+    targets = (0.0, 0.0) if method == "dense" else (0.8, 0.8)  # uniform: conv, linear
+    assert by_kind["conv"] == pytest.approx(targets[0], abs=0.05), label
+    assert by_kind["linear"] == pytest.approx(targets[1], abs=0.05), label
+
+
+def test_bench_refuses_a_method_that_needs_data_to_choose_its_mask(tmp_path):
+    result = runner.invoke(
+        app, ["bench", "--method", "snip", "--db", str(tmp_path / "r.db"), "--repeats", "1"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0 and "training data" in result.stderr
+    assert "bench a trained snip run by its id" in result.stderr

@@ -123,6 +123,27 @@ def test_console_script_is_installed():
         [sys.executable, "-m", "sparsebench.cli", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "train" in result.stdout
+    # commands in the order a user meets them
+    listed = [
+        line.split()[1]
+        for line in result.stdout.splitlines()
+        if line.startswith("│ ")
+        and len(line.split()) > 2
+        and line.split()[1].isalpha()
+        and line[2] != " "
+    ]
+    assert listed == [
+        "demo",
+        "train",
+        "sweep",
+        "runs",
+        "report",
+        "tables",
+        "export",
+        "bench",
+        "predict",
+        "serve",
+    ]
 
 
 def test_include_and_exclude_flags_limit_pruning(tmp_path):

@@ -235,6 +235,45 @@ def test_damaged_checkpoints_restart_the_run_and_say_so(tmp_path, uninterrupted)
     assert outcome(json.loads(result.stdout)) == outcome(uninterrupted)
 
 
+def crafted(state: dict, damage: str) -> dict:
+    """A checkpoint of the right run and format, with one field that resuming reads
+    missing or holding the wrong kind of value."""
+    state = dict(state)
+    if damage == "no-data-generator":
+        del state["data_generator"]
+    elif damage == "float-masks":
+        masks = {name: keep.float() for name, keep in state["method"]["masks"].items()}
+        state["method"] = {**state["method"], "masks": masks}
+    elif damage == "history-gap":
+        state["history"] = [{**state["history"][0], "epoch": 5}]
+    elif damage == "optimizer-list":
+        state["optimizer"] = []
+    return state
+
+
+@pytest.mark.parametrize(
+    "damage", ["no-data-generator", "float-masks", "history-gap", "optimizer-list"]
+)
+def test_a_checkpoint_is_checked_whole_before_it_is_used(tmp_path, damage):
+    checkpoint = interrupted_run(tmp_path, 2, stop_after=0)
+    state = torch.load(checkpoint, weights_only=True)
+    torch.save(crafted(state, damage), checkpoint)
+    result = invoke(train_args(2), tmp_path, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "not a whole sparsebench checkpoint" in result.stderr
+    assert "training the run again from the start" in result.stderr
+    assert json.loads(result.stdout)["resumed_from_epoch"] == 0
+
+
+def test_a_checkpoint_that_does_not_fit_the_network_is_named_in_one_line(tmp_path):
+    checkpoint = interrupted_run(tmp_path, 2, stop_after=0)
+    state = torch.load(checkpoint, weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.zeros(3, 3)
+    torch.save(state, checkpoint)
+    assert_one_line(invoke(train_args(2), tmp_path), str(checkpoint), "does not fit")
+
+
 class RunsCode:
     """Unpickling this would create a file: a checkpoint must never run it."""
 

@@ -205,7 +205,7 @@ def test_sweep_trains_derives_and_a_second_sweep_does_nothing(straight_sweep):
     assert stored_rows(folder / "r.db") == rows
 
 
-def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+def test_a_run_whose_data_is_refused_is_reported_and_the_sweep_goes_on(tmp_path):
     # The folder passes the sweep's data check (two class folders) but one of its
     # images does not decode: its runs fail when they load it, the others go on.
     broken = tmp_path / "broken"
@@ -230,8 +230,8 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert any(error.startswith("its dense run") for error in errors)
     with ResultsStore(tmp_path / "r.db") as store:
         overview = store.runs_overview()
-    assert sorted(overview.status.value_counts().items()) == [("failed", 5), ("finished", 5)]
-    assert overview[overview.status == "failed"].error.notna().all()
+    # an input error is refused, not a failure of the run: it leaves no row behind
+    assert sorted(overview.status.value_counts().items()) == [("finished", 5)]
 
 
 def test_a_sweep_checks_every_data_set_before_training_anything(tmp_path):
@@ -277,18 +277,18 @@ def _finished_runs(db: Path) -> int:
 def test_a_sweep_killed_at_any_moment_ends_with_the_rows_of_an_uninterrupted_one(
     tmp_path, straight_sweep
 ):
-    """SIGKILL the driver as soon as a first checkpoint exists, after the first and after
-    the fourth finished run; then Ctrl-C (SIGINT to the whole process group, as a
-    terminal sends it) after the sixth; then run it to the end and compare with the
-    straight sweep."""
+    """SIGKILL the driver as soon as a first checkpoint exists; Ctrl-C (SIGINT to the
+    whole process group, as a terminal sends it) after the first finished run; SIGKILL
+    after the third; then run it to the end and compare with the straight sweep. Each
+    stop leaves most of the sweep's training to do, so that on a fast machine the sweep
+    cannot end on its own between the kill point and the signal."""
     reference, _ = straight_sweep
     config = write_config(tmp_path)
     db, runs_dir = tmp_path / "r.db", tmp_path / "runs"
     kill_points = [
         (lambda: any(runs_dir.glob("*/checkpoint.pt")), signal.SIGKILL),
-        (lambda: _finished_runs(db) >= 1, signal.SIGKILL),
-        (lambda: _finished_runs(db) >= 4, signal.SIGKILL),
-        (lambda: _finished_runs(db) >= 6, signal.SIGINT),
+        (lambda: _finished_runs(db) >= 1, signal.SIGINT),
+        (lambda: _finished_runs(db) >= 3, signal.SIGKILL),
     ]
     for kill_point, kill_signal in kill_points:
         process = subprocess.Popen(

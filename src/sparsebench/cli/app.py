@@ -100,9 +100,30 @@ def failure_line(error: BaseException) -> tuple[str, int] | None:
     return None
 
 
+# `--help` lists the commands in the order a user meets them, not the order in which
+# their modules happen to register them.
+COMMAND_ORDER = (
+    "demo",
+    "train",
+    "sweep",
+    "runs",
+    "report",
+    "tables",
+    "export",
+    "bench",
+    "predict",
+    "serve",
+)
+
+
 class OneLineErrors(TyperGroup):
     """Every failure of every command ends as one line on stderr (no traceback, no
     usage box), whether the command runs from the shell or from a test's CliRunner."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: position for position, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: rank.get(name, len(rank)))
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         with warnings.catch_warnings():

@@ -100,7 +100,7 @@ def train(
     from sparsebench.store import ResultsStore
     from sparsebench.store.db import StoreError
     from sparsebench.tracking import log_finished, tracker_named
-    from sparsebench.train.loop import RunDiverged, resolve_device
+    from sparsebench.train.loop import RunDiverged, check_trainable, resolve_device
     from sparsebench.train.run import run_and_record
 
     try:
@@ -118,6 +118,7 @@ def train(
         data = load_dataset(
             run_config.dataset, run_config.data_path, run_config.data_options(cache_dir, download)
         )
+        check_trainable(run_config, data)  # before the results database is opened
     except InputError as error:
         raise fail(str(error)) from None
 

@@ -186,8 +186,9 @@ def bench_subject(
     seed: int = 0,
     linear_granularity: str = "weight",
 ) -> tuple[nn.Module, tuple[int, int, int], str]:
-    """A freshly initialised network masked by `method` (weights from initialisation:
-    for speed alone), its input shape and a label for it; `linear_granularity="neuron"`
+    """A freshly initialised network masked as a run of `method` ends (its final
+    sparsity, drawn from the initial weights: for speed alone), its input shape and a
+    label for it; `linear_granularity="neuron"`
     prunes whole neurons of the hidden linear layers."""
     from sparsebench.models import build_model
     from sparsebench.sparsity import SparsityTargets, make_method, scenario_targets
@@ -196,7 +197,7 @@ def bench_subject(
     model = build_model(model_name, num_classes=10, image_size=image_size, width=width)
     targets = SparsityTargets(0.0, 0.0) if method == "dense" else scenario_targets(scenario)
     pruning = make_method(method, targets, seed=seed, linear_granularity=linear_granularity)
-    pruning.on_train_begin(model, None, 1)
+    pruning.prune_untrained(model)
     label = f"{model_name} x{width:g} {image_size}px {method} {scenario}"
     if linear_granularity != "weight":
         label += f" linear {linear_granularity}s"

@@ -12,6 +12,9 @@ from sparsebench.errors import InputError
 
 ModelFactory = Callable[..., nn.Module]
 
+# The image sizes every registered model is built and tested for (square, pixels a side).
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 28, 224
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -62,8 +65,10 @@ def build_model(
         raise InputError(f"unknown model {name!r} (choose from {', '.join(model_names())})")
     if in_channels not in (1, 3):
         raise InputError(f"in_channels must be 1 or 3, got {in_channels}")
-    if not 28 <= image_size <= 224:
-        raise InputError(f"image_size must be between 28 and 224, got {image_size}")
+    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise InputError(
+            f"image_size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE}, got {image_size}"
+        )
     if not 0 < width <= 4:
         raise InputError(f"width must be in (0, 4], got {width}")
     if num_classes < 2:

@@ -163,6 +163,15 @@ class PruningMethod:
         self._capture_if_update_next()
         self._warn_about_update_rate()
 
+    def prune_untrained(self, model: nn.Module) -> None:
+        """Mask `model`, untrained, as this method's run would end: its first mask, or
+        (a method that starts dense) its final targets by magnitude of the weights as
+        they are. What `bench --model` measures: the speed of the network a run of this
+        method ends with, before any run exists."""
+        self.on_train_begin(model, None, 1)
+        if self.draw is None:
+            self.install_masks(Magnitude())
+
     @property
     def updates_every(self) -> int | None:
         """Optimiser steps between mask updates (None: the masks never change)."""

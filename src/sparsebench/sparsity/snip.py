@@ -31,6 +31,12 @@ class Snip(PruningMethod):
         assert isinstance(self.options, SnipOptions) and self.model is not None
         self.gradients = summed_gradients(self.model, batches, self.options.batches)
 
+    def prune_untrained(self, model: nn.Module) -> None:
+        raise InputError(
+            "snip chooses its mask from gradients on training data, which an untrained "
+            "network has not seen: bench a trained snip run by its id instead"
+        )
+
     def initial_scorer(self) -> Scorer:
         return Saliency()
 

@@ -74,7 +74,75 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
             f"{path}: checkpoint format {state['version']!r} is not the one this sparsebench "
             f"reads ({CHECKPOINT_VERSION}): use the sparsebench that wrote it"
         )
+    problem = format_problem(state)
+    if problem is not None:
+        raise CheckpointError(f"{path}: not a whole sparsebench checkpoint: {problem}")
     return state
+
+
+def _is_tensor_dict(value: Any, dtype: torch.dtype | None = None) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str)
+        and isinstance(tensor, torch.Tensor)
+        and (dtype is None or tensor.dtype == dtype)
+        for key, tensor in value.items()
+    )
+
+
+def _is_rng_state(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
+
+
+# Every field that resuming, deriving, exporting or serving a run reads, and what it
+# must hold; a file is checked whole before any of it is used.
+FIELDS: dict[str, tuple[str, Any]] = {
+    "run_id": ("a run id", lambda v: isinstance(v, str) and bool(v)),
+    "model": ("a state dict of tensors", _is_tensor_dict),
+    "optimizer": (
+        "an optimiser state (state, param_groups)",
+        lambda v: (
+            isinstance(v, dict)
+            and isinstance(v.get("state"), dict)
+            and isinstance(v.get("param_groups"), list)
+            and all(isinstance(group, dict) and "params" in group for group in v["param_groups"])
+        ),
+    ),
+    "method": (
+        "a pruning state (masks of booleans, a generator state, a step)",
+        lambda v: (
+            isinstance(v, dict)
+            and _is_tensor_dict(v.get("masks"), torch.bool)
+            and _is_rng_state(v.get("generator"))
+            and isinstance(v.get("step", 0), int)
+        ),
+    ),
+    "data_generator": ("a generator state", _is_rng_state),
+    "torch_rng": ("a generator state", _is_rng_state),
+    "cuda_rng": ("a generator state or nothing", lambda v: v is None or _is_rng_state(v)),
+    "history": (
+        "a list of epochs, each with its number",
+        lambda v: (
+            isinstance(v, list)
+            and all(isinstance(row, dict) and isinstance(row.get("epoch"), int) for row in v)
+            and [row["epoch"] for row in v] == list(range(len(v)))
+        ),
+    ),
+}
+
+
+OPTIONAL = ("cuda_rng",)
+
+
+def format_problem(state: dict[str, Any]) -> str | None:
+    """The first field of `state` that is missing or holds the wrong kind of value."""
+    for key, (expected, holds) in FIELDS.items():
+        if key not in state and key in OPTIONAL:
+            continue
+        if key not in state:
+            return f"{key!r} is missing"
+        if not holds(state[key]):
+            return f"{key!r} is not {expected}"
+    return None
 
 
 def load_resumable(path: Path, run_id: str, legacy_id: str = "") -> dict[str, Any] | None:

@@ -380,14 +380,17 @@ class ResultsStore:
         device: str,
         data: dict,
         checkpoint: str | Path | None = None,
-    ) -> None:
+    ) -> bool:
         """Record a run as running, without results yet, claimed by this process (RunBusy
         if another live process holds it); a run seen before keeps its creation time.
         `checkpoint`: where the run's checkpoint is written, so that the run is found
-        again by its id alone."""
+        again by its id alone. True when the store had no row for the run before."""
         now = time.time()
         with self.transaction() as cursor:
             self._claim(cursor, run_id)
+            created = (
+                cursor.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None
+            )
             cursor.execute(
                 """INSERT INTO runs (run_id, config_json, model, dataset, method, scenario,
                        conv_sparsity, linear_sparsity, seed, epochs, status, device, data_json,
@@ -419,6 +422,7 @@ class ResultsStore:
             # one gets its checkpointed epochs back through `replace_epochs`.
             for table in ("epochs", "test_metrics", "layer_sparsity"):
                 cursor.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        return created
 
     @_named_errors
     def replace_epochs(self, run_id: str, rows: list[dict[str, Any]]) -> None:
@@ -514,6 +518,19 @@ class ResultsStore:
             )
 
     @_named_errors
+    def end_run(self, run_id: str, status: str, error: str | None, created: bool) -> None:
+        """Store how a run that did not finish ended (`sparsebench.train.outcome` decides
+        the status). A `refused` run that `begin_run` created is removed whole, so a
+        refused input leaves nothing behind; one seen before stays, resumable, with why."""
+        if status != "refused":
+            self.mark_run(run_id, status, error)
+        elif created:
+            with self.transaction() as cursor:
+                cursor.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+                self._release(cursor, run_id)
+        else:
+            self.mark_run(run_id, "interrupted", error)
+
     def mark_run(self, run_id: str, status: str, error: str | None = None) -> None:
         """Set a run's status to `interrupted`, `failed` or `diverged` (with why)."""
         with self.transaction() as cursor:

@@ -114,13 +114,14 @@ def run_sweep(
             ready.extendleft(waiting.pop(run.run_id, []))
         else:
             status = result.get("status", "failed")
-            store.mark_run(run.run_id, status, result["error"])
+            store.end_run(run.run_id, status, result["error"], created.pop(run.run_id, False))
             ended = state.diverged if status == "diverged" else state.failed
             ended.append({"run_id": run.run_id, "error": result["error"]})
             for dependent in waiting.pop(run.run_id, []):
                 error = f"its dense run {run.run_id} {status}: {result['error']}"
-                store.begin_run(dependent.run_id, dependent.config.model_dump(), "", {})
-                store.mark_run(dependent.run_id, "failed", error)
+                if status != "refused":  # a refused input leaves no row, here neither
+                    store.begin_run(dependent.run_id, dependent.config.model_dump(), "", {})
+                    store.mark_run(dependent.run_id, "failed", error)
                 state.failed.append({"run_id": dependent.run_id, "error": error})
         progress.run_ended(run, result)
 
@@ -129,12 +130,13 @@ def run_sweep(
             state.held.append({"run_id": held.run_id, "error": str(busy)})
 
     in_flight: dict[Future, PlannedRun] = {}
+    created: dict[str, bool] = {}  # run ids begun by this sweep: was the row new?
     try:
         while ready or in_flight:
             while ready and len(in_flight) < executor.slots:
                 run = ready.popleft()
                 try:
-                    store.begin_run(
+                    created[run.run_id] = store.begin_run(
                         run.run_id,
                         run.config.model_dump(),
                         run.config.device,

@@ -8,7 +8,6 @@ crosses a process boundary (or a Ray cluster), so tasks and results are plain da
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import signal
 import socket
@@ -60,6 +59,7 @@ def execute_task(task: RunTask) -> dict[str, Any]:
 
     from sparsebench.train.derive import derive_post_run
     from sparsebench.train.loop import train_run
+    from sparsebench.train.outcome import ending_of
 
     if task.threads:
         torch.set_num_threads(task.threads)
@@ -79,12 +79,12 @@ def execute_task(task: RunTask) -> dict[str, Any]:
         else:
             result = train_run(config, data, checkpoint)
     except Exception as error:
-        ending = _ending(error)
+        ending = ending_of(error)
         return {
             "run_id": config.run_id(),
             "ok": False,
-            "status": ending,
-            "error": str(error) if ending == "diverged" else f"{type(error).__name__}: {error}",
+            "status": ending.status,
+            "error": ending.error or f"{type(error).__name__}",
             "traceback": traceback.format_exc(),
             "worker": worker,
             "seconds": time.perf_counter() - started,
@@ -98,17 +98,6 @@ def execute_task(task: RunTask) -> dict[str, Any]:
         "worker": worker,
         "seconds": time.perf_counter() - started,
     }
-
-
-def _ending(error: Exception) -> str:
-    """How a run that raised `error` is stored: a full disk leaves it resumable."""
-    from sparsebench.train.loop import RunDiverged
-
-    if isinstance(error, RunDiverged):
-        return "diverged"
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        return "interrupted"
-    return "failed"
 
 
 def _options(config: RunConfig, task: RunTask) -> DataOptions:

@@ -7,6 +7,7 @@ and the run's result is returned, so the caller (the CLI, a sweep's driver) writ
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,13 @@ from sparsebench.measure.energy import EnergyMeter
 from sparsebench.measure.memory import PeakMemory
 from sparsebench.models import build_model
 from sparsebench.models.pretrained import load_pretrained, read_state_dict, source_digest
+from sparsebench.models.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from sparsebench.sparsity.methods import PruningMethod, make_method
 from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
 from sparsebench.sparsity.scenarios import SparsityTargets
 from sparsebench.store.checkpoint import (
     CHECKPOINT_VERSION,
+    CheckpointError,
     load_checkpoint,
     load_resumable,
     save_checkpoint,
@@ -142,6 +145,60 @@ def start_from(model: nn.Module, config: RunConfig) -> None:
     load_pretrained(model, read_state_dict(Path(config.init_from)), config.init_from)
 
 
+def check_trainable(config: RunConfig, dataset: ImageDataset) -> None:
+    """Refuse images the model cannot take, in one line naming the data, the model and
+    what would work, before anything is built or written. Models take square images of
+    MIN_IMAGE_SIZE to MAX_IMAGE_SIZE pixels a side, with 1 or 3 channels; `--image-size`
+    resizes any data to that (bilinear, antialiased) and `--in-channels` converts."""
+    channels, height, width = dataset.splits["train"].images.shape[1:]
+    where = f"{dataset.name} ({dataset.source or 'in memory'})"
+    takes = (
+        f"{config.model} takes square images of {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels a side"
+    )
+    if config.image_size is None and height != width:
+        raise InputError(
+            f"{where}: images are {height}x{width} pixels, not square; {takes}: "
+            f"--image-size N resizes them to NxN"
+        )
+    if config.image_size is None and not MIN_IMAGE_SIZE <= width <= MAX_IMAGE_SIZE:
+        raise InputError(
+            f"{where}: images are {height}x{width} pixels; {takes}: --image-size N "
+            f"({MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}) resizes them"
+        )
+    if config.in_channels is None and channels not in (1, 3):
+        raise InputError(
+            f"{where}: images have {channels} channels; {config.model} takes 1 or 3: "
+            "--in-channels 1 or 3 converts them"
+        )
+
+
+class TrainingWarning(UserWarning):
+    """Settings that will train, but not into a network worth evaluating."""
+
+
+# Batch norm's running statistics move 10% of the way to each batch's (momentum 0.1):
+# after N steps 0.9**N of their initial value is left, 5% at 30 steps, before counting
+# that the weights they describe move too.
+FEW_STEPS = 30
+
+
+def warn_if_few_steps(model: nn.Module, config: RunConfig, steps_per_epoch: int) -> None:
+    """With a handful of optimiser steps, batch-norm statistics never settle: train
+    accuracy can reach 1.0 while the evaluated network (which uses those statistics)
+    is no better than chance. Say so before training, and what to change."""
+    steps = steps_per_epoch * config.total_epochs
+    if steps >= FEW_STEPS or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return
+    warnings.warn(
+        f"this run takes {steps} optimiser steps in all ({config.total_epochs} epoch(s) of "
+        f"{steps_per_epoch} batch(es) of {config.batch_size}): batch-norm statistics need "
+        f"about {FEW_STEPS} to settle, and until then validation and test metrics say "
+        "little; use a smaller --batch-size or more --epochs",
+        TrainingWarning,
+        stacklevel=2,
+    )
+
+
 def prepare_dataset(config: RunConfig, dataset: ImageDataset) -> ImageDataset:
     image_size = config.image_size or dataset.image_size
     in_channels = config.in_channels or dataset.channels
@@ -168,6 +225,7 @@ def train_run(
     """
     progress = progress or EpochProgress()
     device = resolve_device(config.device)
+    check_trainable(config, dataset)
     dataset = prepare_dataset(config, dataset)
     run_id = config.run_id()
     model, optimizer, method = build_run(config, dataset, device)
@@ -181,18 +239,26 @@ def train_run(
         seed=config.seed,
         flip=config.augment,
     )
+    warn_if_few_steps(model, config, len(train_loader))
     val_loader = _eval_loader(dataset, "val", config, device)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     state = load_resumable(checkpoint_path, run_id, config.first_release_run_id())
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        method.load_state_dict(state["method"])
-        train_loader.generator.set_state(state["data_generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            method.load_state_dict(state["method"])
+            train_loader.generator.set_state(state["data_generator"])
+            torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
+        except (RuntimeError, KeyError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+            raise CheckpointError(
+                f"{checkpoint_path}: holds run {run_id} but does not fit its network "
+                f"({first}); delete it to train the run from the start"
+            ) from None
         history = list(state["history"])
         start_epoch = len(history)
         if on_resume is not None:

@@ -12,13 +12,8 @@ from sparsebench.errors import InputError
 from sparsebench.store.db import ResultsStore, StoreError
 from sparsebench.store.layout import adopt_first_release_folder, checkpoint_path
 from sparsebench.train.config import RunConfig
-from sparsebench.train.loop import (
-    EpochProgress,
-    RunDiverged,
-    RunInterrupted,
-    resolve_device,
-    train_run,
-)
+from sparsebench.train.loop import EpochProgress, check_trainable, resolve_device, train_run
+from sparsebench.train.outcome import ending_of
 
 # A run that ended so stays so: training it again gives the same result (`force` does).
 SETTLED = ("finished", "diverged")
@@ -44,8 +39,9 @@ def run_and_record(
     checkpoint's, so a run killed between checkpoint and database write loses nothing
     and duplicates nothing. `force` trains a finished or diverged run again from
     scratch. The run is claimed for this process while it trains (`begin_run`): a
-    second process gets RunBusy. A run that cannot write its checkpoint or its rows (a full disk) is
-    left `interrupted`, and the same call resumes it once there is space.
+    second process gets RunBusy. How a run that stops is stored is decided by
+    `sparsebench.train.outcome`: a full disk leaves it `interrupted`, and the same call
+    resumes it once there is space; a refused input leaves nothing.
     """
     run_id = config.run_id()
     status = store.run_status(run_id)
@@ -58,9 +54,12 @@ def run_and_record(
             )
         summary["reused"] = True
         return summary
+    check_trainable(config, dataset)  # a refused input writes nothing
     checkpoint = checkpoint_path(runs_dir, run_id)
     device = resolve_device(config.device)
-    store.begin_run(run_id, config.model_dump(), str(device), dataset.summary(), checkpoint)
+    created = store.begin_run(
+        run_id, config.model_dump(), str(device), dataset.summary(), checkpoint
+    )
     adopt_first_release_folder(runs_dir, run_id, config.first_release_run_id())
     if force:  # only once the run is ours: a busy run keeps its files
         for stale in checkpoint.parent.glob(f"{checkpoint.stem}*"):
@@ -75,26 +74,14 @@ def run_and_record(
             progress=progress,
             stop_after_epoch=stop_after_epoch,
         )
-    except (KeyboardInterrupt, RunInterrupted):
-        _mark(store, run_id, "interrupted")
-        raise
-    except (OSError, StoreError) as error:
-        _mark(store, run_id, "interrupted", str(error))
-        raise
-    except RunDiverged as error:
-        _mark(store, run_id, "diverged", str(error))
-        raise
-    except Exception as error:
-        _mark(store, run_id, "failed", f"{type(error).__name__}: {error}")
+    except BaseException as error:
+        ending = ending_of(error)
+        # When even that cannot be written (the disk is full), the run shows as
+        # interrupted anyway once this process has gone.
+        with contextlib.suppress(StoreError):
+            store.end_run(run_id, ending.status, ending.error, created)
         raise
     summary = result.summary()
     store.finish_run(run_id, summary)
     summary["resumed_from_epoch"] = result.resumed_from_epoch
     return summary
-
-
-def _mark(store: ResultsStore, run_id: str, status: str, error: str | None = None) -> None:
-    """Store how the run ended; when even that cannot be written (the disk is full),
-    the run shows as interrupted anyway once this process has gone."""
-    with contextlib.suppress(StoreError):
-        store.mark_run(run_id, status, error)
