@@ -1,7 +1,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+# The suite runs on as many workers as the machine has cores (pytest-xdist), each on one
+# torch thread, and so does every process a test starts: two threads per worker would
+# fight over the cores, and results compared across processes share one thread count.
+os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest
 import torch

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
 
 import torch
 
@@ -50,3 +51,15 @@ def environment() -> dict[str, str]:
 
 def describe(env: dict[str, str]) -> str:
     return ", ".join(f"{key} {value}" for key, value in env.items())
+
+
+def main(argv: list[str]) -> None:
+    """`python tests/kernels.py VARIANT [PYTEST ARGS]`: pytest under VARIANT's kernels."""
+    if not argv or argv[0] not in VARIANTS:
+        sys.exit(f"usage: python tests/kernels.py {{{','.join(VARIANTS)}}} [pytest arguments]")
+    env = {**os.environ, **VARIANTS[argv[0]]}
+    os.execvpe(sys.executable, [sys.executable, "-m", "pytest", *argv[1:]], env)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -53,7 +53,7 @@ def data():
 
 TOLERANCE = 1e-9
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = [pytest.mark.usefixtures("float64"), pytest.mark.kernels]
 
 
 def run(settings: dict, execution: str, data, folder: Path) -> tuple[dict, dict]:

@@ -4,6 +4,7 @@ Every test builds its own broken input or fault."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -854,6 +855,19 @@ def test_npz_arrays_of_the_wrong_kind_are_named(tmp_path, change, message):
     assert_one_line(result, "odd.npz", message)
 
 
+def _epochs_stored(db: Path, run_id: str) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+            query = "SELECT COUNT(*) FROM epochs WHERE run_id = ?"
+            return connection.execute(query, (run_id,)).fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
 def test_two_terminals_training_one_run(tmp_path, uninterrupted):
     """A second `train` of a run another live process trains is refused naming it; once
     that process is killed, the same command takes the run over and finishes it."""
@@ -865,7 +879,9 @@ def test_two_terminals_training_one_run(tmp_path, uninterrupted):
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     run_id = tiny_config(3).run_id()
     deadline = time.monotonic() + 120
-    while not checkpoint_path(tmp_path / "runs", run_id).exists():  # it is mid-run
+    # Mid-run, and out of the database: its first epoch's row is committed, so it is
+    # training the second (stopped inside a write, it would hold the database locked).
+    while _epochs_stored(tmp_path / "r.db", run_id) < 1:
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     first.send_signal(signal.SIGSTOP)  # alive but paused: it cannot finish meanwhile

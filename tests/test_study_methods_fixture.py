@@ -44,6 +44,8 @@ CASES = {
 EPOCH_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1")
 EXACT_KEYS = ("train_accuracy", "val_accuracy")
 
+pytestmark = pytest.mark.kernels
+
 
 def run_case(settings: dict, folder: Path) -> dict[str, Any]:
     """One case's outcome; call it with float64 as the default dtype."""

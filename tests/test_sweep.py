@@ -136,6 +136,27 @@ def test_every_preset_is_valid():
     assert [d.dataset for d in quick.datasets] == ["elpv"]
 
 
+def test_the_demo_trains_without_a_warning_about_its_own_settings():
+    """The demo's runs on ELPV's 1,836 training images, its batch size, schedule and
+    options: no method warns about them (a user's first command reads clean)."""
+    import warnings
+
+    import torch
+
+    from sparsebench.data.synthetic import make_synthetic
+    from sparsebench.train.loop import build_run, warn_if_few_steps
+
+    quick = load_sweep_config(CONFIGS / "quick.yaml")
+    data = make_synthetic(num_classes=2, image_size=32, samples=(1836, 2, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for grid_run in expand_grid(quick):
+            config = grid_run.config.model_copy(update={"width": 0.0625})
+            model, _, method = build_run(config, data, torch.device("cpu"))
+            warn_if_few_steps(model, config, -(-1836 // config.batch_size))
+    assert [str(w.message) for w in caught] == []
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -327,6 +348,7 @@ def test_a_sweep_killed_at_any_moment_ends_with_the_rows_of_an_uninterrupted_one
     assert stored_rows(db) == stored_rows(reference / "r.db")
 
 
+@pytest.mark.slow  # starting Ray takes most of its 30 to 45 s
 def test_ray_executor_gives_the_results_of_the_local_one(tmp_path, straight_sweep):
     if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray (the ray extra) is not installed")
