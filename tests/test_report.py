@@ -336,3 +336,23 @@ def test_the_recommendation_table_answers_which_method_by_hand(tmp_path):
     assert (figures / "tradeoff_inference_ms.png").is_file()
     assert (figures / "tradeoff_train_s.svg").is_file()
     assert "Which method and sparsity for this box?" in (tmp_path / "r" / "index.html").read_text()
+
+
+def test_test_accuracy_bars_draw_the_majority_class_and_chance_levels(tmp_path):
+    """Seven of ten test images in one class: a network that never finds the other
+    scores 0.7, which the figure marks; chance for two classes is 0.5."""
+    from sparsebench.report.figures import bar_figure
+    from sparsebench.report.results import load_results
+
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "dense0", "dense", None, 0, 0.70)
+        add_run(store, "pre0", "pre", "mixed", 0, 0.80)
+        store.connection.execute("UPDATE test_metrics SET confusion_json = '[[7, 0], [2, 1]]'")
+    metric = next(bar for bar in BARS if bar.column == "test_accuracy")
+    figure, _ = bar_figure(load_results(path), "mixed", metric)
+    (axis,) = [a for a in figure.axes if a.get_xticks().size]
+    levels = sorted(line.get_ydata()[0] for line in axis.lines if line.get_linestyle() != "-")
+    assert levels == [pytest.approx(0.5), pytest.approx(0.7)]
+    texts = [text.get_text() for text in axis.texts]
+    assert "majority class 0.700" in texts and "chance 0.500" in texts

@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -45,6 +46,7 @@ class BarMetric:
     missing_reason: str | None = None  # the column saying why a value is missing
     energy: bool = False
     training: bool = False  # a cost of training: it depends on the run's execution
+    levels: bool = False  # draw the majority-class and chance levels of the test split
 
 
 CURVES = [
@@ -53,7 +55,7 @@ CURVES = [
 ]
 BARS = [
     BarMetric("total_train_time_s", "Total training time", "seconds", training=True),
-    BarMetric("test_accuracy", "Test accuracy", "accuracy (fraction correct)"),
+    BarMetric("test_accuracy", "Test accuracy", "accuracy (fraction correct)", levels=True),
     BarMetric(
         "total_train_energy_j",
         "Total training energy",
@@ -216,6 +218,8 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
             positions, [METHOD_NAMES.get(m, m) for m in methods], rotation=30, ha="right"
         )
         axis.set_xlim(-0.6, len(methods) - 0.4)
+        if metric.levels:
+            _draw_levels(axis, panel)
         axis.set_ylabel(metric.unit)
         if panel[metric.column].isna().all() and not panel.empty:
             reasons = sorted(panel[metric.missing_reason].dropna()) if metric.missing_reason else []
@@ -223,6 +227,42 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
         axis.tick_params(axis="x", labelsize=8)
     _legend(figure, methods, bars=True)
     return figure, notes
+
+
+LABEL_BOX = {"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1}
+
+
+def _draw_levels(axis: plt.Axes, panel: pd.DataFrame) -> None:
+    """The accuracy a network that learned nothing reaches: always answering the test
+    split's largest class, and guessing uniformly (drawn only where it differs). On
+    imbalanced inspection data the first is far above the second, and a bar at it means
+    the network finds no defect."""
+    majority = panel.test_majority_share.dropna()
+    chance = panel.test_chance.dropna()
+    if majority.empty:
+        return
+    level = float(majority.max())
+    axis.axhline(level, color="black", linestyle="--", linewidth=0.9, zorder=4)
+    axis.annotate(
+        f"majority class {level:.3f}",
+        (0.99, level),
+        xycoords=("axes fraction", "data"),
+        ha="right",
+        va="bottom",
+        fontsize=7,
+        bbox=LABEL_BOX,
+    )
+    if not chance.empty and abs(float(chance.max()) - level) > 0.01:
+        axis.axhline(float(chance.max()), color="grey", linestyle=":", linewidth=0.9, zorder=4)
+        axis.annotate(
+            f"chance {float(chance.max()):.3f}",
+            (0.99, float(chance.max())),
+            xycoords=("axes fraction", "data"),
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            bbox=LABEL_BOX,
+        )
 
 
 def _missing_panel(axis: plt.Axes, reason: str) -> None:

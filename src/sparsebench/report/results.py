@@ -87,7 +87,8 @@ def load_results(db: str | Path) -> Results:
                       t.accuracy AS test_accuracy, t.f1 AS test_f1, t.loss AS test_loss,
                       t.inference_time_per_sample_s, t.inference_energy_j,
                       t.inference_energy_source, t.inference_energy_missing_reason,
-                      t.params_dense, t.params_effective, t.macs_dense, t.macs_effective
+                      t.params_dense, t.params_effective, t.macs_dense, t.macs_effective,
+                      t.confusion_json
                FROM runs r JOIN test_metrics t USING (run_id)
                WHERE r.status = 'finished'""",
             store.connection,
@@ -117,10 +118,22 @@ def load_results(db: str | Path) -> Results:
     runs["train_energy_missing_reason"] = _energy_reasons(epochs, runs)
     for column in ("train_macs_per_sample", "train_macs_dense_per_sample"):
         runs[column] = runs.run_id.map(epochs.groupby("run_id")[column].mean())
-    runs = runs.drop(columns=["config_json"])
+    confusions = runs.confusion_json.map(lambda text: json.loads(text) if text else None)
+    runs["test_majority_share"] = confusions.map(majority_share)
+    runs["test_chance"] = confusions.map(lambda c: 1 / len(c) if c else None)
+    runs = runs.drop(columns=["config_json", "confusion_json"])
     keys = ["run_id", "model", "data_label", "method", "scenario", "seed", "derived_from"]
     epochs = epochs.merge(runs[keys], on="run_id")
     return Results(runs=runs, epochs=epochs, bench=bench, unfinished=unfinished)
+
+
+def majority_share(confusion: list[list[int]] | None) -> float | None:
+    """The accuracy of always answering the test split's largest class: the level a
+    network that learned nothing reaches on imbalanced data (rows: true classes)."""
+    if not confusion:
+        return None
+    counts = [sum(row) for row in confusion]
+    return max(counts) / sum(counts) if sum(counts) else None
 
 
 def _data_labels(runs: pd.DataFrame, paths_per_name: pd.Series) -> pd.Series:
