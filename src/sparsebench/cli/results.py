@@ -49,6 +49,7 @@ def runs(
             "seed",
             "status",
             "test_accuracy",
+            "test_balanced_accuracy",
             "test_f1",
             "total_train_time_s",
             "sparsity_conv",

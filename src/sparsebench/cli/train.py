@@ -178,6 +178,11 @@ def _val_is_test(data: dict[str, Any]) -> bool:
     return data["samples"]["val"] == data["samples"]["test"] and counts["val"] == counts["test"]
 
 
+def _number(test: dict[str, Any]) -> str:
+    value = test.get("balanced_accuracy")
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"run {summary['run_id']}")
     table.add_column("epoch", justify="right")
@@ -206,7 +211,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     test = summary["test"]
     by_kind = summary["sparsity"]["by_kind"]
     caption = (
-        f"test: accuracy {test['accuracy']:.4f}  F1 {test['f1']:.4f}  precision "
+        f"test: accuracy {test['accuracy']:.4f}  balanced {_number(test)}  "
+        f"F1 {test['f1']:.4f}  precision "
         f"{test['precision']:.4f}  recall {test['recall']:.4f}  "
         f"inference {test['inference_time_per_sample_s'] * 1e3:.3f} ms/sample\n"
         f"sparsity: conv {by_kind.get('conv', 0):.3f}  linear {by_kind.get('linear', 0):.3f}  "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sparsebench.confusion import balanced_accuracy
 from sparsebench.data.registry import dataset_display_name
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS
@@ -121,6 +122,7 @@ def load_results(db: str | Path) -> Results:
     confusions = runs.confusion_json.map(lambda text: json.loads(text) if text else None)
     runs["test_majority_share"] = confusions.map(majority_share)
     runs["test_chance"] = confusions.map(lambda c: 1 / len(c) if c else None)
+    runs["test_balanced_accuracy"] = confusions.map(lambda c: balanced_accuracy(c) if c else None)
     runs = runs.drop(columns=["config_json", "confusion_json"])
     keys = ["run_id", "model", "data_label", "method", "scenario", "seed", "derived_from"]
     epochs = epochs.merge(runs[keys], on="run_id")

@@ -23,6 +23,8 @@ PER_RUN_COLUMNS = [
     "execution",
     "derived_from",
     "test_accuracy",
+    "test_balanced_accuracy",
+    "test_majority_share",
     "test_f1",
     "test_loss",
     "total_train_time_s",

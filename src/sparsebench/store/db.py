@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
 
+from sparsebench.confusion import Confusion, balanced_accuracy, recall_per_class
 from sparsebench.errors import InputError
 from sparsebench.store.locks import ProcessIdentity, RunBusy
 
@@ -606,7 +607,7 @@ class ResultsStore:
         test = None
         if test_row is not None:
             test = {c: test_row[c] for c in TEST_COLUMNS}
-            test["confusion_matrix"] = json.loads(test_row["confusion_json"])
+            test.update(confusion_metrics(json.loads(test_row["confusion_json"])))
         layers = [
             {c: row[c] for c in LAYER_COLUMNS}
             for row in self.connection.execute(
@@ -655,15 +656,28 @@ class ResultsStore:
                       t.precision AS test_precision, t.recall AS test_recall,
                       t.loss AS test_loss, r.total_train_time_s, r.total_train_energy_j,
                       t.inference_time_per_sample_s, r.sparsity_conv, r.sparsity_linear,
-                      t.params_effective, t.macs_effective, r.derived_from, r.error
+                      t.params_effective, t.macs_effective, r.derived_from, r.error,
+                      t.confusion_json
                FROM runs r LEFT JOIN test_metrics t USING (run_id)
                ORDER BY r.created_at""",
             self.connection,
         )
+        confusions = frame.pop("confusion_json").map(lambda text: json.loads(text) if text else [])
+        balanced = confusions.map(balanced_accuracy)
+        frame.insert(frame.columns.get_loc("test_accuracy") + 1, "test_balanced_accuracy", balanced)
         live = self._live_claims()
         stale = (frame.status == "running") & ~frame.run_id.isin(live)
         frame.loc[stale, "status"] = "interrupted"
         return frame
+
+
+def confusion_metrics(confusion: Confusion) -> dict[str, Any]:
+    """A run's confusion matrix with what follows from it alone, as a summary shows it."""
+    return {
+        "confusion_matrix": confusion,
+        "balanced_accuracy": balanced_accuracy(confusion),
+        "recall_per_class": recall_per_class(confusion),
+    }
 
 
 def _scenario_label(config: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ from sparsebench.store.checkpoint import (
     load_resumable,
     save_checkpoint,
 )
+from sparsebench.store.db import confusion_metrics
 from sparsebench.train.compact import TRAINING_PASSES, Execution
 from sparsebench.train.config import RunConfig
 from sparsebench.train.metrics import MetricAccumulator
@@ -471,7 +472,7 @@ def test_model(
     counts = count_model(model, tuple(dataset.splits["test"].images.shape[1:]))
     return {
         **metrics.as_dict(),
-        "confusion_matrix": accumulator.confusion.cpu().tolist(),
+        **confusion_metrics(accumulator.confusion.cpu().tolist()),
         "inference_time_per_sample_s": elapsed / max(len(dataset.splits["test"]), 1),
         "inference_energy_j": reading.joules,
         "inference_energy_source": reading.source,
