@@ -94,6 +94,7 @@ def db(tmp_path):
             {
                 "model": "resnet18",
                 "dataset": "bloodmnist",
+                "data_path": "blood.npz",
                 "method": "in",
                 "scenario": "mixed",
                 "conv_sparsity": 0.5,
@@ -163,7 +164,8 @@ def test_table_one_holds_the_best_and_the_mean_over_seeds(db, tmp_path):
     build_report(db, tmp_path / "report")
     table = pd.read_csv(tmp_path / "report" / "table1.csv")
     row = table.iloc[0]
-    assert (row["data set"], row["model"]) == ("BloodMNIST", "ResNet18")  # display names
+    # the data's own name (its file's), the model's display name
+    assert (row["data set"], row["model"]) == ("blood", "ResNet18")
     assert row["Dense best"] == pytest.approx(0.90)
     # mean 0.85, sample standard deviation sqrt(0.005) = 0.0707
     assert row["Dense mean ± sd (n)"] == "0.8500 ± 0.0707 (2)"
@@ -200,7 +202,7 @@ def test_missing_energy_is_stated_and_never_zero(db, tmp_path):
     assert "Energy missing for all 3 runs shown" in page
     assert RAPL_MISSING in page
     curves = [f for f in report.figures if f.scenario == "uniform" and not f.energy]
-    assert "In-Training (resnet18, BloodMNIST)" in curves[0].notes.not_run
+    assert "In-Training (resnet18, blood)" in curves[0].notes.not_run
 
 
 def test_bench_rows_are_shown(db, tmp_path):
@@ -262,7 +264,7 @@ def test_text_from_the_data_is_escaped_in_html_and_svg_and_never_mathtext(tmp_pa
         text = svg.read_text()
         assert "<img" not in text and "-->." not in text
         # the panel title, drawn as typed (not as the letter alpha), its comment escaped
-        assert "(&lt;img src=x onerror=alert(1)&gt; $\\alpha$ &amp; - -&gt;.npz)" in text
+        assert "on &lt;img src=x onerror=alert(1)&gt; $\\alpha$ &amp; - -&gt;" in text
 
 
 def test_a_method_beyond_the_study_appears_by_its_name_and_colour(tmp_path):
@@ -279,7 +281,7 @@ def test_a_method_beyond_the_study_appears_by_its_name_and_colour(tmp_path):
     svg = (tmp_path / "report" / "figures" / "mixed_test_accuracy.svg").read_text()
     assert "<!-- RigL -->" in svg and "<!-- GMP -->" in svg
     assert "#8c564b" in svg and "#e377c2" in svg  # their registered colours
-    assert "<!-- ResNet18 on BloodMNIST -->" in svg  # model and data set display names
+    assert "<!-- ResNet18 on blood -->" in svg  # the model's display name, the data's own
 
 
 def test_the_report_says_which_execution_produced_each_training_cost(tmp_path):
@@ -356,3 +358,27 @@ def test_test_accuracy_bars_draw_the_majority_class_and_chance_levels(tmp_path):
     assert levels == [pytest.approx(0.5), pytest.approx(0.7)]
     texts = [text.get_text() for text in axis.texts]
     assert "majority class 0.700" in texts and "chance 0.500" in texts
+
+
+def test_data_is_named_by_its_own_name_never_by_its_loader(tmp_path):
+    from sparsebench.report.results import data_label
+    from sparsebench.train import RunConfig
+
+    assert data_label("mvtec3d-objects", "../data/neu_det", None) == "neu_det"
+    assert data_label("bloodmnist", "x/bloodmnist_like_28.npz", None) == "bloodmnist_like_28"
+    assert data_label("visa", "../magnetic_tile_visa", "magnetic tiles") == "magnetic tiles"
+    assert data_label("elpv", None, None) == "ELPV"  # read from a package: the loader's
+    # a name is how results show, not what a run computes: the same run, the same id
+    plain = RunConfig(dataset="synthetic")
+    assert RunConfig(dataset="synthetic", data_name="tiles").run_id() == plain.run_id()
+
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "d", "dense", None, 0, 0.9, data_path="/data/neu_det")
+        add_run(store, "p", "pre", "mixed", 0, 0.8, data_path="/data/neu_det")
+    report = build_report(path, tmp_path / "report")
+    assert report.index.is_file()
+    table = pd.read_csv(tmp_path / "report" / "table1.csv")
+    assert list(table["data set"]) == ["neu_det"]
+    runs = pd.read_csv(tmp_path / "report" / "runs.csv")
+    assert set(runs["data"]) == {"neu_det"} and set(runs["layout"]) == {"BloodMNIST"}

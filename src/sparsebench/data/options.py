@@ -74,6 +74,13 @@ class DataSettings(LoaderSettings):
 
     dataset: str = Field(description="data set name, e.g. bloodmnist (see README, Data)")
     data_path: str | None = Field(None, description="file or folder of the data set")
+    data_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=80,
+        description="the data's own name in figures and tables (default: the file's or "
+        "folder's name, e.g. neu_det; the loader's name is its layout)",
+    )
     in_channels: Literal[1, 3] | None = Field(None, description="default: the data's channels")
     augment: bool = Field(False, description="random horizontal flips (the study used none)")
 

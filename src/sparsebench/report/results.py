@@ -109,12 +109,16 @@ def load_results(db: str | Path) -> Results:
     for frame in (runs, unfinished):
         configs = frame.config_json.map(json.loads)
         frame["data_path"] = configs.map(lambda c: c.get("data_path"))
+        frame["data_name"] = configs.map(lambda c: c.get("data_name"))
         frame["width"] = configs.map(lambda c: c.get("width"))
         # Runs stored before compact execution existed all trained masked.
         frame["execution"] = configs.map(lambda c: c.get("execution", "masked"))
-    paths_per_name = runs.groupby("dataset").data_path.nunique(dropna=False)
-    runs["data_label"] = _data_labels(runs, paths_per_name)
-    unfinished["data_label"] = _data_labels(unfinished, paths_per_name)
+    for frame in (runs, unfinished):
+        frame["data_label"] = _data_labels(frame)
+        frame["layout"] = frame.dataset.map(dataset_display_name)
+    paths_per_label = runs.groupby("data_label").data_path.nunique(dropna=False)
+    for frame in (runs, unfinished):
+        frame["data_label"] = _distinct_labels(frame, paths_per_label)
     unfinished = unfinished.drop(columns=["config_json"])
     runs["train_energy_missing_reason"] = _energy_reasons(epochs, runs)
     for column in ("train_macs_per_sample", "train_macs_dense_per_sample"):
@@ -138,14 +142,33 @@ def majority_share(confusion: list[list[int]] | None) -> float | None:
     return max(counts) / sum(counts) if sum(counts) else None
 
 
-def _data_labels(runs: pd.DataFrame, paths_per_name: pd.Series) -> pd.Series:
-    """The data set's display name, with its folder where one loader read several places."""
+def data_label(dataset: str, data_path: str | None, data_name: str | None) -> str:
+    """The data's own name: the one its run was given (`--data-name`, `data_name:`), else
+    its file's or folder's name (`neu_det`, `bloodmnist_like_28`), else, for data read
+    from no path (a download, a package), its loader's display name. The loader names the
+    layout it was read in, never the data: NEU steel defects read in the MVTec 3D layout
+    are not MVTec 3D."""
+    if isinstance(data_name, str) and data_name:
+        return data_name
+    if isinstance(data_path, str) and data_path:
+        path = Path(data_path)
+        return path.stem if path.suffix else path.name
+    return dataset_display_name(dataset)
+
+
+def _data_labels(runs: pd.DataFrame) -> pd.Series:
+    if not len(runs):
+        return pd.Series(dtype=str)
+    return runs.apply(lambda row: data_label(row.dataset, row.data_path, row.data_name), axis=1)
+
+
+def _distinct_labels(runs: pd.DataFrame, paths_per_label: pd.Series) -> pd.Series:
+    """Labels with their path where one name covers data read from several places."""
 
     def label(row: pd.Series) -> str:
-        name = dataset_display_name(row.dataset)
-        if paths_per_name.get(row.dataset, 0) > 1 and isinstance(row.data_path, str):
-            return f"{name} ({Path(row.data_path).name})"
-        return name
+        if paths_per_label.get(row.data_label, 0) > 1 and isinstance(row.data_path, str):
+            return f"{row.data_label} ({row.data_path})"
+        return row.data_label
 
     return runs.apply(label, axis=1) if len(runs) else pd.Series(dtype=str)
 

@@ -13,6 +13,8 @@ PER_RUN_COLUMNS = [
     "run_id",
     "model",
     "width",
+    "data_label",
+    "layout",
     "dataset",
     "data_path",
     "method",
@@ -45,9 +47,13 @@ PER_RUN_COLUMNS = [
 
 
 def per_run_table(results: Results) -> pd.DataFrame:
-    return results.runs.sort_values(["dataset", "model", "method", "scenario", "seed"])[
-        PER_RUN_COLUMNS
-    ].reset_index(drop=True)
+    return (
+        results.runs.sort_values(["dataset", "model", "method", "scenario", "seed"])[
+            PER_RUN_COLUMNS
+        ]
+        .rename(columns={"data_label": "data"})
+        .reset_index(drop=True)
+    )
 
 
 def table_one(results: Results) -> pd.DataFrame:

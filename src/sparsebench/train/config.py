@@ -16,11 +16,12 @@ from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import register_run_identity
 
 # Fields that say where results go, what runs them (a device; an execution, the same
-# computation at another cost) or what input is trusted, not what is trained: they are
+# computation at another cost), what input is trusted or what the data is called, not
+# what is trained: they are
 # left out of the run id so the same run is found again from another place or device,
 # and a stored run keeps its id when such a field is added.
 NOT_IN_RUN_ID = frozenset(
-    {"device", "execution", "max_image_pixels", "allow_external_paths", "init_from"}
+    {"device", "execution", "max_image_pixels", "allow_external_paths", "init_from", "data_name"}
 )
 # A run id hashes the settings version and the settings that differ from their
 # defaults, so a setting added later (with a default that keeps what runs computed)
