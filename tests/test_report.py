@@ -382,3 +382,48 @@ def test_data_is_named_by_its_own_name_never_by_its_loader(tmp_path):
     assert list(table["data set"]) == ["neu_det"]
     runs = pd.read_csv(tmp_path / "report" / "runs.csv")
     assert set(runs["data"]) == {"neu_det"} and set(runs["layout"]) == {"BloodMNIST"}
+
+
+def html_tables(page: str) -> list[list[list[str]]]:
+    """Every table of an HTML page as rows of cell texts (header row first)."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tables: list[list[list[str]]] = []
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr":
+                self.tables[-1].append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th") and self.cell is not None:
+                self.tables[-1][-1].append("".join(self.cell).strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Tables()
+    parser.feed(page)
+    return parser.tables
+
+
+def test_table_one_on_the_page_is_one_cell_per_result_with_the_literature_apart(db, tmp_path):
+    report = build_report(db, tmp_path / "report")
+    tables = html_tables(report.index.read_text())
+    header, *rows = next(t for t in tables if t[0][:3] == ["data set", "model", "Dense"])
+    # data set, model, then one column per method: no best/mean pairs, no literature
+    assert not any("literature" in c or "best" in c for c in header)
+    row = dict(zip(header, rows[0], strict=True))
+    assert row["Dense"] == "0.850 ± 0.071 (2)"  # mean 0.85, sd sqrt(0.005), 2 seeds
+    assert row["Post-Training"] == "0.300 (1)"
+    assert row["In-Training"] == "failed" and row["SET"] == "not run"
+    assert any("protocol" in t[0] for t in tables)  # the literature in a table of its own

@@ -56,35 +56,58 @@ def per_run_table(results: Results) -> pd.DataFrame:
     )
 
 
-def table_one(results: Results) -> pd.DataFrame:
-    """Best test accuracy (over seeds) of dense and of every method in the `mixed`
-    scenario, per data set and model, with the mean and spread beside it, and the
-    literature's accuracies with their protocols. A cell with no result says why: "not
-    run", or how its run ended ("diverged", "failed")."""
+def _table_one_cells(results: Results):
+    """(data set, model, method, its column name, test accuracies over seeds, what a cell
+    without a result says) for dense and every method in the `mixed` scenario."""
     runs = results.runs
     chosen = runs[(runs.method == "dense") | (runs.scenario == "mixed")]
-    rows = []
     for dataset in results.datasets():
-        names = set(runs[runs.data_label == dataset].dataset)
         for model in results.models():
-            row: dict[str, object] = {"data set": dataset, "model": model_display_name(model)}
             for method in results.methods():
                 values = chosen[
                     (chosen.data_label == dataset)
                     & (chosen.model == model)
                     & (chosen.method == method)
                 ].test_accuracy.dropna()
-                column = (
-                    "Dense" if method == "dense" else f"{METHOD_NAMES.get(method, method)} (mixed)"
-                )
+                name = METHOD_NAMES.get(method, method)
                 absent = results.ended_as("mixed", dataset, model, method) or "not run"
-                row[f"{column} best"] = values.max() if len(values) else absent
-                row[f"{column} mean ± sd (n)"] = _mean_spread(values) or absent
-            row["literature (protocol)"] = "; ".join(
-                literature_for(name, model) for name in sorted(names)
-            )
-            rows.append(row)
-    return pd.DataFrame(rows)
+                yield dataset, model, method, name, values, absent
+
+
+def table_one(results: Results) -> pd.DataFrame:
+    """Best test accuracy (over seeds) of dense and of every method in the `mixed`
+    scenario, per data set and model, with the mean and spread beside it, and the
+    literature's accuracies with their protocols (`table1.csv`). A cell with no result
+    says why: "not run", or how its run ended ("diverged", "failed")."""
+    rows: dict[tuple[str, str], dict[str, object]] = {}
+    for dataset, model, method, name, values, absent in _table_one_cells(results):
+        row = rows.setdefault(
+            (dataset, model), {"data set": dataset, "model": model_display_name(model)}
+        )
+        column = "Dense" if method == "dense" else f"{name} (mixed)"
+        row[f"{column} best"] = values.max() if len(values) else absent
+        row[f"{column} mean ± sd (n)"] = _mean_spread(values) or absent
+    runs = results.runs
+    for (dataset, model), row in rows.items():
+        names = set(runs[runs.data_label == dataset].dataset)
+        row["literature (protocol)"] = "; ".join(
+            literature_for(name, model) for name in sorted(names)
+        )
+    return pd.DataFrame(list(rows.values()))
+
+
+def table_one_page(results: Results) -> pd.DataFrame:
+    """Table 1 as the report page shows it, to fit a screen: one cell per result, the
+    mean test accuracy ± its standard deviation over seeds (number of seeds), to three
+    places; the best over seeds and the literature are in `table1.csv` and the
+    references table."""
+    rows: dict[tuple[str, str], dict[str, object]] = {}
+    for dataset, model, _, name, values, absent in _table_one_cells(results):
+        row = rows.setdefault(
+            (dataset, model), {"data set": dataset, "model": model_display_name(model)}
+        )
+        row[name] = _mean_spread(values, places=3) or absent
+    return pd.DataFrame(list(rows.values()))
 
 
 def references_table(results: Results) -> pd.DataFrame:
@@ -124,9 +147,9 @@ def bench_table(results: Results) -> pd.DataFrame:
     return latest[columns].sort_values(["subject", "threads", "batch_size"])
 
 
-def _mean_spread(values: pd.Series) -> str | None:
+def _mean_spread(values: pd.Series, places: int = 4) -> str | None:
     if values.empty:
         return None
     if len(values) == 1:
-        return f"{values.iloc[0]:.4f} (1)"
-    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f} ({len(values)})"
+        return f"{values.iloc[0]:.{places}f} (1)"
+    return f"{values.mean():.{places}f} ± {values.std(ddof=1):.{places}f} ({len(values)})"
