@@ -1,6 +1,7 @@
 """The report from a database whose every value is known, so figures and tables can be
 checked against numbers worked out by hand."""
 
+import json
 import re
 
 import pandas as pd
@@ -427,3 +428,42 @@ def test_table_one_on_the_page_is_one_cell_per_result_with_the_literature_apart(
     assert row["Post-Training"] == "0.300 (1)"
     assert row["In-Training"] == "failed" and row["SET"] == "not run"
     assert any("protocol" in t[0] for t in tables)  # the literature in a table of its own
+
+
+def test_the_metric_a_report_compares_by_changes_its_recommendations(tmp_path):
+    """Pre-Training answers the majority class (90 of 100 test images) and is faster;
+    SET finds both classes. By accuracy both are within one point of dense and the
+    faster wins; by balanced accuracy (0.5 against 0.89) only SET is."""
+    from dataclasses import replace
+
+    from sparsebench.report.results import METRICS, load_results
+    from sparsebench.report.tradeoff import recommendations
+
+    path = tmp_path / "results.db"
+    confusions = {
+        "dense0": [[45, 5], [5, 45]],  # accuracy 0.90, balanced 0.90
+        "pre0": [[90, 0], [10, 0]],  # accuracy 0.90, balanced 0.50
+        "set0": [[44, 6], [5, 45]],  # accuracy 0.89, balanced 0.89
+    }
+    with ResultsStore(path) as store:
+        add_run(store, "dense0", "dense", None, 0, 0.90)
+        add_run(store, "pre0", "pre", "mixed", 0, 0.90, inference_s=0.001)
+        add_run(store, "set0", "set", "uniform", 0, 0.89)
+        for run_id, confusion in confusions.items():
+            store.connection.execute(
+                "UPDATE test_metrics SET confusion_json = ? WHERE run_id = ?",
+                (json.dumps(confusion), run_id),
+            )
+    results = load_results(path)
+    by_accuracy = recommendations(results).iloc[0]
+    assert by_accuracy["fastest within 1 point of dense"].startswith("Pre-Training, mixed")
+    balanced = recommendations(replace(results, metric=METRICS["balanced_accuracy"])).iloc[0]
+    assert balanced["dense balanced accuracy"] == pytest.approx(0.9)
+    assert balanced["fastest within 1 point of dense"] == (
+        "SET, uniform: balanced accuracy 0.8900, 2 ms/image"
+    )
+    result = runner.invoke(
+        app,
+        ["report", "--db", str(path), "--out", str(tmp_path / "r"), "--metric", "balanced"],
+    )
+    assert result.exit_code == 2 and "--metric: unknown metric 'balanced'" in result.stderr

@@ -89,6 +89,13 @@ def report(
     svg: Annotated[
         bool, typer.Option(help="write every figure as SVG beside its PNG (--no-svg: PNG only)")
     ] = True,
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="what Table 1, the trade-off figures and the recommendations compare: "
+            "accuracy, balanced_accuracy or f1"
+        ),
+    ] = "accuracy",
     track: Track = None,
     track_dir: TrackDir = DEFAULT_TRACK_DIR,
     track_experiment: TrackExperiment = "sparsebench",
@@ -101,7 +108,7 @@ def report(
         tracker = tracker_named(track, track_dir, track_experiment)
         if latency_budget_ms is not None:
             check_range("--latency-budget-ms", latency_budget_ms, 0, 1e9, above=True)
-        built = build_report(db, out_dir, latency_budget_ms, svg)
+        built = build_report(db, out_dir, latency_budget_ms, svg, metric)
     except InputError as error:
         raise fail(str(error)) from None
     kinds = "PNG + SVG" if svg else "PNG"

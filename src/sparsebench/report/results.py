@@ -31,6 +31,26 @@ SCENARIO_NAMES = {
 }
 
 
+@dataclass(frozen=True)
+class Metric:
+    """The test metric that Table 1, the trade-off figures and the recommendations
+    compare methods by (`report --metric`)."""
+
+    name: str
+    column: str
+    label: str
+
+
+METRICS = {
+    metric.name: metric
+    for metric in (
+        Metric("accuracy", "test_accuracy", "test accuracy"),
+        Metric("balanced_accuracy", "test_balanced_accuracy", "balanced accuracy"),
+        Metric("f1", "test_f1", "macro F1"),
+    )
+}
+
+
 @dataclass
 class Results:
     runs: pd.DataFrame  # one row per finished run
@@ -38,6 +58,7 @@ class Results:
     bench: pd.DataFrame  # inference benchmark rows (deploy.bench), possibly empty
     # runs that ended without results (diverged, failed), with their keys and error
     unfinished: pd.DataFrame = field(default_factory=pd.DataFrame)
+    metric: Metric = METRICS["accuracy"]
 
     @property
     def empty(self) -> bool:

@@ -68,17 +68,18 @@ def _table_one_cells(results: Results):
                     (chosen.data_label == dataset)
                     & (chosen.model == model)
                     & (chosen.method == method)
-                ].test_accuracy.dropna()
+                ][results.metric.column].dropna()
                 name = METHOD_NAMES.get(method, method)
                 absent = results.ended_as("mixed", dataset, model, method) or "not run"
                 yield dataset, model, method, name, values, absent
 
 
 def table_one(results: Results) -> pd.DataFrame:
-    """Best test accuracy (over seeds) of dense and of every method in the `mixed`
-    scenario, per data set and model, with the mean and spread beside it, and the
-    literature's accuracies with their protocols (`table1.csv`). A cell with no result
-    says why: "not run", or how its run ended ("diverged", "failed")."""
+    """Best test accuracy (or the report's metric) over seeds of dense and of every
+    method in the `mixed` scenario, per data set and model, with the mean and spread
+    beside it, and the literature's accuracies with their protocols (`table1.csv`). A
+    cell with no result says why: "not run", or how its run ended ("diverged",
+    "failed")."""
     rows: dict[tuple[str, str], dict[str, object]] = {}
     for dataset, model, method, name, values, absent in _table_one_cells(results):
         row = rows.setdefault(
@@ -98,9 +99,9 @@ def table_one(results: Results) -> pd.DataFrame:
 
 def table_one_page(results: Results) -> pd.DataFrame:
     """Table 1 as the report page shows it, to fit a screen: one cell per result, the
-    mean test accuracy ± its standard deviation over seeds (number of seeds), to three
-    places; the best over seeds and the literature are in `table1.csv` and the
-    references table."""
+    mean test accuracy (or the report's metric) ± its standard deviation over seeds
+    (number of seeds), to three places; the best over seeds and the literature are in
+    `table1.csv` and the references table."""
     rows: dict[tuple[str, str], dict[str, object]] = {}
     for dataset, model, _, name, values, absent in _table_one_cells(results):
         row = rows.setdefault(

@@ -38,7 +38,7 @@ def configurations(results: Results) -> pd.DataFrame:
     return (
         runs.groupby(["data_label", "model", "method", "scenario"], as_index=False)
         .agg(
-            accuracy=("test_accuracy", "mean"),
+            accuracy=(results.metric.column, "mean"),  # the report's metric
             inference_ms=("inference_ms", "mean"),
             train_s=("train_s", "mean"),
             seeds=("seed", "nunique"),
@@ -60,7 +60,10 @@ def pareto_front(cost: pd.Series, accuracy: pd.Series) -> pd.Series:
 
 def tradeoff_figure(results: Results, cost: str) -> Figure:
     points = configurations(results)
-    figure, panels = panel_grid(results, f"Test accuracy against {AXES[cost]}; Pareto front joined")
+    label = results.metric.label
+    figure, panels = panel_grid(
+        results, f"{label[0].upper()}{label[1:]} against {AXES[cost]}; Pareto front joined"
+    )
     for (dataset, model), axis in panels.items():
         panel = points[(points.data_label == dataset) & (points.model == model)].dropna(
             subset=[cost]
@@ -75,9 +78,9 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
                 s=40,
                 zorder=3,
             )
-            label = "dense" if row.method == "dense" else row.scenario
+            point = "dense" if row.method == "dense" else row.scenario
             axis.annotate(
-                literal(label),
+                literal(point),
                 (getattr(row, cost), row.accuracy),
                 fontsize=6,
                 xytext=(3, 3),
@@ -86,7 +89,7 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
         front = panel[pareto_front(panel[cost], panel.accuracy)].sort_values(cost)
         axis.plot(front[cost], front.accuracy, color="black", lw=1, alpha=0.6, zorder=2)
         axis.set_xlabel(AXES[cost], fontsize=8)
-        axis.set_ylabel("test accuracy")
+        axis.set_ylabel(label)
     methods = [m for m in results.methods() if m in set(points.method)]
     handles = [
         plt.Line2D(
@@ -115,29 +118,30 @@ def recommendations(results: Results, latency_budget_ms: float | None = None) ->
     """Per data set and model: dense, the fastest configuration within one accuracy
     point of dense, and the most accurate within the latency budget."""
     points = configurations(results)
+    metric = results.metric.label.removeprefix("test ")
     rows = []
     for (dataset, model), panel in points.groupby(["data_label", "model"], sort=True):
         dense = panel[panel.method == "dense"]
         row: dict[str, object] = {"data set": dataset, "model": model_display_name(model)}
         if dense.empty:
-            row["dense accuracy"] = "not run"
+            row[f"dense {metric}"] = "not run"
             row["fastest within 1 point of dense"] = "no dense run to compare with"
         else:
             base = dense.iloc[0]
-            row["dense accuracy"] = round(float(base.accuracy), 4)
+            row[f"dense {metric}"] = round(float(base.accuracy), 4)
             row["dense ms/image"] = round(float(base.inference_ms), 4)
             close = panel[
                 (panel.method != "dense") & (panel.accuracy >= base.accuracy - ACCURACY_TOLERANCE)
             ].dropna(subset=["inference_ms"])
             row["fastest within 1 point of dense"] = (
-                _name(close.loc[close.inference_ms.idxmin()]) if len(close) else "none"
+                _name(close.loc[close.inference_ms.idxmin()], metric) if len(close) else "none"
             )
         if latency_budget_ms is None:
             row[_budget_column(None)] = "give report --latency-budget-ms"
         else:
             within = panel[panel.inference_ms <= latency_budget_ms]
             row[_budget_column(latency_budget_ms)] = (
-                _name(within.loc[within.accuracy.idxmax()]) if len(within) else "none"
+                _name(within.loc[within.accuracy.idxmax()], metric) if len(within) else "none"
             )
         rows.append(row)
     return pd.DataFrame(rows)
@@ -149,7 +153,7 @@ def _budget_column(budget: float | None) -> str:
     return f"most accurate within {budget:g} ms/image"
 
 
-def _name(row: pd.Series) -> str:
+def _name(row: pd.Series, metric: str) -> str:
     method = METHOD_NAMES.get(row.method, row.method)
     where = "" if row.method == "dense" else f", {row.scenario}"
-    return f"{method}{where}: accuracy {row.accuracy:.4f}, {row.inference_ms:.4g} ms/image"
+    return f"{method}{where}: {metric} {row.accuracy:.4f}, {row.inference_ms:.4g} ms/image"
