@@ -31,6 +31,7 @@ def add_run(
     data_path="blood.npz",
     execution=None,
     inference_s=0.002,
+    conv=0.5,
 ):
     config = {
         "model": "resnet18",
@@ -39,7 +40,7 @@ def add_run(
         "width": 0.25,
         "method": method,
         "scenario": scenario,
-        "conv_sparsity": 0.0 if method == "dense" else 0.5,
+        "conv_sparsity": 0.0 if method == "dense" else conv,
         "linear_sparsity": 0.0 if method == "dense" else 0.8,
         "seed": seed,
         "epochs": 2,
@@ -467,3 +468,27 @@ def test_the_metric_a_report_compares_by_changes_its_recommendations(tmp_path):
         ["report", "--db", str(path), "--out", str(tmp_path / "r"), "--metric", "balanced"],
     )
     assert result.exit_code == 2 and "--metric: unknown metric 'balanced'" in result.stderr
+
+
+def test_a_sparsity_axis_draws_one_curve_per_method_through_the_mean_over_seeds(tmp_path):
+    from sparsebench.report.curves import sparsity_figure
+    from sparsebench.report.results import load_results
+
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "d0", "dense", None, 0, 0.90)
+        add_run(store, "d1", "dense", None, 1, 0.80)
+        for conv, accuracies in ((0.3, (0.85, 0.75)), (0.9, (0.5, 0.3))):
+            for seed, accuracy in enumerate(accuracies):
+                add_run(store, f"p{conv}{seed}", "pre", None, seed, accuracy, conv=conv)
+    figure = sparsity_figure(load_results(path), "conv_target")
+    (axis,) = [a for a in figure.axes if a.get_title()]
+    curves = [line for line in axis.lines if len(line.get_xdata()) > 1 and line.get_marker() == "o"]
+    assert len(curves) == 1  # Pre-Training; dense is the band
+    assert list(curves[0].get_xdata()) == [0.3, 0.9]
+    assert list(curves[0].get_ydata()) == pytest.approx([0.80, 0.40])  # means over 2 seeds
+    dense = [line for line in axis.lines if line.get_marker() != "o"]
+    assert dense[0].get_ydata()[0] == pytest.approx(0.85)
+    report = build_report(path, tmp_path / "report")
+    page = report.index.read_text()
+    assert "figures/sparsity_conv_target.png" in page and "figures/sparsity_macs_share.png" in page

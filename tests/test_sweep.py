@@ -373,3 +373,65 @@ def test_dry_run_after_an_interruption_lists_resumes_and_skips(tmp_path, straigh
     # Without the database every run with a checkpoint is resumed, and post still derives.
     counts = plan_counts(plan_sweep(grid, None, reference / "runs"))
     assert counts == {"train": 0, "resume": 6, "derive": 4, "skip": 0}
+
+
+SPARSITY_GRID = """
+name: curve
+models: [resnet18]
+datasets: [{{dataset: synthetic}}]
+methods: [dense, pre, post]
+sparsities: {sparsities}
+training: {{width: 0.125, epochs: 1}}
+"""
+
+
+def test_sparsity_is_a_grid_axis_beside_the_named_scenarios(tmp_path):
+    path = tmp_path / "curve.yaml"
+    path.write_text(SPARSITY_GRID.format(sparsities="{conv: [0.3, 0.5, 0.9], linear: [0.8]}"))
+    runs = expand_grid(load_sweep_config(path))
+    targets = sorted(
+        (r.config.method, r.config.conv_sparsity, r.config.linear_sparsity, r.config.scenario)
+        for r in runs
+    )
+    # dense once; conv 0.5 at linear 0.8 is the study's `mixed` (one run, one id); no
+    # default scenario is added beside the list
+    assert targets == [
+        ("dense", 0.0, 0.0, None),
+        ("post", 0.3, 0.8, None),
+        ("post", 0.5, 0.8, "mixed"),
+        ("post", 0.9, 0.8, None),
+        ("pre", 0.3, 0.8, None),
+        ("pre", 0.5, 0.8, "mixed"),
+        ("pre", 0.9, 0.8, None),
+    ]
+    assert {r.config.scenario_label for r in runs if r.config.scenario is None} == {
+        "dense",
+        "conv0.3-linear0.8",
+        "conv0.9-linear0.8",
+    }
+    # one list for both kinds, beside named scenarios
+    path.write_text(
+        SPARSITY_GRID.format(sparsities="{both: [0.5, 0.8]}").replace(
+            "methods:", "scenarios: [linear-only]\nmethods:"
+        )
+    )
+    runs = expand_grid(load_sweep_config(path))
+    pre = sorted(r.config.scenario_label for r in runs if r.config.method == "pre")
+    assert pre == ["conv0.5-linear0.5", "linear-only", "uniform"]
+
+
+@pytest.mark.parametrize(
+    ("sparsities", "said"),
+    [
+        ("{both: [0.5], conv: [0.3]}", "not all three"),
+        ("{conv: [0.3]}", "`conv` and `linear` together"),
+        ("{both: [1.0]}", "less than 1"),
+        ("{both: []}", "at least 1 item"),
+    ],
+)
+def test_a_sparsity_grid_that_cannot_be_read_is_named(tmp_path, sparsities, said):
+    path = tmp_path / "curve.yaml"
+    path.write_text(SPARSITY_GRID.format(sparsities=sparsities))
+    with pytest.raises(InputError, match="sparsities") as refused:
+        load_sweep_config(path)
+    assert said in str(refused.value) and str(path) in str(refused.value)

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from sparsebench.data.options import DataSettings
 from sparsebench.errors import InputError, validation_message
@@ -87,6 +95,37 @@ class DataEntry(DataSettings):
     training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[valid-type]
 
 
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+class SparsityGrid(BaseModel):
+    """Sparsity as a grid axis: `conv` and `linear` lists give every pair of the two,
+    `both` gives each value for conv and linear alike. Pairs equal to a named scenario
+    are that scenario's runs (one run, one id)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    conv: list[Fraction] | None = Field(None, min_length=1)
+    linear: list[Fraction] | None = Field(None, min_length=1)
+    both: list[Fraction] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SparsityGrid:
+        if self.both is not None and (self.conv is not None or self.linear is not None):
+            raise ValueError("give `both`, or `conv` and `linear`, not all three")
+        if self.both is None and (self.conv is None or self.linear is None):
+            raise ValueError("give `both`, or `conv` and `linear` together")
+        return self
+
+    def targets(self) -> list[SparsityTargets]:
+        if self.both is not None:
+            pairs = [(value, value) for value in self.both]
+        else:
+            assert self.conv is not None and self.linear is not None
+            pairs = [(conv, linear) for conv in self.conv for linear in self.linear]
+        return [SparsityTargets(conv, linear) for conv, linear in dict.fromkeys(pairs)]
+
+
 class SweepConfig(BaseModel):
     """A grid of runs: every model x data set x method x scenario x seed, with shared
     training settings. A dense run ignores the scenarios (it is one run per model, data
@@ -99,6 +138,7 @@ class SweepConfig(BaseModel):
     datasets: list[DataEntry] = Field(min_length=1)
     methods: list[str] = Field(min_length=1)
     scenarios: list[str] = Field(default_factory=lambda: ["mixed"], min_length=1)
+    sparsities: SparsityGrid | None = None
     seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
         default_factory=lambda: [0], min_length=1
     )
@@ -128,9 +168,30 @@ class SweepConfig(BaseModel):
             raise ValueError(f"seeds repeat: {values}")
         return values
 
+    def points(self) -> list[str | SparsityTargets]:
+        """The grid's sparsity axis: the named scenarios, then the sparsity pairs. With
+        `sparsities` and no `scenarios`, the pairs alone (not the default `mixed` too)."""
+        named = self.scenarios
+        if self.sparsities is not None and "scenarios" not in self.model_fields_set:
+            named = []
+        return [*named, *(self.sparsities.targets() if self.sparsities else [])]
+
     def run_config(
-        self, model: str, dataset_index: int, method: str, scenario: str | None, seed: int
+        self,
+        model: str,
+        dataset_index: int,
+        method: str,
+        point: str | SparsityTargets | None,
+        seed: int,
     ) -> RunConfig:
+        """One run of the grid; `point` a scenario name or sparsity targets."""
+        if isinstance(point, SparsityTargets):
+            where: dict[str, Any] = {
+                "conv_sparsity": point.conv,
+                "linear_sparsity": point.linear,
+            }
+        else:
+            where = {"scenario": point}
         entry = self.datasets[dataset_index]
         data = entry.model_dump(exclude_unset=True, exclude={"training"})
         training = {
@@ -140,9 +201,7 @@ class SweepConfig(BaseModel):
         # A sweep's method options are keyed by method: `method_options: {rigl: {...}}`.
         training["method_options"] = training.get("method_options", {}).get(method, {})
         try:
-            return RunConfig(
-                model=model, method=method, scenario=scenario, seed=seed, **data, **training
-            )
+            return RunConfig(model=model, method=method, seed=seed, **where, **data, **training)
         except ValidationError as error:
             loc = error.errors()[0]["loc"]
             section = f"datasets[{dataset_index}]" if loc and loc[0] in DATA_FIELDS else "training"
@@ -175,9 +234,9 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
         )
     try:
         for index in range(len(sweep.datasets)):
-            sweep.run_config(sweep.models[0], index, sweep.methods[0], sweep.scenarios[0], 0)
+            sweep.run_config(sweep.models[0], index, sweep.methods[0], sweep.points()[0], 0)
         for method in sweep.methods:
-            sweep.run_config(sweep.models[0], 0, method, sweep.scenarios[0], 0)
+            sweep.run_config(sweep.models[0], 0, method, sweep.points()[0], 0)
     except InputError as error:
         raise InputError(f"{path}: {error}") from None
     return sweep

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from sparsebench.errors import InputError
+from sparsebench.report.curves import has_curves, sparsity_figure
 from sparsebench.report.figures import BARS, CURVES, FigureNotes, bar_figure, curve_figure
 from sparsebench.report.results import METRICS, SCENARIO_NAMES, Results, load_results
 from sparsebench.report.tables import (
@@ -131,6 +132,13 @@ def _write(
         report.figures.append(
             _save(tradeoff_figure(results, cost), report, "tradeoff", cost, title)
         )
+    if has_curves(results):
+        for axis_name, title in (
+            ("conv_target", "Test metric against conv sparsity"),
+            ("macs_share", "Test metric against multiply-adds per image"),
+        ):
+            figure = sparsity_figure(results, axis_name)
+            report.figures.append(_save(figure, report, "sparsity", axis_name, title))
     advice = recommendations(results, latency_budget_ms)
     advice.to_csv(folder / "recommendations.csv", index=False)
     for scenario in results.scenarios():
@@ -252,6 +260,14 @@ def _index_html(
             f"{_svg_link(report, f)}</figcaption></figure>"
             for f in report.figures
             if f.scenario == "tradeoff"
+        ),
+        *(
+            f"<figure><img src='{e(f.stem)}.png' alt='{e(f.title)}'><figcaption>{e(f.title)}: "
+            "one curve per method through the mean over seeds, the band from the lowest to "
+            f"the highest seed, dense as the grey band{_svg_link(report, f)}</figcaption>"
+            "</figure>"
+            for f in report.figures
+            if f.scenario == "sparsity"
         ),
         f"<h2 id='table1'>Table 1: {e(results.metric.label)}, dense and mixed scenario</h2>",
         "<p>Mean ± standard deviation over seeds (number of seeds); a cell without a "

@@ -106,6 +106,7 @@ def load_results(db: str | Path) -> Results:
                       r.config_json, r.device, r.created_at, r.derived_from,
                       r.total_train_time_s, r.total_train_energy_j,
                       r.sparsity_conv, r.sparsity_linear,
+                      r.conv_sparsity AS conv_target, r.linear_sparsity AS linear_target,
                       t.accuracy AS test_accuracy, t.f1 AS test_f1, t.loss AS test_loss,
                       t.inference_time_per_sample_s, t.inference_energy_j,
                       t.inference_energy_source, t.inference_energy_missing_reason,

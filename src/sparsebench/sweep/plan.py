@@ -78,7 +78,7 @@ def check_sweep_data(sweep: SweepConfig, source: str | Path, download: bool = Fa
     problems = []
     for index in range(len(sweep.datasets)):
         config = sweep.run_config(
-            sweep.models[0], index, sweep.methods[0], sweep.scenarios[0], sweep.seeds[0]
+            sweep.models[0], index, sweep.methods[0], sweep.points()[0], sweep.seeds[0]
         )
         try:
             probe_dataset(config.dataset, config.data_path, config.data_options(None, download))
@@ -105,8 +105,8 @@ def expand_grid(sweep: SweepConfig) -> list[GridRun]:
                 for method in sweep.methods:
                     if method == "dense":
                         continue
-                    for scenario in sweep.scenarios:
-                        config = sweep.run_config(model, dataset_index, method, scenario, seed)
+                    for point in sweep.points():
+                        config = sweep.run_config(model, dataset_index, method, point, seed)
                         derivable = dense is not None and derivable_from(config, dense)
                         runs.append(GridRun(config, dense if derivable else None))
     return _distinct(runs)

@@ -1,0 +1,80 @@
+"""Where a method breaks: the report's metric against sparsity, the view every pruning
+paper uses. One curve per method through the mean over seeds at each conv target, with
+a band from the lowest to the highest seed; dense as a horizontal band. Drawn when some
+method ran at two conv targets or more (a sweep's `sparsities:` axis)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from sparsebench.report.figures import METHOD_COLOURS, panel_grid
+from sparsebench.report.results import METHOD_NAMES, Results
+
+# What the curves run along: the conv target, or the multiply-adds the pruned network
+# still executes per image (as a share of dense).
+AXES = {
+    "conv_target": "conv filters pruned (target)",
+    "macs_share": "multiply-adds per image, share of dense",
+}
+
+
+def has_curves(results: Results) -> bool:
+    sparse = results.runs[results.runs.method != "dense"]
+    targets = sparse.groupby(["data_label", "model", "method"]).conv_target.nunique()
+    return bool((targets >= 2).any())
+
+
+def sparsity_figure(results: Results, axis_name: str) -> Figure:
+    metric = results.metric
+    runs = results.runs.assign(macs_share=results.runs.macs_effective / results.runs.macs_dense)
+    figure, panels = panel_grid(
+        results, f"{metric.label[0].upper()}{metric.label[1:]} against {AXES[axis_name]}"
+    )
+    for (dataset, model), axis in panels.items():
+        panel = runs[(runs.data_label == dataset) & (runs.model == model)]
+        dense = panel[panel.method == "dense"][metric.column].dropna()
+        if len(dense):
+            axis.axhspan(dense.min(), dense.max(), color="grey", alpha=0.2, lw=0)
+            axis.axhline(dense.mean(), color=METHOD_COLOURS.get("dense", "black"), lw=1)
+        for method in results.methods():
+            if method == "dense":
+                continue
+            points = _points(panel[panel.method == method], axis_name, metric.column)
+            if points.empty:
+                continue
+            colour = METHOD_COLOURS.get(method, "grey")
+            axis.plot(points.x, points["mean"], marker="o", ms=3, color=colour, lw=1.2)
+            axis.fill_between(points.x, points["min"], points["max"], color=colour, alpha=0.15)
+        axis.set_xlabel(AXES[axis_name], fontsize=8)
+        axis.set_ylabel(metric.label)
+    handles = [
+        _legend_line(METHOD_COLOURS.get(m, "grey"), METHOD_NAMES.get(m, m))
+        for m in results.methods()
+    ]
+    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 9), fontsize=8)
+    figure.tight_layout(rect=(0, 0.06, 1, 0.95))
+    return figure
+
+
+def _points(runs: pd.DataFrame, axis_name: str, column: str) -> pd.DataFrame:
+    """Per conv target: where it lies on the axis (mean over seeds), and the metric's
+    mean, lowest and highest over seeds."""
+    if runs.empty:
+        return pd.DataFrame()
+    grouped = runs.dropna(subset=[column]).groupby("conv_target")
+    points = pd.DataFrame(
+        {
+            "x": grouped[axis_name].mean(),
+            "mean": grouped[column].mean(),
+            "min": grouped[column].min(),
+            "max": grouped[column].max(),
+        }
+    )
+    return points.sort_values("x")
+
+
+def _legend_line(colour: str, label: str):
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color=colour, marker="o", ms=4, lw=1.2, label=label)
