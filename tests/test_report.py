@@ -492,3 +492,22 @@ def test_a_sparsity_axis_draws_one_curve_per_method_through_the_mean_over_seeds(
     report = build_report(path, tmp_path / "report")
     page = report.index.read_text()
     assert "figures/sparsity_conv_target.png" in page and "figures/sparsity_macs_share.png" in page
+
+
+def test_a_figure_of_one_seed_says_so(db, tmp_path):
+    from sparsebench.report.figures import bar_figure, curve_figure
+    from sparsebench.report.results import load_results
+
+    metric = next(bar for bar in BARS if bar.column == "test_accuracy")
+    two_seeds, _ = bar_figure(load_results(db), "mixed", metric)
+    assert "one seed" not in two_seeds._suptitle.get_text()  # dense and pre have two
+    path = tmp_path / "one.db"
+    with ResultsStore(path) as store:
+        add_run(store, "d", "dense", None, 0, 0.9)
+        add_run(store, "p", "pre", "mixed", 0, 0.8)
+    results = load_results(path)
+    for figure, _ in (
+        bar_figure(results, "mixed", metric),
+        curve_figure(results, "mixed", CURVES[0]),
+    ):
+        assert figure._suptitle.get_text().endswith("; one seed: no spread shown")

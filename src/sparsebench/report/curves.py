@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sparsebench.report.figures import METHOD_COLOURS, panel_grid
+from sparsebench.report.figures import METHOD_COLOURS, panel_grid, seed_note
 from sparsebench.report.results import METHOD_NAMES, Results
 
 # What the curves run along: the conv target, or the multiply-adds the pruned network
@@ -29,7 +29,9 @@ def sparsity_figure(results: Results, axis_name: str) -> Figure:
     metric = results.metric
     runs = results.runs.assign(macs_share=results.runs.macs_effective / results.runs.macs_dense)
     figure, panels = panel_grid(
-        results, f"{metric.label[0].upper()}{metric.label[1:]} against {AXES[axis_name]}"
+        results,
+        f"{metric.label[0].upper()}{metric.label[1:]} against {AXES[axis_name]}"
+        f"{seed_note(results.runs)}",
     )
     for (dataset, model), axis in panels.items():
         panel = runs[(runs.data_label == dataset) & (runs.model == model)]

@@ -88,6 +88,15 @@ class FigureNotes:
     executions: Counter[str] = field(default_factory=Counter)  # runs drawn, by execution
 
 
+def seed_note(runs: pd.DataFrame) -> str:
+    """What a figure says when no point of it has a second seed: its bands and whiskers
+    are absent, not narrow."""
+    keys = ["data_label", "model", "method", "scenario"]
+    if runs.empty or runs.fillna({"scenario": "dense"}).groupby(keys).seed.nunique().max() > 1:
+        return ""
+    return "; one seed: no spread shown"
+
+
 def literal(text: str) -> str:
     """Text from the data shown as it is: matplotlib reads `$...$` as mathematics."""
     return text.replace("$", r"\$")
@@ -140,7 +149,8 @@ def curve_figure(
     """Lines: the mean over seeds per epoch; band: the lowest to the highest seed."""
     notes = FigureNotes()
     epochs = results.in_scenario(results.epochs, scenario)
-    figure, panels = panel_grid(results, f"{metric.title}, scenario {scenario}")
+    runs = results.in_scenario(results.runs, scenario)
+    figure, panels = panel_grid(results, f"{metric.title}, scenario {scenario}{seed_note(runs)}")
     methods = results.methods()
     for (dataset, model), axis in panels.items():
         panel = epochs[(epochs.data_label == dataset) & (epochs.model == model)]
@@ -176,7 +186,9 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
         how += f", {' and '.join(executions)} execution"
         if len(executions) > 1:
             how += ": masked bars hatched"
-    figure, panels = panel_grid(results, f"{metric.title}, scenario {scenario} ({how})")
+    figure, panels = panel_grid(
+        results, f"{metric.title}, scenario {scenario} ({how}){seed_note(runs)}"
+    )
     methods = results.methods()
     positions = np.arange(len(methods))
     for (dataset, model), axis in panels.items():
