@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
-from sparsebench.confusion import balanced_accuracy, recall_per_class
+from sparsebench.confusion import balanced_accuracy, majority_share, recall_per_class
 
 RELEASE = Path(__file__).parent / "fixtures" / "release-schema4"
 
@@ -21,6 +21,7 @@ def test_a_network_that_never_finds_a_defect_scores_one_half():
     confusion = [[90, 0], [10, 0]]
     assert recall_per_class(confusion) == [1.0, 0.0]
     assert balanced_accuracy(confusion) == 0.5
+    assert majority_share(confusion) == 0.9  # what its accuracy says
 
 
 def test_balanced_accuracy_by_hand_with_a_class_the_labels_do_not_hold():

@@ -23,3 +23,10 @@ def balanced_accuracy(confusion: Confusion) -> float | None:
     `balanced_accuracy_score`; None when there are no labels at all."""
     recalls = [recall for recall in recall_per_class(confusion) if recall is not None]
     return sum(recalls) / len(recalls) if recalls else None
+
+
+def majority_share(confusion: Confusion) -> float | None:
+    """The accuracy of always answering the largest class: the level a network that
+    learned nothing reaches on imbalanced data; None when there are no labels."""
+    counts = [sum(row) for row in confusion]
+    return max(counts) / sum(counts) if sum(counts) else None

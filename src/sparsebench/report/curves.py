@@ -8,8 +8,14 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sparsebench.report.figures import METHOD_COLOURS, panel_grid, seed_note
-from sparsebench.report.results import METHOD_NAMES, Results
+from sparsebench.report.figures import (
+    METHOD_COLOURS,
+    METHOD_LINES,
+    _legend,
+    panel_grid,
+    seed_note,
+)
+from sparsebench.report.results import Results
 
 # What the curves run along: the conv target, or the multiply-adds the pruned network
 # still executes per image (as a share of dense).
@@ -46,16 +52,12 @@ def sparsity_figure(results: Results, axis_name: str) -> Figure:
             if points.empty:
                 continue
             colour = METHOD_COLOURS.get(method, "grey")
-            axis.plot(points.x, points["mean"], marker="o", ms=3, color=colour, lw=1.2)
+            style = METHOD_LINES.get(method, "-")
+            axis.plot(points.x, points["mean"], marker="o", ms=3, color=colour, ls=style, lw=1.2)
             axis.fill_between(points.x, points["min"], points["max"], color=colour, alpha=0.15)
         axis.set_xlabel(AXES[axis_name], fontsize=8)
         axis.set_ylabel(metric.label)
-    handles = [
-        _legend_line(METHOD_COLOURS.get(m, "grey"), METHOD_NAMES.get(m, m))
-        for m in results.methods()
-    ]
-    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 9), fontsize=8)
-    figure.tight_layout(rect=(0, 0.06, 1, 0.95))
+    _legend(figure, results.methods())
     return figure
 
 
@@ -74,9 +76,3 @@ def _points(runs: pd.DataFrame, axis_name: str, column: str) -> pd.DataFrame:
         }
     )
     return points.sort_values("x")
-
-
-def _legend_line(colour: str, label: str):
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], color=colour, marker="o", ms=4, lw=1.2, label=label)

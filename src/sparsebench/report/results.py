@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sparsebench.confusion import balanced_accuracy
+from sparsebench.confusion import balanced_accuracy, majority_share
 from sparsebench.data.registry import dataset_display_name
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS
@@ -145,23 +145,14 @@ def load_results(db: str | Path) -> Results:
     runs["train_energy_missing_reason"] = _energy_reasons(epochs, runs)
     for column in ("train_macs_per_sample", "train_macs_dense_per_sample"):
         runs[column] = runs.run_id.map(epochs.groupby("run_id")[column].mean())
-    confusions = runs.confusion_json.map(lambda text: json.loads(text) if text else None)
+    confusions = runs.confusion_json.map(lambda text: json.loads(text) if text else [])
     runs["test_majority_share"] = confusions.map(majority_share)
     runs["test_chance"] = confusions.map(lambda c: 1 / len(c) if c else None)
-    runs["test_balanced_accuracy"] = confusions.map(lambda c: balanced_accuracy(c) if c else None)
+    runs["test_balanced_accuracy"] = confusions.map(balanced_accuracy)
     runs = runs.drop(columns=["config_json", "confusion_json"])
     keys = ["run_id", "model", "data_label", "method", "scenario", "seed", "derived_from"]
     epochs = epochs.merge(runs[keys], on="run_id")
     return Results(runs=runs, epochs=epochs, bench=bench, unfinished=unfinished)
-
-
-def majority_share(confusion: list[list[int]] | None) -> float | None:
-    """The accuracy of always answering the test split's largest class: the level a
-    network that learned nothing reaches on imbalanced data (rows: true classes)."""
-    if not confusion:
-        return None
-    counts = [sum(row) for row in confusion]
-    return max(counts) / sum(counts) if sum(counts) else None
 
 
 def data_label(dataset: str, data_path: str | None, data_name: str | None) -> str:
