@@ -435,3 +435,23 @@ def test_a_sparsity_grid_that_cannot_be_read_is_named(tmp_path, sparsities, said
     with pytest.raises(InputError, match="sparsities") as refused:
         load_sweep_config(path)
     assert said in str(refused.value) and str(path) in str(refused.value)
+
+
+def test_a_data_entry_takes_its_own_seeds(tmp_path):
+    path = tmp_path / "seeds.yaml"
+    path.write_text(
+        "models: [resnet18]\nmethods: [dense]\nseeds: [0, 1, 2]\n"
+        "datasets:\n  - {dataset: synthetic, data_name: small}\n"
+        "  - {dataset: synthetic, data_name: large, image_size: 32, seeds: [5]}\n"
+    )
+    runs = expand_grid(load_sweep_config(path))
+    assert [(r.config.data_name, r.config.seed) for r in runs] == [
+        ("small", 0),
+        ("small", 1),
+        ("small", 2),
+        ("large", 5),
+    ]
+    path.write_text(path.read_text().replace("seeds: [5]", "seeds: [5, 5]"))
+    with pytest.raises(InputError, match=r"datasets\[1\]\.seeds: seeds repeat") as refused:
+        load_sweep_config(path)
+    assert str(path) in str(refused.value)

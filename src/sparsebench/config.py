@@ -87,12 +87,25 @@ def _subset_model(name: str, fields: tuple[str, ...]) -> type[BaseModel]:
 TrainingSpec = _subset_model("TrainingSpec", TRAINING_FIELDS)
 
 
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+def _distinct(values: list[int]) -> list[int]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"seeds repeat: {values}")
+    return values
+
+
 class DataEntry(DataSettings):
     """A sweep's data set, with the training settings that differ for it (a small set
     needs more epochs than a large one): `training:` under the entry overrides the
-    sweep's `training:` for its runs."""
+    sweep's `training:` for its runs, and `seeds:` the sweep's seeds (a large set that
+    the machine can afford only once)."""
 
     training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[valid-type]
+    seeds: list[Seed] | None = Field(None, min_length=1)
+
+    _distinct_seeds = field_validator("seeds")(lambda cls, values: values and _distinct(values))
 
 
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -139,9 +152,7 @@ class SweepConfig(BaseModel):
     methods: list[str] = Field(min_length=1)
     scenarios: list[str] = Field(default_factory=lambda: ["mixed"], min_length=1)
     sparsities: SparsityGrid | None = None
-    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
-        default_factory=lambda: [0], min_length=1
-    )
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[valid-type]
 
     @field_validator("models")
@@ -161,12 +172,11 @@ class SweepConfig(BaseModel):
     def _known_scenarios(cls, values: list[str]) -> list[str]:
         return _all_known(values, list(SCENARIOS), "scenario")
 
-    @field_validator("seeds")
-    @classmethod
-    def _distinct_seeds(cls, values: list[int]) -> list[int]:
-        if len(set(values)) != len(values):
-            raise ValueError(f"seeds repeat: {values}")
-        return values
+    _distinct_seeds = field_validator("seeds")(lambda cls, values: _distinct(values))
+
+    def seeds_of(self, dataset_index: int) -> list[int]:
+        """The seeds a data set's runs take: its own, else the sweep's."""
+        return self.datasets[dataset_index].seeds or self.seeds
 
     def points(self) -> list[str | SparsityTargets]:
         """The grid's sparsity axis: the named scenarios, then the sparsity pairs. With
@@ -193,7 +203,7 @@ class SweepConfig(BaseModel):
         else:
             where = {"scenario": point}
         entry = self.datasets[dataset_index]
-        data = entry.model_dump(exclude_unset=True, exclude={"training"})
+        data = entry.model_dump(exclude_unset=True, exclude={"training", "seeds"})
         training = {
             **self.training.model_dump(exclude_unset=True),
             **entry.training.model_dump(exclude_unset=True),

@@ -78,7 +78,7 @@ def check_sweep_data(sweep: SweepConfig, source: str | Path, download: bool = Fa
     problems = []
     for index in range(len(sweep.datasets)):
         config = sweep.run_config(
-            sweep.models[0], index, sweep.methods[0], sweep.points()[0], sweep.seeds[0]
+            sweep.models[0], index, sweep.methods[0], sweep.points()[0], sweep.seeds_of(index)[0]
         )
         try:
             probe_dataset(config.dataset, config.data_path, config.data_options(None, download))
@@ -97,7 +97,7 @@ def expand_grid(sweep: SweepConfig) -> list[GridRun]:
     runs: list[GridRun] = []
     for dataset_index in range(len(sweep.datasets)):
         for model in sweep.models:
-            for seed in sweep.seeds:
+            for seed in sweep.seeds_of(dataset_index):
                 dense = None
                 if "dense" in sweep.methods:
                     dense = sweep.run_config(model, dataset_index, "dense", None, seed)
