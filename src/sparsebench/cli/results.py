@@ -51,6 +51,7 @@ def runs(
             "test_accuracy",
             "test_balanced_accuracy",
             "test_f1",
+            "test_auroc",
             "total_train_time_s",
             "sparsity_conv",
             "sparsity_linear",
@@ -93,7 +94,7 @@ def report(
         str,
         typer.Option(
             help="what Table 1, the trade-off figures and the recommendations compare: "
-            "accuracy, balanced_accuracy or f1"
+            "accuracy, balanced_accuracy, f1 or auroc (two-class data)"
         ),
     ] = "accuracy",
     track: Track = None,

@@ -178,9 +178,19 @@ def _val_is_test(data: dict[str, Any]) -> bool:
     return data["samples"]["val"] == data["samples"]["test"] and counts["val"] == counts["test"]
 
 
-def _number(test: dict[str, Any]) -> str:
-    value = test.get("balanced_accuracy")
+def _number(test: dict[str, Any], key: str) -> str:
+    value = test.get(key)
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _ranking(test: dict[str, Any]) -> str:
+    """AUROC and average precision, for two-class data, with the class they score."""
+    if test.get("positive_class") is None:
+        return ""
+    return (
+        f"AUROC {_number(test, 'auroc')}  AP {_number(test, 'average_precision')} "
+        f"(positive: {plain(test['positive_class'])})  "
+    )
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -211,8 +221,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     test = summary["test"]
     by_kind = summary["sparsity"]["by_kind"]
     caption = (
-        f"test: accuracy {test['accuracy']:.4f}  balanced {_number(test)}  "
-        f"F1 {test['f1']:.4f}  precision "
+        f"test: accuracy {test['accuracy']:.4f}  balanced {_number(test, 'balanced_accuracy')}  "
+        f"{_ranking(test)}F1 {test['f1']:.4f}  precision "
         f"{test['precision']:.4f}  recall {test['recall']:.4f}  "
         f"inference {test['inference_time_per_sample_s'] * 1e3:.3f} ms/sample\n"
         f"sparsity: conv {by_kind.get('conv', 0):.3f}  linear {by_kind.get('linear', 0):.3f}  "

@@ -81,6 +81,13 @@ class DataSettings(LoaderSettings):
         description="the data's own name in figures and tables (default: the file's or "
         "folder's name, e.g. neu_det; the loader's name is its layout)",
     )
+    positive_class: str | None = Field(
+        None,
+        min_length=1,
+        max_length=80,
+        description="two-class data: the class AUROC and average precision take as positive "
+        "(default: the one named as a defect, such as anomaly, else the rarer in training)",
+    )
     in_channels: Literal[1, 3] | None = Field(None, description="default: the data's channels")
     augment: bool = Field(False, description="random horizontal flips (the study used none)")
 

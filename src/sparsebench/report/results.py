@@ -47,6 +47,9 @@ METRICS = {
         Metric("accuracy", "test_accuracy", "test accuracy"),
         Metric("balanced_accuracy", "test_balanced_accuracy", "balanced accuracy"),
         Metric("f1", "test_f1", "macro F1"),
+        # Two-class data only: data with more classes has no value, and shows none.
+        Metric("auroc", "test_auroc", "AUROC"),
+        Metric("average_precision", "test_average_precision", "average precision"),
     )
 }
 
@@ -108,6 +111,8 @@ def load_results(db: str | Path) -> Results:
                       r.sparsity_conv, r.sparsity_linear,
                       r.conv_sparsity AS conv_target, r.linear_sparsity AS linear_target,
                       t.accuracy AS test_accuracy, t.f1 AS test_f1, t.loss AS test_loss,
+                      t.auroc AS test_auroc, t.average_precision AS test_average_precision,
+                      t.positive_class,
                       t.inference_time_per_sample_s, t.inference_energy_j,
                       t.inference_energy_source, t.inference_energy_missing_reason,
                       t.params_dense, t.params_effective, t.macs_dense, t.macs_effective,

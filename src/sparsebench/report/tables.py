@@ -28,6 +28,9 @@ PER_RUN_COLUMNS = [
     "test_balanced_accuracy",
     "test_majority_share",
     "test_f1",
+    "test_auroc",
+    "test_average_precision",
+    "positive_class",
     "test_loss",
     "total_train_time_s",
     "total_train_energy_j",
@@ -64,13 +67,16 @@ def _table_one_cells(results: Results):
     for dataset in results.datasets():
         for model in results.models():
             for method in results.methods():
-                values = chosen[
+                runs = chosen[
                     (chosen.data_label == dataset)
                     & (chosen.model == model)
                     & (chosen.method == method)
-                ][results.metric.column].dropna()
+                ]
+                values = runs[results.metric.column].dropna()
                 name = METHOD_NAMES.get(method, method)
                 absent = results.ended_as("mixed", dataset, model, method) or "not run"
+                if len(runs):  # finished, without this metric: AUROC of six classes
+                    absent = f"no {results.metric.label}"
                 yield dataset, model, method, name, values, absent
 
 

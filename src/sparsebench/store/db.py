@@ -31,8 +31,10 @@ from sparsebench.store.locks import ProcessIdentity, RunBusy
 # 1: the first release; 2: runs.derived_from; 3: status `diverged`, table run_locks;
 # 4: run ids of settings version 2, the first release's kept in runs.legacy_run_id;
 # 5: epochs.execution and the training multiply-adds per sample, executed and dense;
-#    runs.checkpoint, where the run's checkpoint lives (absolute).
-SCHEMA_VERSION = 5
+#    runs.checkpoint, where the run's checkpoint lives (absolute);
+# 6: test_metrics.auroc, average_precision and positive_class (two-class data);
+#    epochs.val_balanced_accuracy.
+SCHEMA_VERSION = 6
 STATUSES = ("running", "interrupted", "finished", "failed", "diverged")
 
 EPOCH_COLUMNS = [
@@ -56,12 +58,14 @@ EPOCH_COLUMNS = [
     "execution",
     "train_macs_per_sample",
     "train_macs_dense_per_sample",
+    "val_balanced_accuracy",
 ]
 # Added to `epochs` after the first schema, with their SQL types.
 LATER_EPOCH_COLUMNS = {
     "execution": "TEXT",
     "train_macs_per_sample": "REAL",
     "train_macs_dense_per_sample": "REAL",
+    "val_balanced_accuracy": "REAL",
 }
 
 TEST_COLUMNS = [
@@ -78,7 +82,12 @@ TEST_COLUMNS = [
     "params_effective",
     "macs_dense",
     "macs_effective",
+    "auroc",
+    "average_precision",
+    "positive_class",
 ]
+# Added to `test_metrics` after the first schema, with their SQL types.
+LATER_TEST_COLUMNS = {"auroc": "REAL", "average_precision": "REAL", "positive_class": "TEXT"}
 
 BENCH_COLUMNS = [
     "variant",
@@ -131,7 +140,10 @@ CREATE TABLE IF NOT EXISTS epochs (
 CREATE TABLE IF NOT EXISTS test_metrics (
     run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
     {
-    ", ".join(f"{c} {'TEXT' if c.endswith(('source', 'reason')) else 'REAL'}" for c in TEST_COLUMNS)
+    ", ".join(
+        f"{c} {'TEXT' if c.endswith(('source', 'reason', 'class')) else 'REAL'}"
+        for c in TEST_COLUMNS
+    )
 },
     confusion_json TEXT
 );
@@ -287,11 +299,16 @@ class ResultsStore:
                     cursor.execute(statement)
             if existed and version == 4:
                 cursor.execute("ALTER TABLE runs ADD COLUMN checkpoint TEXT")
-            if existed and version < 5:
+            if existed and version < 6:
                 present = {row["name"] for row in cursor.execute("PRAGMA table_info(epochs)")}
                 for column, kind in LATER_EPOCH_COLUMNS.items():
                     if column not in present:
                         cursor.execute(f"ALTER TABLE epochs ADD COLUMN {column} {kind}")
+            if existed and version < 6:
+                present = {row["name"] for row in cursor.execute("PRAGMA table_info(test_metrics)")}
+                for column, kind in LATER_TEST_COLUMNS.items():
+                    if column not in present:
+                        cursor.execute(f"ALTER TABLE test_metrics ADD COLUMN {column} {kind}")
             if existed and version < 4:
                 self._rekey_runs(cursor)
             if cursor.execute("PRAGMA foreign_key_check").fetchone() is not None:
@@ -653,6 +670,8 @@ class ResultsStore:
         frame = pd.read_sql_query(
             """SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
                       r.status, t.accuracy AS test_accuracy, t.f1 AS test_f1,
+                      t.auroc AS test_auroc, t.average_precision AS test_average_precision,
+                      t.positive_class,
                       t.precision AS test_precision, t.recall AS test_recall,
                       t.loss AS test_loss, r.total_train_time_s, r.total_train_energy_j,
                       t.inference_time_per_sample_s, r.sparsity_conv, r.sparsity_linear,

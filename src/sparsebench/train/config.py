@@ -16,12 +16,20 @@ from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import register_run_identity
 
 # Fields that say where results go, what runs them (a device; an execution, the same
-# computation at another cost), what input is trusted or what the data is called, not
-# what is trained: they are
-# left out of the run id so the same run is found again from another place or device,
-# and a stored run keeps its id when such a field is added.
+# computation at another cost), what input is trusted, what the data or its defect class
+# is called, not what is trained: they are left out of the run id so the same run is
+# found again from another place or device, and a stored run keeps its id when such a
+# field is added.
 NOT_IN_RUN_ID = frozenset(
-    {"device", "execution", "max_image_pixels", "allow_external_paths", "init_from", "data_name"}
+    {
+        "device",
+        "execution",
+        "max_image_pixels",
+        "allow_external_paths",
+        "init_from",
+        "data_name",
+        "positive_class",
+    }
 )
 # A run id hashes the settings version and the settings that differ from their
 # defaults, so a setting added later (with a default that keeps what runs computed)

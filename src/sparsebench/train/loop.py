@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparsebench.confusion import balanced_accuracy
 from sparsebench.data.dataset import BatchLoader, ImageDataset
 from sparsebench.errors import InputError
 from sparsebench.measure.counting import count_model
@@ -25,6 +26,7 @@ from sparsebench.measure.memory import PeakMemory
 from sparsebench.models import build_model
 from sparsebench.models.pretrained import load_pretrained, read_state_dict, source_digest
 from sparsebench.models.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from sparsebench.ranking import positive_index
 from sparsebench.sparsity.methods import PruningMethod, make_method
 from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
 from sparsebench.sparsity.scenarios import SparsityTargets
@@ -171,6 +173,7 @@ def check_trainable(config: RunConfig, dataset: ImageDataset) -> None:
             f"{where}: images have {channels} channels; {config.model} takes 1 or 3: "
             "--in-channels 1 or 3 converts them"
         )
+    positive_class_of(dataset, config)
 
 
 class TrainingWarning(UserWarning):
@@ -275,11 +278,16 @@ def train_run(
         )
         # Validation sees the network as this epoch trained it, before the method changes
         # its masks (units regrown now are untrained until the next epoch).
-        val = evaluate(execution.eval_network(), val_loader, dataset.num_classes).result()
+        val = evaluate(execution.eval_network(), val_loader, dataset.num_classes)
         execution.sync()
         method.on_epoch_end(epoch)
         execution.masks_may_have_changed()
-        row = {"epoch": epoch, **row, **val.as_dict("val_")}
+        row = {
+            "epoch": epoch,
+            **row,
+            **val.result().as_dict("val_"),
+            "val_balanced_accuracy": balanced_accuracy(val.confusion.cpu().tolist()),
+        }
         history.append(row)
         save_checkpoint(
             checkpoint_state(
@@ -435,9 +443,11 @@ def _eval_loader(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: BatchLoader, num_classes: int) -> MetricAccumulator:
+def evaluate(
+    model: nn.Module, loader: BatchLoader, num_classes: int, positive: int | None = None
+) -> MetricAccumulator:
     model.eval()
-    accumulator = MetricAccumulator(num_classes, loader.device)
+    accumulator = MetricAccumulator(num_classes, loader.device, positive)
     for images, labels in loader:
         logits = model(images)
         accumulator.add(logits, labels, F.cross_entropy(logits, labels))
@@ -462,9 +472,10 @@ def test_model(
         model.load_state_dict(state["model"])
         execution.master_replaced()
     network = execution.eval_network()
+    positive = positive_class_of(dataset, config)
     _synchronise(device)
     started = time.perf_counter()
-    accumulator = evaluate(network, loader, dataset.num_classes)
+    accumulator = evaluate(network, loader, dataset.num_classes, positive)
     _synchronise(device)
     elapsed = time.perf_counter() - started
     reading = energy.end()
@@ -473,12 +484,23 @@ def test_model(
     return {
         **metrics.as_dict(),
         **confusion_metrics(accumulator.confusion.cpu().tolist()),
+        **accumulator.ranking(),
+        "positive_class": None if positive is None else dataset.class_names[positive],
         "inference_time_per_sample_s": elapsed / max(len(dataset.splits["test"]), 1),
         "inference_energy_j": reading.joules,
         "inference_energy_source": reading.source,
         "inference_energy_missing_reason": reading.missing_reason,
         **counts.as_dict(),
     }
+
+
+def positive_class_of(dataset: ImageDataset, config: RunConfig) -> int | None:
+    """The index of two-class data's positive class (see `sparsebench.ranking`)."""
+    counts = torch.bincount(dataset.splits["train"].labels, minlength=dataset.num_classes)
+    try:
+        return positive_index(dataset.class_names, counts.tolist(), config.positive_class)
+    except InputError as error:
+        raise InputError(f"{dataset.name} ({dataset.source or 'in memory'}): {error}") from None
 
 
 def _synchronise(device: torch.device) -> None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sparsebench.ranking import ranking_metrics
+
 
 def confusion_matrix(
     labels: torch.Tensor, predictions: torch.Tensor, num_classes: int
@@ -55,19 +57,36 @@ def _safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Te
 
 
 class MetricAccumulator:
-    """Sums loss and the confusion matrix over batches, on the batches' device."""
+    """Sums loss and the confusion matrix over batches, on the batches' device; with a
+    `positive` class, keeps each image's probability of it (for AUROC and average
+    precision, which rank images rather than count them)."""
 
-    def __init__(self, num_classes: int, device: torch.device) -> None:
+    def __init__(self, num_classes: int, device: torch.device, positive: int | None = None) -> None:
         self.num_classes = num_classes
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.count = 0
+        self.positive = positive
+        self.scores: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor, mean_loss: torch.Tensor) -> None:
         predictions = logits.detach().argmax(dim=1)
         self.confusion += confusion_matrix(labels, predictions, self.num_classes)
         self.loss_sum += mean_loss.detach().to(torch.float64) * labels.numel()
         self.count += labels.numel()
+        if self.positive is not None:
+            probabilities = logits.detach().to(torch.float64).softmax(dim=1)
+            self.scores.append(probabilities[:, self.positive].cpu())
+            self.labels.append(labels.cpu())
+
+    def ranking(self) -> dict[str, float | None]:
+        """AUROC and average precision of the positive class (None without one)."""
+        if self.positive is None or not self.scores:
+            return {"auroc": None, "average_precision": None}
+        return ranking_metrics(
+            torch.cat(self.scores).numpy(), torch.cat(self.labels).numpy(), self.positive
+        )
 
     def result(self) -> ClassificationMetrics:
         loss = float(self.loss_sum) / max(self.count, 1)
