@@ -333,9 +333,14 @@ def test_the_recommendation_table_answers_which_method_by_hand(tmp_path):
     )
     assert report.exit_code == 0, report.stderr
     [row] = pd.read_csv(tmp_path / "r" / "recommendations.csv").to_dict("records")
-    assert row["dense accuracy"] == pytest.approx(0.9)
-    assert row["fastest within 1 point of dense"].startswith("Pre-Training, mixed: accuracy 0.8950")
-    assert row["most accurate within 3.5 ms/image"].startswith("SET, mixed: accuracy 0.8800")
+    assert row["dense accuracy"] == "0.9000 (1)"
+    # one seed: no interval, so the cell names the candidate by its single run
+    assert row["fastest within 1 point of dense"].startswith(
+        "none shown at 95%; by the mean: Pre-Training, mixed: accuracy 0.8950"
+    )
+    assert row["most accurate within 3.5 ms/image"] == (
+        "SET, mixed: accuracy 0.8800, 3 ms/image (one seed: not ranked against the others)"
+    )
     figures = tmp_path / "r" / "figures"
     assert (figures / "tradeoff_inference_ms.png").is_file()
     assert (figures / "tradeoff_train_s.svg").is_file()
@@ -434,7 +439,8 @@ def test_table_one_on_the_page_is_one_cell_per_result_with_the_literature_apart(
 def test_the_metric_a_report_compares_by_changes_its_recommendations(tmp_path):
     """Pre-Training answers the majority class (90 of 100 test images) and is faster;
     SET finds both classes. By accuracy both are within one point of dense and the
-    faster wins; by balanced accuracy (0.5 against 0.89) only SET is."""
+    faster is named; by balanced accuracy (0.5 against 0.89) only SET is. One seed
+    shows no interval, and the cells say so."""
     from dataclasses import replace
 
     from sparsebench.report.results import METRICS, load_results
@@ -457,17 +463,86 @@ def test_the_metric_a_report_compares_by_changes_its_recommendations(tmp_path):
             )
     results = load_results(path)
     by_accuracy = recommendations(results).iloc[0]
-    assert by_accuracy["fastest within 1 point of dense"].startswith("Pre-Training, mixed")
+    assert by_accuracy["fastest within 1 point of dense"] == (
+        "none shown at 95%; by the mean: Pre-Training, mixed: accuracy 0.9000, 1 ms/image; "
+        "minus dense +0.000 (one seed)"
+    )
     balanced = recommendations(replace(results, metric=METRICS["balanced_accuracy"])).iloc[0]
-    assert balanced["dense balanced accuracy"] == pytest.approx(0.9)
+    assert balanced["dense balanced accuracy"] == "0.9000 (1)"
     assert balanced["fastest within 1 point of dense"] == (
-        "SET, uniform: balanced accuracy 0.8900, 2 ms/image"
+        "none shown at 95%; by the mean: SET, uniform: balanced accuracy 0.8900, 2 ms/image; "
+        "minus dense -0.010 (one seed)"
     )
     result = runner.invoke(
         app,
         ["report", "--db", str(path), "--out", str(tmp_path / "r"), "--metric", "balanced"],
     )
     assert result.exit_code == 2 and "--metric: unknown metric 'balanced'" in result.stderr
+
+
+def test_an_interval_by_hand():
+    from sparsebench.report.spread import spread_of
+
+    spread = spread_of(pd.Series([0.80, 0.85, 0.90, None]))
+    # mean 0.85, sd 0.05; t(0.975, 2 df) = 4.30265, half-width 4.30265 x 0.05 / sqrt(3)
+    assert (spread.mean, spread.n, spread.sd) == pytest.approx((0.85, 3, 0.05))
+    assert (spread.low, spread.high) == pytest.approx((0.725793, 0.974207), abs=1e-6)
+    assert spread.cell() == "0.850 ± 0.050 (3)" and spread.interval() == "[0.726, 0.974]"
+    assert spread_of(pd.Series([0.7])).interval() == "one seed"
+    assert spread_of(pd.Series([None], dtype=float)) is None
+
+
+def test_a_difference_seed_by_seed_is_not_the_difference_of_spreads():
+    from sparsebench.report.spread import paired_difference, spread_of, verdict
+
+    # each seed of A is one point above the same seed of dense, though the seeds
+    # spread ten points: paired, A is better; seed 3 of A has no dense partner
+    dense = pd.Series({0: 0.89, 1: 0.79, 2: 0.84})
+    better = pd.Series({0: 0.90, 1: 0.80, 2: 0.85, 3: 0.20})
+    difference = paired_difference(better, dense)
+    assert difference.n == 3 and difference.mean == pytest.approx(0.01)
+    assert verdict(difference) == "better"
+    assert verdict(paired_difference(dense, better)) == "worse"
+    # the unpaired intervals overlap: they could not tell A from dense
+    assert spread_of(better[:3]).low < spread_of(dense).high
+    noisy = pd.Series({0: 0.92, 1: 0.77, 2: 0.84})  # +0.03, -0.02, 0.00
+    assert verdict(paired_difference(noisy, dense)) == "within noise"
+    assert verdict(paired_difference(pd.Series({0: 0.9}), dense)) == "one seed"
+
+
+def test_within_one_point_of_dense_is_judged_on_the_interval(tmp_path):
+    """Over three seeds, SET is 0.5 point below dense each time (interval well within
+    one point); Pre-Training is faster and 0.3 point below on average, but its seeds
+    scatter by two points: it is named only as the candidate when nothing else is. The
+    comparison table calls it within noise."""
+    from sparsebench.report.compare import against_dense
+    from sparsebench.report.results import load_results
+    from sparsebench.report.tradeoff import recommendations
+
+    path = tmp_path / "results.db"
+    dense = (0.90, 0.85, 0.88)
+    with ResultsStore(path) as store:
+        for seed, value in enumerate(dense):
+            add_run(store, f"dense{seed}", "dense", None, seed, value)
+            add_run(store, f"set{seed}", "set", "mixed", seed, value - 0.005 + 0.001 * seed)
+            noise = (-0.03, 0.02, 0.001)[seed]
+            add_run(store, f"pre{seed}", "pre", "mixed", seed, value + noise, inference_s=0.001)
+    results = load_results(path)
+    advice = recommendations(results).iloc[0]
+    assert advice["dense accuracy"] == "0.8767 ± 0.0252 (3)"
+    # SET: differences -0.005, -0.004, -0.003: mean -0.004, sd 0.001
+    assert advice["fastest within 1 point of dense"] == (
+        "SET, mixed: accuracy 0.8727, 2 ms/image; minus dense -0.004 [-0.006, -0.002] (3 seeds)"
+    )
+    table = against_dense(results).set_index("method")
+    assert table.loc["SET", "against dense"] == "worse"  # by less than a point, surely
+    assert table.loc["Pre-Training", "against dense"] == "within noise"
+    assert table.loc["SET", "test accuracy"] == "0.873 ± 0.025 (3)"
+    # one seed fewer for dense: SET's comparison takes the two seeds both ran
+    with ResultsStore(path) as store:
+        store.connection.execute("UPDATE runs SET status = 'failed' WHERE run_id = 'dense2'")
+    table = against_dense(load_results(path)).set_index("method")
+    assert table.loc["SET", "minus dense (95% interval, shared seeds)"].endswith("(2 seeds)")
 
 
 def test_a_sparsity_axis_draws_one_curve_per_method_through_the_mean_over_seeds(tmp_path):

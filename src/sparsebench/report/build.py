@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from sparsebench.errors import InputError
+from sparsebench.report.compare import against_dense
 from sparsebench.report.curves import has_curves, sparsity_figure
 from sparsebench.report.figures import BARS, CURVES, FigureNotes, bar_figure, curve_figure
 from sparsebench.report.results import METRICS, SCENARIO_NAMES, Results, load_results
@@ -141,6 +142,8 @@ def _write(
             report.figures.append(_save(figure, report, "sparsity", axis_name, title))
     advice = recommendations(results, latency_budget_ms)
     advice.to_csv(folder / "recommendations.csv", index=False)
+    comparisons = against_dense(results)
+    comparisons.to_csv(folder / "comparisons.csv", index=False)
     for scenario in results.scenarios():
         for metric in CURVES:
             figure, notes = curve_figure(results, scenario, metric)
@@ -160,13 +163,25 @@ def _write(
     references.to_csv(folder / "references.csv", index=False)
     bench = bench_table(results)
     report.tables = [
-        folder / name for name in ("runs.csv", "runs.parquet", "table1.csv", "recommendations.csv")
+        folder / name
+        for name in (
+            "runs.csv",
+            "runs.parquet",
+            "table1.csv",
+            "recommendations.csv",
+            "comparisons.csv",
+        )
     ]
     if not bench.empty:
         bench.to_csv(folder / "inference_bench.csv", index=False)
         report.tables.append(folder / "inference_bench.csv")
     (folder / "index.html").write_text(
-        _index_html(results, db, report, table_one_page(results), references, bench, runs, advice)
+        _index_html(
+            results,
+            db,
+            report,
+            Tables(table_one_page(results), references, bench, runs, advice, comparisons),
+        )
     )
     return report
 
@@ -222,16 +237,21 @@ figcaption { font-size: 0.9em; color: #444; } .missing { color: #a33; }
 """
 
 
-def _index_html(
-    results: Results,
-    db: Path,
-    report: Report,
-    first: pd.DataFrame,
-    references: pd.DataFrame,
-    bench: pd.DataFrame,
-    runs: pd.DataFrame,
-    advice: pd.DataFrame,
-) -> str:
+@dataclass
+class Tables:
+    """The tables the report page shows."""
+
+    first: pd.DataFrame
+    references: pd.DataFrame
+    bench: pd.DataFrame
+    runs: pd.DataFrame
+    advice: pd.DataFrame
+    comparisons: pd.DataFrame
+
+
+def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> str:
+    first, references, bench = tables.first, tables.references, tables.bench
+    runs, advice = tables.runs, tables.advice
     e = html.escape
     scenarios = results.scenarios()
     parts = [
@@ -248,12 +268,16 @@ def _index_html(
         *(f"<a href='#{e(s)}'>scenario {e(s)}</a>" for s in scenarios),
         "<a href='#bench'>inference benchmark</a><a href='#runs'>every run</a></nav>",
         "<h2 id='choice'>Which method and sparsity for this box?</h2>",
-        "<p>Each point is one method and scenario (seeds averaged); the line joins the "
-        "Pareto front, the configurations no other one beats on both accuracy and cost. "
-        "Inference time is per test image as the run was tested (the compact network for "
-        f"compact runs). Fastest within {ACCURACY_TOLERANCE * 100:g} point of dense, and "
-        "most accurate within the latency budget (<code>report --latency-budget-ms</code>): "
-        "<a href='recommendations.csv'>CSV</a></p>",
+        "<p>Each point is one method and scenario (seeds averaged, whiskers one standard "
+        "deviation); the line joins the Pareto front, the configurations no other one "
+        "beats on both accuracy and cost. Inference time is per test image as the run was "
+        "tested (the compact network for compact runs).</p>",
+        f"<p>Fastest within {ACCURACY_TOLERANCE * 100:.0f} point of dense: a configuration "
+        "qualifies when the 95% interval of its difference from dense, seed by seed, lies "
+        "above minus one point; where none does, the cell names the fastest whose mean does, "
+        "the one to run more seeds of. Most accurate within the latency budget "
+        "(<code>report --latency-budget-ms</code>), by the mean, with how many others are "
+        "within noise of it. <a href='recommendations.csv'>CSV</a></p>",
         _html_table(advice, _number_formats(advice)),
         *(
             f"<figure><img src='{e(f.stem)}.png' alt='{e(f.title)}'><figcaption>{e(f.title)}"
@@ -269,13 +293,22 @@ def _index_html(
             for f in report.figures
             if f.scenario == "sparsity"
         ),
+        "<h3 id='against-dense'>Every configuration against dense</h3>",
+        "<p>Mean ± standard deviation over seeds (number of seeds) and the 95% interval of "
+        "the mean (Student's t); the difference from dense is taken seed by seed over the "
+        "seeds both ran. <em>Better</em> or <em>worse</em> only where that interval "
+        "excludes zero; <em>within noise</em> where it does not, and then the two are not "
+        "ranked; <em>one seed</em> where there is no interval. "
+        "<a href='comparisons.csv'>CSV</a></p>",
+        _html_table(tables.comparisons, {}),
         f"<h2 id='table1'>Table 1: {e(results.metric.label)}, dense and mixed scenario</h2>",
         "<p>Mean ± standard deviation over seeds (number of seeds); a cell without a "
-        "result says whether its run was not run, diverged or failed. The best over seeds "
-        "and the literature's accuracies with their protocols in short are in the "
-        "<a href='table1.csv'>CSV</a>; the published accuracies are in the table below "
-        "with their sources and protocols: none was measured here, and none follows the "
-        "study's protocol (from scratch at 28x28, Adam 1e-4, 50 epochs).</p>",
+        "result says whether its run was not run, diverged or failed. The best over seeds, "
+        "the 95% interval of each mean and the literature's accuracies with their "
+        "protocols in short are in the <a href='table1.csv'>CSV</a>; the published "
+        "accuracies are in the table below with their sources and protocols: none was "
+        "measured here, and none follows the study's protocol (from scratch at 28x28, "
+        "Adam 1e-4, 50 epochs).</p>",
         _html_table(first, {}),
     ]
     if not references.empty:

@@ -7,6 +7,7 @@ import pandas as pd
 from sparsebench.models.registry import model_display_name
 from sparsebench.report.references import REFERENCES, literature_for
 from sparsebench.report.results import METHOD_NAMES, Results
+from sparsebench.report.spread import spread_of
 from sparsebench.store.db import BENCH_COLUMNS
 
 PER_RUN_COLUMNS = [
@@ -82,18 +83,20 @@ def _table_one_cells(results: Results):
 
 def table_one(results: Results) -> pd.DataFrame:
     """Best test accuracy (or the report's metric) over seeds of dense and of every
-    method in the `mixed` scenario, per data set and model, with the mean and spread
-    beside it, and the literature's accuracies with their protocols (`table1.csv`). A
-    cell with no result says why: "not run", or how its run ended ("diverged",
-    "failed")."""
+    method in the `mixed` scenario, per data set and model, with the mean ± sd (n) and
+    the 95% interval of the mean beside it, and the literature's accuracies with their
+    protocols (`table1.csv`). A cell with no result says why: "not run", how its run
+    ended ("diverged", "failed"), or that the metric does not apply ("no AUROC")."""
     rows: dict[tuple[str, str], dict[str, object]] = {}
     for dataset, model, method, name, values, absent in _table_one_cells(results):
         row = rows.setdefault(
             (dataset, model), {"data set": dataset, "model": model_display_name(model)}
         )
         column = "Dense" if method == "dense" else f"{name} (mixed)"
+        spread = spread_of(values)
         row[f"{column} best"] = values.max() if len(values) else absent
-        row[f"{column} mean ± sd (n)"] = _mean_spread(values) or absent
+        row[f"{column} mean ± sd (n)"] = spread.cell(4) if spread else absent
+        row[f"{column} 95% interval"] = spread.interval(4) if spread else absent
     runs = results.runs
     for (dataset, model), row in rows.items():
         names = set(runs[runs.data_label == dataset].dataset)
@@ -113,7 +116,8 @@ def table_one_page(results: Results) -> pd.DataFrame:
         row = rows.setdefault(
             (dataset, model), {"data set": dataset, "model": model_display_name(model)}
         )
-        row[name] = _mean_spread(values, places=3) or absent
+        spread = spread_of(values)
+        row[name] = spread.cell(3) if spread else absent
     return pd.DataFrame(list(rows.values()))
 
 
@@ -152,11 +156,3 @@ def bench_table(results: Results) -> pd.DataFrame:
     columns.remove("macs_per_sample")
     columns.remove("energy_source")
     return latest[columns].sort_values(["subject", "threads", "batch_size"])
-
-
-def _mean_spread(values: pd.Series, places: int = 4) -> str | None:
-    if values.empty:
-        return None
-    if len(values) == 1:
-        return f"{values.iloc[0]:.{places}f} (1)"
-    return f"{values.mean():.{places}f} ± {values.std(ddof=1):.{places}f} ({len(values)})"
