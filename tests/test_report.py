@@ -144,7 +144,7 @@ def test_every_figure_of_every_scenario_is_written_as_png_and_svg(db, tmp_path):
             assert "<svg" in svg.read_text()[:1000]
             assert f"figures/{scenario}_{metric.column}.png" in page
     assert "linear-only" not in {f.scenario for f in report.figures}  # nothing ran there
-    assert len(report.figures) == 2 * 7 + 2  # and the two trade-off figures
+    assert len(report.figures) == 2 * 7 + 2 + 1  # two trade-off, one confusion figure
 
 
 def test_no_svg_writes_png_figures_only_and_links_none(db, tmp_path):
@@ -154,7 +154,7 @@ def test_no_svg_writes_png_figures_only_and_links_none(db, tmp_path):
     assert result.exit_code == 0, result.output
     figures = tmp_path / "report" / "figures"
     pngs = sorted(figures.glob("*.png"))
-    assert len(pngs) == 2 * 7 + 2
+    assert len(pngs) == 2 * 7 + 2 + 1
     assert not list(figures.glob("*.svg"))
     page = (tmp_path / "report" / "index.html").read_text()
     assert ".svg" not in page and all(f"figures/{png.name}" in page for png in pngs)
@@ -262,11 +262,14 @@ def test_text_from_the_data_is_escaped_in_html_and_svg_and_never_mathtext(tmp_pa
     assert "<img src=x" not in page
     svgs = list((tmp_path / "report" / "figures").glob("*.svg"))
     assert svgs
+    drawn = "on &lt;img src=x onerror=alert(1)&gt; $\\alpha$ &amp; - -&gt;"
     for svg in svgs:
         text = svg.read_text()
         assert "<img" not in text and "-->." not in text
-        # the panel title, drawn as typed (not as the letter alpha), its comment escaped
-        assert "on &lt;img src=x onerror=alert(1)&gt; $\\alpha$ &amp; - -&gt;" in text
+        # the panel title, drawn as typed (not as the letter alpha), its comment escaped;
+        # a data set's confusion matrices are its own figure
+        assert drawn in text or svg.name == "confusion_1.svg"
+    assert drawn in (tmp_path / "report" / "figures" / "confusion_0.svg").read_text()
 
 
 def test_a_method_beyond_the_study_appears_by_its_name_and_colour(tmp_path):
@@ -586,3 +589,29 @@ def test_a_figure_of_one_seed_says_so(db, tmp_path):
         curve_figure(results, "mixed", CURVES[0]),
     ):
         assert figure._suptitle.get_text().endswith("; one seed: no spread shown")
+
+
+def test_confusion_matrices_are_summed_over_seeds_and_shown_as_shares_of_each_class(tmp_path):
+    from sparsebench.report.confusions import confusion_figure
+    from sparsebench.report.results import load_results
+
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "dense0", "dense", None, 0, 0.8)
+        add_run(store, "dense1", "dense", None, 1, 0.7)
+        add_run(store, "pre0", "pre", "uniform", 0, 0.7)  # not Table 1's scenario
+        for run_id, confusion in (("dense0", [[7, 0], [2, 1]]), ("dense1", [[6, 1], [1, 2]])):
+            store.connection.execute(
+                "UPDATE test_metrics SET confusion_json = ? WHERE run_id = ?",
+                (json.dumps(confusion), run_id),
+            )
+        store.connection.execute(
+            "UPDATE runs SET data_json = ?", (json.dumps({"classes": ["good", "crack"]}),)
+        )
+    figure = confusion_figure(load_results(path), "blood")
+    (drawn,) = [axis for axis in figure.axes if axis.images]
+    # summed: [[13, 1], [3, 3]]; rows divided by 14 and 6 images
+    shares = drawn.images[0].get_array()
+    assert shares.ravel().tolist() == pytest.approx([13 / 14, 1 / 14, 0.5, 0.5])
+    assert [t.get_text() for t in drawn.get_yticklabels()] == ["good", "crack"]
+    assert drawn.get_title() == "Dense"  # Pre-Training ran only in uniform: not drawn

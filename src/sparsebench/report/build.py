@@ -20,6 +20,7 @@ import pandas as pd
 
 from sparsebench.errors import InputError
 from sparsebench.report.compare import against_dense
+from sparsebench.report.confusions import confusion_figure
 from sparsebench.report.curves import has_curves, sparsity_figure
 from sparsebench.report.figures import BARS, CURVES, FigureNotes, bar_figure, curve_figure
 from sparsebench.report.results import METRICS, SCENARIO_NAMES, Results, load_results
@@ -140,6 +141,10 @@ def _write(
         ):
             figure = sparsity_figure(results, axis_name)
             report.figures.append(_save(figure, report, "sparsity", axis_name, title))
+    for index, dataset in enumerate(results.datasets()):
+        figure = confusion_figure(results, dataset)
+        title = f"Test confusion matrices on {dataset}"
+        report.figures.append(_save(figure, report, "confusion", str(index), title))
     advice = recommendations(results, latency_budget_ms)
     advice.to_csv(folder / "recommendations.csv", index=False)
     comparisons = against_dense(results)
@@ -265,6 +270,7 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         "CSV, and Parquet for the per-run table.</p>",
         "<nav>",
         "<a href='#choice'>which method</a><a href='#table1'>Table 1</a>",
+        "<a href='#confusion'>confusion matrices</a>",
         *(f"<a href='#{e(s)}'>scenario {e(s)}</a>" for s in scenarios),
         "<a href='#bench'>inference benchmark</a><a href='#runs'>every run</a></nav>",
         "<h2 id='choice'>Which method and sparsity for this box?</h2>",
@@ -310,6 +316,19 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         "measured here, and none follows the study's protocol (from scratch at 28x28, "
         "Adam 1e-4, 50 epochs).</p>",
         _html_table(first, {}),
+    ]
+    parts += [
+        "<h2 id='confusion'>Where the networks err</h2>",
+        "<p>Per data set, the test confusion matrices of dense and of every method in the "
+        "mixed scenario, summed over seeds; each row is a true class, shaded by the share of "
+        "its images predicted as each class, so the diagonal is the per-class recall "
+        "(<code>recall_per_class</code> in <code>train --json</code>).</p>",
+        *(
+            f"<figure><img src='{e(f.stem)}.png' alt='{e(f.title)}'><figcaption>{e(f.title)}"
+            f"{_svg_link(report, f)}</figcaption></figure>"
+            for f in report.figures
+            if f.scenario == "confusion"
+        ),
     ]
     if not references.empty:
         parts += [

@@ -106,7 +106,7 @@ def load_results(db: str | Path) -> Results:
     with ResultsStore(db, read_only=True) as store:
         runs = pd.read_sql_query(
             """SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
-                      r.config_json, r.device, r.created_at, r.derived_from,
+                      r.config_json, r.data_json, r.device, r.created_at, r.derived_from,
                       r.total_train_time_s, r.total_train_energy_j,
                       r.sparsity_conv, r.sparsity_linear,
                       r.conv_sparsity AS conv_target, r.linear_sparsity AS linear_target,
@@ -154,7 +154,9 @@ def load_results(db: str | Path) -> Results:
     runs["test_majority_share"] = confusions.map(majority_share)
     runs["test_chance"] = confusions.map(lambda c: 1 / len(c) if c else None)
     runs["test_balanced_accuracy"] = confusions.map(balanced_accuracy)
-    runs = runs.drop(columns=["config_json", "confusion_json"])
+    runs["test_confusion"] = confusions
+    runs["class_names"] = runs.data_json.map(_class_names)
+    runs = runs.drop(columns=["config_json", "confusion_json", "data_json"])
     keys = ["run_id", "model", "data_label", "method", "scenario", "seed", "derived_from"]
     epochs = epochs.merge(runs[keys], on="run_id")
     return Results(runs=runs, epochs=epochs, bench=bench, unfinished=unfinished)
@@ -189,6 +191,13 @@ def _distinct_labels(runs: pd.DataFrame, paths_per_label: pd.Series) -> pd.Serie
         return row.data_label
 
     return runs.apply(label, axis=1) if len(runs) else pd.Series(dtype=str)
+
+
+def _class_names(data_json: str | None) -> list[str]:
+    """The classes of a run's data, in label order, as its data summary stored them."""
+    if not data_json:
+        return []
+    return list(json.loads(data_json).get("classes") or [])
 
 
 def _energy_reasons(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
