@@ -75,7 +75,7 @@ def test_a_first_release_database_is_migrated_and_its_runs_found_again(release):
     db, runs = str(release / "results.db"), str(release / "runs")
     listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
     assert listed.exit_code == 0, listed.stderr
-    assert "migrated from results database schema 2 to 6" in listed.stderr
+    assert "migrated from results database schema 2 to 7" in listed.stderr
     rows = {row["method"]: row for row in json.loads(listed.stdout)}
     for method in ("dense", "pre"):
         assert rows[method]["run_id"] == RunConfig(**SETTINGS, method=method).run_id()
@@ -111,7 +111,7 @@ def test_a_database_of_the_release_before_compact_execution_keeps_its_runs(tmp_p
     db, runs = str(tmp_path / "release" / "results.db"), str(tmp_path / "release" / "runs")
     listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
     assert listed.exit_code == 0, listed.stderr
-    assert "migrated from results database schema 4 to 6" in listed.stderr
+    assert "migrated from results database schema 4 to 7" in listed.stderr
     [row] = json.loads(listed.stdout)
     # the execution is not part of a run's identity: the id, and the run, stay
     assert row["run_id"] == SCHEMA4_RUN == RunConfig(**SETTINGS, method="pre").run_id()

@@ -81,6 +81,9 @@ def test_resumed_run_ends_with_the_same_metrics(tmp_path, model, method):
     assert resumed.resumed_from_epoch == 1
     assert without_measurements(resumed.epochs) == without_measurements(straight.epochs)
     assert without_measurements([resumed.test]) == without_measurements([straight.test])
+    assert without_measurements([resumed.test_best_val]) == without_measurements(
+        [straight.test_best_val]
+    )
     assert resumed.layers == straight.layers
 
 

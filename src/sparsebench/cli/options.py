@@ -42,3 +42,19 @@ TrackDir = Annotated[
 TrackExperiment = Annotated[
     str, typer.Option("--track-experiment", help="mlflow: the experiment's name")
 ]
+
+Select = Annotated[
+    str,
+    typer.Option(
+        help="which weights' test metrics: last (the last epoch's, the study's) or best-val "
+        "(the best validation epoch's, at the trained sparsity)"
+    ),
+]
+
+
+def check_select(select: str) -> None:
+    from sparsebench.cli.app import fail
+    from sparsebench.store.db import SELECTIONS
+
+    if select not in SELECTIONS:
+        raise fail(f"--select: expected {' or '.join(SELECTIONS)}, got {select!r}")

@@ -15,9 +15,11 @@ from sparsebench.cli.options import (
     DEFAULT_TRACK_DIR,
     ReportDir,
     ResultsDb,
+    Select,
     Track,
     TrackDir,
     TrackExperiment,
+    check_select,
 )
 from sparsebench.errors import InputError
 
@@ -26,14 +28,17 @@ from sparsebench.errors import InputError
 def runs(
     db: ResultsDb = DEFAULT_DB,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    select: Select = "last",
 ) -> None:
-    """List stored runs with their final test metrics."""
+    """List stored runs with their test metrics (of the last epoch's weights, or of the
+    best validation epoch's with --select best-val)."""
     from sparsebench.store import ResultsStore
 
     if fmt not in ("table", "csv", "json"):
         raise fail(f"--format: expected table, csv or json, got {fmt!r}")
+    check_select(select)
     with ResultsStore(db, read_only=True) as store:
-        frame = store.runs_overview()
+        frame = store.runs_overview(select)
     if fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif fmt == "json":
@@ -97,6 +102,7 @@ def report(
             "accuracy, balanced_accuracy, f1 or auroc (two-class data)"
         ),
     ] = "accuracy",
+    select: Select = "last",
     track: Track = None,
     track_dir: TrackDir = DEFAULT_TRACK_DIR,
     track_experiment: TrackExperiment = "sparsebench",
@@ -107,9 +113,10 @@ def report(
 
     try:
         tracker = tracker_named(track, track_dir, track_experiment)
+        check_select(select)
         if latency_budget_ms is not None:
             check_range("--latency-budget-ms", latency_budget_ms, 0, 1e9, above=True)
-        built = build_report(db, out_dir, latency_budget_ms, svg, metric)
+        built = build_report(db, out_dir, latency_budget_ms, svg, metric, select)
     except InputError as error:
         raise fail(str(error)) from None
     kinds = "PNG + SVG" if svg else "PNG"

@@ -65,15 +65,17 @@ def build_report(
     latency_budget_ms: float | None = None,
     svg: bool = True,
     metric: str = "accuracy",
+    select: str = "last",
 ) -> Report:
     """`svg=False` writes PNG figures only: a report committed to a repository or mailed
     is half the size. `metric` (a key of METRICS) is what Table 1, the trade-off figures
-    and the recommendations compare methods by."""
+    and the recommendations compare methods by; `select` whose weights' test metrics
+    every figure and table shows: the last epoch's or the best validation epoch's."""
     db, out_dir = Path(db), Path(out_dir)
     if metric not in METRICS:
         raise InputError(f"--metric: unknown metric {metric!r} (choose from {', '.join(METRICS)})")
     _check_replaceable(out_dir)
-    results = replace(load_results(db), metric=METRICS[metric])
+    results = replace(load_results(db, select), metric=METRICS[metric])
     if results.empty:
         raise InputError(f"{db}: no finished runs to report")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -268,6 +270,7 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         f"{len(results.runs)} finished runs ({_count_text(results)}). Figures are PNG "
         f"{'(shown) and SVG (linked)' if report.svg else '(no SVG written)'}; tables are "
         "CSV, and Parquet for the per-run table.</p>",
+        f"<p>{e(_selection_text(results))}</p>",
         "<nav>",
         "<a href='#choice'>which method</a><a href='#table1'>Table 1</a>",
         "<a href='#confusion'>confusion matrices</a>",
@@ -396,6 +399,26 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         "</div></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _selection_text(results: Results) -> str:
+    """Which weights every test metric of the report is of."""
+    if results.select == "last":
+        return (
+            "Test metrics are those of each run's last epoch, the study's protocol "
+            "(report --select best-val: those of the best validation epoch)."
+        )
+    text = (
+        "Test metrics are those of the weights at each run's best validation epoch, among "
+        "the epochs validated at the trained sparsity (report --select last: the last "
+        "epoch's, the study's protocol)."
+    )
+    if results.left_out:
+        text += (
+            f" {results.left_out} finished run(s) stored before the best validation epoch "
+            "was kept are left out."
+        )
+    return text
 
 
 def _count_text(results: Results) -> str:

@@ -16,9 +16,10 @@ import pandas as pd
 
 from sparsebench.confusion import balanced_accuracy, majority_share
 from sparsebench.data.registry import dataset_display_name
+from sparsebench.errors import InputError
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS
-from sparsebench.store.db import ResultsStore
+from sparsebench.store.db import SELECTIONS, ResultsStore
 
 # Every registered method, in registry order, with its display name: a method added in
 # sparsity/ appears in every figure and table without a change here.
@@ -62,6 +63,8 @@ class Results:
     # runs that ended without results (diverged, failed), with their keys and error
     unfinished: pd.DataFrame = field(default_factory=pd.DataFrame)
     metric: Metric = METRICS["accuracy"]
+    select: str = "last"  # whose test metrics: the last epoch's or the best validation's
+    left_out: int = 0  # finished runs without test metrics of that selection
 
     @property
     def empty(self) -> bool:
@@ -102,10 +105,19 @@ class Results:
         return None if rows.empty else str(sorted(rows.status)[0])
 
 
-def load_results(db: str | Path) -> Results:
+def load_results(db: str | Path, select: str = "last") -> Results:
+    """The finished runs with the test metrics of the last epoch's weights, or with
+    `select="best-val"` of the best validation epoch's (runs stored before those were
+    kept are left out: `Results.left_out` counts them)."""
+    if select not in SELECTIONS:
+        raise InputError(f"--select: expected {' or '.join(SELECTIONS)}, got {select!r}")
+    table = "best_val_metrics" if select == "best-val" else "test_metrics"
     with ResultsStore(db, read_only=True) as store:
+        finished = store.connection.execute(
+            "SELECT COUNT(*) FROM runs WHERE status = 'finished'"
+        ).fetchone()[0]
         runs = pd.read_sql_query(
-            """SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
+            f"""SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
                       r.config_json, r.data_json, r.device, r.created_at, r.derived_from,
                       r.total_train_time_s, r.total_train_energy_j,
                       r.sparsity_conv, r.sparsity_linear,
@@ -117,7 +129,7 @@ def load_results(db: str | Path) -> Results:
                       t.inference_energy_source, t.inference_energy_missing_reason,
                       t.params_dense, t.params_effective, t.macs_dense, t.macs_effective,
                       t.confusion_json
-               FROM runs r JOIN test_metrics t USING (run_id)
+               FROM runs r JOIN {table} t USING (run_id)
                WHERE r.status = 'finished'""",
             store.connection,
         )
@@ -159,7 +171,14 @@ def load_results(db: str | Path) -> Results:
     runs = runs.drop(columns=["config_json", "confusion_json", "data_json"])
     keys = ["run_id", "model", "data_label", "method", "scenario", "seed", "derived_from"]
     epochs = epochs.merge(runs[keys], on="run_id")
-    return Results(runs=runs, epochs=epochs, bench=bench, unfinished=unfinished)
+    return Results(
+        runs=runs,
+        epochs=epochs,
+        bench=bench,
+        unfinished=unfinished,
+        select=select,
+        left_out=finished - len(runs),
+    )
 
 
 def data_label(dataset: str, data_path: str | None, data_name: str | None) -> str:

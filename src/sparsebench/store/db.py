@@ -2,8 +2,10 @@
 
 Tables: `runs` (config JSON, status, timings), `epochs` (one row per epoch, train and
 validation metrics with time, memory and energy), `test_metrics` (one row per finished
-run), `layer_sparsity` (achieved sparsity of each layer of a finished run),
-`inference_bench` (sparsebench bench) and `run_locks` (which process trains a run now).
+run: the last epoch's weights), `best_val_metrics` (the same, of the weights of the best
+validation epoch, with that epoch), `layer_sparsity` (achieved sparsity of each layer of
+a finished run), `inference_bench` (sparsebench bench) and `run_locks` (which process
+trains a run now).
 
 Commands that only read open it read-only: a missing, empty or foreign file is an error,
 never a new database. Every SQLite error is raised as a `StoreError` naming the file.
@@ -33,8 +35,11 @@ from sparsebench.store.locks import ProcessIdentity, RunBusy
 # 5: epochs.execution and the training multiply-adds per sample, executed and dense;
 #    runs.checkpoint, where the run's checkpoint lives (absolute);
 # 6: test_metrics.auroc, average_precision and positive_class (two-class data);
-#    epochs.val_balanced_accuracy.
-SCHEMA_VERSION = 6
+#    epochs.val_balanced_accuracy;
+# 7: table best_val_metrics.
+SCHEMA_VERSION = 7
+# Which weights' test metrics are read: the last epoch's, or the best validation epoch's.
+SELECTIONS = ("last", "best-val")
 STATUSES = ("running", "interrupted", "finished", "failed", "diverged")
 
 EPOCH_COLUMNS = [
@@ -139,6 +144,17 @@ CREATE TABLE IF NOT EXISTS epochs (
 );
 CREATE TABLE IF NOT EXISTS test_metrics (
     run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+    {
+    ", ".join(
+        f"{c} {'TEXT' if c.endswith(('source', 'reason', 'class')) else 'REAL'}"
+        for c in TEST_COLUMNS
+    )
+},
+    confusion_json TEXT
+);
+CREATE TABLE IF NOT EXISTS best_val_metrics (
+    run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+    epoch INTEGER,
     {
     ", ".join(
         f"{c} {'TEXT' if c.endswith(('source', 'reason', 'class')) else 'REAL'}"
@@ -337,7 +353,13 @@ class ResultsStore:
                 "UPDATE runs SET run_id = ?, legacy_run_id = ? WHERE run_id = ?", (new, old, old)
             )
             cursor.execute("UPDATE runs SET derived_from = ? WHERE derived_from = ?", (new, old))
-            for table in ("epochs", "test_metrics", "layer_sparsity", "inference_bench"):
+            for table in (
+                "epochs",
+                "test_metrics",
+                "best_val_metrics",
+                "layer_sparsity",
+                "inference_bench",
+            ):
                 cursor.execute(f"UPDATE {table} SET run_id = ? WHERE run_id = ?", (new, old))
             cursor.execute("DELETE FROM run_locks WHERE run_id = ?", (old,))
 
@@ -470,6 +492,7 @@ class ResultsStore:
         """Store a finished run's epochs, test metrics and layer sparsity, all or nothing.
         `derived_from` names the dense run whose training a derived `post` run reuses."""
         test, epochs = summary["test"], summary["epochs"]
+        best_val = summary.get("test_best_val")
         energies = [row.get("energy_j") for row in epochs]
         total_energy = None if any(e is None for e in energies) else float(sum(energies))
         by_kind = summary["sparsity"]["by_kind"]
@@ -488,6 +511,18 @@ class ResultsStore:
                     json.dumps(test["confusion_matrix"]),
                 ),
             )
+            cursor.execute("DELETE FROM best_val_metrics WHERE run_id = ?", (run_id,))
+            if best_val is not None:
+                cursor.execute(
+                    f"""INSERT INTO best_val_metrics (run_id, epoch, {columns}, confusion_json)
+                        VALUES (?, ?, {marks}, ?)""",
+                    (
+                        run_id,
+                        best_val["epoch"],
+                        *(best_val.get(c) for c in TEST_COLUMNS),
+                        json.dumps(best_val["confusion_matrix"]),
+                    ),
+                )
             cursor.execute("DELETE FROM layer_sparsity WHERE run_id = ?", (run_id,))
             cursor.executemany(
                 f"""INSERT INTO layer_sparsity (run_id, {", ".join(LAYER_COLUMNS)})
@@ -618,13 +653,8 @@ class ResultsStore:
                 "SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
             )
         ]
-        test_row = self.connection.execute(
-            "SELECT * FROM test_metrics WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        test = None
-        if test_row is not None:
-            test = {c: test_row[c] for c in TEST_COLUMNS}
-            test.update(confusion_metrics(json.loads(test_row["confusion_json"])))
+        test = self._test_metrics("test_metrics", run_id)
+        best_val = self._test_metrics("best_val_metrics", run_id)
         layers = [
             {c: row[c] for c in LAYER_COLUMNS}
             for row in self.connection.execute(
@@ -648,8 +678,21 @@ class ResultsStore:
             "data": json.loads(run["data_json"]) if run["data_json"] else None,
             "epochs": epochs,
             "test": test,
+            "test_best_val": best_val,
             "sparsity": {"layers": layers, "by_kind": by_kind},
         }
+
+    def _test_metrics(self, table: str, run_id: str) -> dict[str, Any] | None:
+        row = self.connection.execute(
+            f"SELECT * FROM {table} WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        test = {c: row[c] for c in TEST_COLUMNS}
+        if table == "best_val_metrics":
+            test["epoch"] = row["epoch"]
+        test.update(confusion_metrics(json.loads(row["confusion_json"])))
+        return test
 
     @_named_errors
     def table(self, name: str) -> pd.DataFrame:
@@ -657,6 +700,7 @@ class ResultsStore:
             "runs",
             "epochs",
             "test_metrics",
+            "best_val_metrics",
             "layer_sparsity",
             "inference_bench",
             "run_locks",
@@ -665,10 +709,20 @@ class ResultsStore:
         return pd.read_sql_query(f"SELECT * FROM {name}", self.connection)
 
     @_named_errors
-    def runs_overview(self) -> pd.DataFrame:
-        """One row per run with its final test metrics (empty where not finished)."""
+    def runs_overview(self, select: str = "last") -> pd.DataFrame:
+        """One row per run with its test metrics (empty where not finished): those of the
+        last epoch's weights, or with `select="best-val"` those of the best validation
+        epoch (empty for runs stored before they were kept), its epoch in
+        `selected_epoch`."""
+        if select not in SELECTIONS:
+            raise ValueError(f"unknown selection {select!r}")
+        table, epoch = (
+            ("best_val_metrics", "t.epoch")
+            if select == "best-val"
+            else ("test_metrics", "(SELECT MAX(epoch) FROM epochs e WHERE e.run_id = r.run_id)")
+        )
         frame = pd.read_sql_query(
-            """SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
+            f"""SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
                       r.status, t.accuracy AS test_accuracy, t.f1 AS test_f1,
                       t.auroc AS test_auroc, t.average_precision AS test_average_precision,
                       t.positive_class,
@@ -676,8 +730,8 @@ class ResultsStore:
                       t.loss AS test_loss, r.total_train_time_s, r.total_train_energy_j,
                       t.inference_time_per_sample_s, r.sparsity_conv, r.sparsity_linear,
                       t.params_effective, t.macs_effective, r.derived_from, r.error,
-                      t.confusion_json
-               FROM runs r LEFT JOIN test_metrics t USING (run_id)
+                      t.confusion_json, {epoch} AS selected_epoch
+               FROM runs r LEFT JOIN {table} t USING (run_id)
                ORDER BY r.created_at""",
             self.connection,
         )

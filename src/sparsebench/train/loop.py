@@ -41,6 +41,7 @@ from sparsebench.store.db import confusion_metrics
 from sparsebench.train.compact import TRAINING_PASSES, Execution
 from sparsebench.train.config import RunConfig
 from sparsebench.train.metrics import MetricAccumulator
+from sparsebench.train.selection import BestValidation, best_val_path
 
 
 @dataclass
@@ -53,6 +54,7 @@ class RunResult:
     test: dict[str, Any]
     layers: list[dict[str, Any]]
     sparsity_by_kind: dict[str, float]
+    test_best_val: dict[str, Any] | None = None  # the best validation epoch's weights
     resumed_from_epoch: int = 0
     mask_updates_every: int | None = None  # optimiser steps; None: the masks never change
     execution: str = "masked"
@@ -66,6 +68,7 @@ class RunResult:
             "data": self.data,
             "epochs": self.epochs,
             "test": self.test,
+            "test_best_val": self.test_best_val,
             "sparsity": {"layers": self.layers, "by_kind": self.sparsity_by_kind},
             "mask_updates_every": self.mask_updates_every,
             "execution": self.execution,
@@ -247,6 +250,7 @@ def train_run(
     val_loader = _eval_loader(dataset, "val", config, device)
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    best = BestValidation(best_val_path(checkpoint_path), run_id)
     state = load_resumable(checkpoint_path, run_id, config.first_release_run_id())
     if state is not None:
         try:
@@ -265,6 +269,7 @@ def train_run(
             ) from None
         history = list(state["history"])
         start_epoch = len(history)
+        best = BestValidation.resumed(best.path, run_id)
         if on_resume is not None:
             on_resume(history)
 
@@ -280,6 +285,9 @@ def train_run(
         # its masks (units regrown now are untrained until the next epoch).
         val = evaluate(execution.eval_network(), val_loader, dataset.num_classes)
         execution.sync()
+        best.consider(
+            epoch, val.result().accuracy, method.masks, model.state_dict(), method.state_dict()
+        )
         method.on_epoch_end(epoch)
         execution.masks_may_have_changed()
         row = {
@@ -302,7 +310,7 @@ def train_run(
             raise RunInterrupted(epoch)
 
     return finish_training(
-        config, execution, checkpoint_path, dataset, device, energy, history, start_epoch
+        config, execution, checkpoint_path, dataset, device, energy, history, start_epoch, best
     )
 
 
@@ -339,13 +347,28 @@ def finish_training(
     energy: EnergyMeter,
     history: list[dict[str, Any]],
     start_epoch: int,
+    best: BestValidation | None = None,
 ) -> RunResult:
-    """End the method's training, test the checkpointed network, report its sparsity."""
+    """End the method's training, test the checkpointed network and the best validation
+    epoch's (see `selection`), report the trained network's sparsity."""
     method, model = execution.method, execution.master
     execution.sync()
     method.on_train_end()
     test = test_model(execution, checkpoint_path, dataset, config, device, energy)
     layers = sparsity_report(model)
+    last = len(history) - 1
+    kept = None if best is None else best.weights_to_test(method.masks, last)
+    if kept is None:
+        test_best_val = {**test, "epoch": last}
+    else:
+        model.load_state_dict(kept["model"])
+        method.load_state_dict(kept["method"])
+        execution.master_replaced()
+        execution.masks_may_have_changed()
+        test_best_val = {
+            **test_model(execution, None, dataset, config, device, energy),
+            "epoch": kept["epoch"],
+        }
     return RunResult(
         run_id=config.run_id(),
         config=config.model_dump(),
@@ -355,6 +378,7 @@ def finish_training(
         test=test,
         layers=[layer.as_dict() for layer in layers],
         sparsity_by_kind=sparsity_by_kind(layers),
+        test_best_val=test_best_val,
         resumed_from_epoch=start_epoch,
         mask_updates_every=method.updates_every,
         execution=execution.name,
@@ -456,18 +480,19 @@ def evaluate(
 
 def test_model(
     execution: Execution,
-    checkpoint_path: Path,
+    checkpoint_path: Path | None,
     dataset: ImageDataset,
     config: RunConfig,
     device: torch.device,
     energy: EnergyMeter,
 ) -> dict[str, Any]:
     """Test metrics, confusion matrix, inference time per sample, and the inference
-    energy of loading the trained weights from disk and classifying the test split."""
+    energy of loading the trained weights from disk and classifying the test split
+    (without a checkpoint: of classifying it with the network as it is)."""
     loader = _eval_loader(dataset, "test", config, device)
     model = execution.master
     energy.begin()
-    state = load_checkpoint(checkpoint_path)
+    state = None if checkpoint_path is None else load_checkpoint(checkpoint_path)
     if state is not None:
         model.load_state_dict(state["model"])
         execution.master_replaced()
