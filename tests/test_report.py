@@ -433,7 +433,8 @@ def test_table_one_on_the_page_is_one_cell_per_result_with_the_literature_apart(
     # data set, model, then one column per method: no best/mean pairs, no literature
     assert not any("literature" in c or "best" in c for c in header)
     row = dict(zip(header, rows[0], strict=True))
-    assert row["Dense"] == "0.850 ± 0.071 (2)"  # mean 0.85, sd sqrt(0.005), 2 seeds
+    # mean 0.85, sd sqrt(0.005), 2 seeds; no break inside the spread
+    assert row["Dense"] == "0.850\u00a0±\u00a00.071 (2)"
     assert row["Post-Training"] == "0.300 (1)"
     assert row["In-Training"] == "failed" and row["SET"] == "not run"
     assert any("protocol" in t[0] for t in tables)  # the literature in a table of its own

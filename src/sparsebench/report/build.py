@@ -309,7 +309,9 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         "excludes zero; <em>within noise</em> where it does not, and then the two are not "
         "ranked; <em>one seed</em> where there is no interval. "
         "<a href='comparisons.csv'>CSV</a></p>",
+        f"<details><summary>{len(tables.comparisons)} configurations</summary>",
         _html_table(tables.comparisons, {}),
+        "</details>",
         f"<h2 id='table1'>Table 1: {e(results.metric.label)}, dense and mixed scenario</h2>",
         "<p>Mean ± standard deviation over seeds (number of seeds); a cell without a "
         "result says whether its run was not run, diverged or failed. The best over seeds, "

@@ -110,15 +110,19 @@ def table_one_page(results: Results) -> pd.DataFrame:
     """Table 1 as the report page shows it, to fit a screen: one cell per result, the
     mean test accuracy (or the report's metric) ± its standard deviation over seeds
     (number of seeds), to three places; the best over seeds and the literature are in
-    `table1.csv` and the references table."""
+    `table1.csv` and the references table. Nine methods fit 1280 pixels only when a
+    cell may wrap: it wraps before the number of seeds, never inside `mean ± sd`."""
     rows: dict[tuple[str, str], dict[str, object]] = {}
     for dataset, model, _, name, values, absent in _table_one_cells(results):
         row = rows.setdefault(
             (dataset, model), {"data set": dataset, "model": model_display_name(model)}
         )
         spread = spread_of(values)
-        row[name] = spread.cell(3) if spread else absent
+        row[name] = spread.cell(3).replace(" ± ", NO_BREAK_PLUS_MINUS) if spread else absent
     return pd.DataFrame(list(rows.values()))
+
+
+NO_BREAK_PLUS_MINUS = "\u00a0±\u00a0"
 
 
 def references_table(results: Results) -> pd.DataFrame:

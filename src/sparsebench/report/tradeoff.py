@@ -59,7 +59,7 @@ def pareto_front(cost: pd.Series, accuracy: pd.Series) -> pd.Series:
     for c, a in zip(costs, accuracies, strict=True):
         dominated = (costs <= c) & (accuracies >= a) & ((costs < c) | (accuracies > a))
         on_front.append(bool(np.isfinite(c)) and not dominated.any())
-    return pd.Series(on_front, index=cost.index)
+    return pd.Series(on_front, index=cost.index, dtype=bool)
 
 
 def tradeoff_figure(results: Results, cost: str) -> Figure:
