@@ -570,7 +570,8 @@ def test_a_sparsity_axis_draws_one_curve_per_method_through_the_mean_over_seeds(
     assert dense[0].get_ydata()[0] == pytest.approx(0.85)
     report = build_report(path, tmp_path / "report")
     page = report.index.read_text()
-    assert "figures/sparsity_conv_target.png" in page and "figures/sparsity_macs_share.png" in page
+    for axis_name in ("conv_target", "macs_share", "inference_ms"):
+        assert f"figures/sparsity_{axis_name}.png" in page
 
 
 def test_a_figure_of_one_seed_says_so(db, tmp_path):

@@ -442,7 +442,7 @@ def test_a_data_entry_takes_its_own_seeds(tmp_path):
     path.write_text(
         "models: [resnet18]\nmethods: [dense]\nseeds: [0, 1, 2]\n"
         "datasets:\n  - {dataset: synthetic, data_name: small}\n"
-        "  - {dataset: synthetic, data_name: large, image_size: 32, seeds: [5]}\n"
+        "  - {dataset: synthetic, name: large, image_size: 32, seeds: [5]}\n"
     )
     runs = expand_grid(load_sweep_config(path))
     assert [(r.config.data_name, r.config.seed) for r in runs] == [
@@ -451,7 +451,11 @@ def test_a_data_entry_takes_its_own_seeds(tmp_path):
         ("small", 2),
         ("large", 5),
     ]
-    path.write_text(path.read_text().replace("seeds: [5]", "seeds: [5, 5]"))
+    # `name:` is the entry's data_name, given once
+    path.write_text(path.read_text().replace("name: large", "name: large, data_name: big"))
+    with pytest.raises(InputError, match=r"datasets\[1\]: give the data's name once"):
+        load_sweep_config(path)
+    path.write_text(path.read_text().replace(", data_name: big", "").replace("[5]", "[5, 5]"))
     with pytest.raises(InputError, match=r"datasets\[1\]\.seeds: seeds repeat") as refused:
         load_sweep_config(path)
     assert str(path) in str(refused.value)

@@ -105,6 +105,18 @@ class DataEntry(DataSettings):
     training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[valid-type]
     seeds: list[Seed] | None = Field(None, min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _name_is_data_name(cls, values: Any) -> Any:
+        """`name:` in a data entry is its `data_name` (the sweep's own `name:` is the
+        sweep's)."""
+        if isinstance(values, dict) and "name" in values:
+            if "data_name" in values:
+                raise ValueError("give the data's name once: `name` or `data_name`")
+            values = {**values, "data_name": values["name"]}
+            del values["name"]
+        return values
+
     _distinct_seeds = field_validator("seeds")(lambda cls, values: values and _distinct(values))
 
 

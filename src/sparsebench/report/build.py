@@ -140,6 +140,7 @@ def _write(
         for axis_name, title in (
             ("conv_target", "Test metric against conv sparsity"),
             ("macs_share", "Test metric against multiply-adds per image"),
+            ("inference_ms", "Test metric against inference time per image"),
         ):
             figure = sparsity_figure(results, axis_name)
             report.figures.append(_save(figure, report, "sparsity", axis_name, title))

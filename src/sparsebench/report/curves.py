@@ -17,11 +17,13 @@ from sparsebench.report.figures import (
 )
 from sparsebench.report.results import Results
 
-# What the curves run along: the conv target, or the multiply-adds the pruned network
-# still executes per image (as a share of dense).
+# What the curves run along: the conv target, the multiply-adds the pruned network still
+# executes per image (as a share of dense), or the inference time per test image that
+# every run measures as it was tested (the compact network for compact runs).
 AXES = {
     "conv_target": "conv filters pruned (target)",
     "macs_share": "multiply-adds per image, share of dense",
+    "inference_ms": "inference time per image (ms, as tested)",
 }
 
 
@@ -33,7 +35,10 @@ def has_curves(results: Results) -> bool:
 
 def sparsity_figure(results: Results, axis_name: str) -> Figure:
     metric = results.metric
-    runs = results.runs.assign(macs_share=results.runs.macs_effective / results.runs.macs_dense)
+    runs = results.runs.assign(
+        macs_share=results.runs.macs_effective / results.runs.macs_dense,
+        inference_ms=results.runs.inference_time_per_sample_s * 1e3,
+    )
     figure, panels = panel_grid(
         results,
         f"{metric.label[0].upper()}{metric.label[1:]} against {AXES[axis_name]}"
