@@ -572,6 +572,8 @@ def test_a_sparsity_axis_draws_one_curve_per_method_through_the_mean_over_seeds(
     page = report.index.read_text()
     for axis_name in ("conv_target", "macs_share", "inference_ms"):
         assert f"figures/sparsity_{axis_name}.png" in page
+    # the grid's points are on the curves, not each a section of seven figures
+    assert {f.scenario for f in report.figures} == {"tradeoff", "sparsity", "confusion"}
 
 
 def test_a_figure_of_one_seed_says_so(db, tmp_path):

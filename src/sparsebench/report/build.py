@@ -152,7 +152,7 @@ def _write(
     advice.to_csv(folder / "recommendations.csv", index=False)
     comparisons = against_dense(results)
     comparisons.to_csv(folder / "comparisons.csv", index=False)
-    for scenario in results.scenarios():
+    for scenario in _sections(results):
         for metric in CURVES:
             figure, notes = curve_figure(results, scenario, metric)
             report.figures.append(_save(figure, report, scenario, metric.column, metric.title))
@@ -261,7 +261,7 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
     first, references, bench = tables.first, tables.references, tables.bench
     runs, advice = tables.runs, tables.advice
     e = html.escape
-    scenarios = results.scenarios()
+    scenarios = _sections(results)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<title>sparsebench report</title>",
@@ -402,6 +402,15 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         "</div></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _sections(results: Results) -> list[str]:
+    """The scenarios that get a section of figures: the named ones, and free sparsity
+    pairs only when there is no curve to draw them on (a sweep's `sparsities:` axis adds
+    a point to each method's curve, not seven figures)."""
+    if not has_curves(results):
+        return results.scenarios()
+    return [scenario for scenario in results.scenarios() if scenario in SCENARIO_NAMES]
 
 
 def _selection_text(results: Results) -> str:

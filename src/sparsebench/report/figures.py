@@ -110,7 +110,8 @@ def panel_grid(results: Results, title: str) -> tuple[Figure, dict[tuple[str, st
         figsize=(max(7.0, 4.4 * len(models)), 3.3 * len(datasets) + 0.9),
         squeeze=False,
     )
-    figure.suptitle(literal(title), fontsize=11)
+    # about eleven characters of an 11-point title per inch of figure: wrap, not clip
+    figure.suptitle(literal(textwrap.fill(title, int(figure.get_figwidth() * 11))), fontsize=11)
     panels = {}
     for row, dataset in enumerate(datasets):
         for column, model in enumerate(models):
