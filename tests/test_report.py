@@ -309,7 +309,9 @@ def test_the_report_says_which_execution_produced_each_training_cost(tmp_path):
     # on the training time and the training energy figure, not on accuracy or inference
     assert index.count(statement) == 2
     svg = (tmp_path / "report" / "figures" / "mixed_total_train_time_s.svg").read_text()
-    assert "compact and masked execution: masked bars hatched" in svg
+    # the title wraps to the figure's width: each of its lines is a text of its own
+    texts = " ".join(re.findall(r"<!-- (.*?) -->", svg))
+    assert "compact and masked execution: masked bars hatched" in texts
     accuracy = (tmp_path / "report" / "figures" / "mixed_test_accuracy.svg").read_text()
     assert "execution" not in accuracy
 
