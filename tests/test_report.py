@@ -621,3 +621,26 @@ def test_confusion_matrices_are_summed_over_seeds_and_shown_as_shares_of_each_cl
     assert shares.ravel().tolist() == pytest.approx([13 / 14, 1 / 14, 0.5, 0.5])
     assert [t.get_text() for t in drawn.get_yticklabels()] == ["good", "crack"]
     assert drawn.get_title() == "Dense"  # Pre-Training ran only in uniform: not drawn
+
+
+def test_auroc_compares_two_class_data_and_says_so_for_the_rest(tmp_path):
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        for data in ("tiles.npz", "steel.npz"):
+            add_run(store, f"dense-{data}", "dense", None, 0, 0.9, data_path=data)
+            add_run(store, f"pre-{data}", "pre", "mixed", 0, 0.8, data_path=data)
+        # only the tiles are two-class: AUROC exists for their runs alone
+        store.connection.execute("UPDATE test_metrics SET auroc = NULL, positive_class = NULL")
+        for run_id, auroc in (("dense-tiles.npz", 0.97), ("pre-tiles.npz", 0.91)):
+            store.connection.execute(
+                "UPDATE test_metrics SET auroc = ?, positive_class = 'defect' WHERE run_id = ?",
+                (auroc, run_id),
+            )
+    build_report(path, tmp_path / "report", svg=False, metric="auroc")
+    table = pd.read_csv(tmp_path / "report" / "table1.csv").set_index("data set")
+    assert table.loc["tiles", "Dense best"] == "0.97"
+    assert table.loc["tiles", "Pre-Training (mixed) mean ± sd (n)"] == "0.9100 (1)"
+    assert table.loc["steel", "Dense best"] == "no AUROC"  # six classes: not "not run"
+    advice = pd.read_csv(tmp_path / "report" / "recommendations.csv")
+    assert list(advice["data set"]) == ["tiles"]
+    assert advice.loc[0, "dense AUROC"] == "0.9700 (1)"
