@@ -85,7 +85,7 @@ def test_cpu_preset_data_sets_sweep_and_report(tmp_path):
     assert report.exit_code == 0, report.output
     table = pd.read_csv(tmp_path / "report" / "table1.csv")
     # the data's own names (configs/cpu.yaml), never the loaders' that read their layouts
-    assert list(table["data set"]) == [
+    assert sorted(table["data set"]) == [
         "BloodMNIST-style (own split)",
         "NEU steel defects",
         "magnetic tiles",
