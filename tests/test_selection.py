@@ -107,3 +107,16 @@ def test_runs_and_report_select_the_best_validation_epoch(tmp_path):
     assert "weights at each run&#x27;s best validation epoch" in page
     [row] = pd.read_csv(tmp_path / "rep" / "runs.csv").to_dict("records")
     assert row["test_loss"] == pytest.approx(best["loss"])
+
+
+def test_best_val_of_a_database_from_before_it_existed_says_what_to_do(tmp_path):
+    db = tmp_path / "r.db"
+    with ResultsStore(db) as store:
+        run_and_record(small_config(method="pre", epochs=1), make_synthetic(), store, tmp_path)
+        store.connection.execute("DELETE FROM best_val_metrics")  # as an older release left it
+    result = CliRunner().invoke(
+        app, ["report", "--db", str(db), "--out", str(tmp_path / "rep"), "--select", "best-val"]
+    )
+    assert result.exit_code != 0
+    assert "none of its 1 finished run(s) has best-validation metrics" in result.stderr
+    assert "report --select last" in result.stderr

@@ -76,6 +76,11 @@ def build_report(
         raise InputError(f"--metric: unknown metric {metric!r} (choose from {', '.join(METRICS)})")
     _check_replaceable(out_dir)
     results = replace(load_results(db, select), metric=METRICS[metric])
+    if results.empty and results.left_out:
+        raise InputError(
+            f"{db}: none of its {results.left_out} finished run(s) has best-validation "
+            "metrics (they were stored before sparsebench kept them): report --select last"
+        )
     if results.empty:
         raise InputError(f"{db}: no finished runs to report")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
