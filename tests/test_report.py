@@ -439,6 +439,10 @@ def test_table_one_on_the_page_is_one_cell_per_result_with_the_literature_apart(
     assert row["Dense"] == "0.850\u00a0±\u00a00.071 (2)"
     assert row["Post-Training"] == "0.300 (1)"
     assert row["In-Training"] == "failed" and row["SET"] == "not run"
+    # the 95% interval of each mean rests on its cell: t(0.975, 1) x sd / sqrt(2) = 0.635
+    assert "<td title='95% interval [0.215, 1.485]'>0.850\u00a0±\u00a00.071 (2)</td>" in (
+        report.index.read_text()
+    )
     assert any("protocol" in t[0] for t in tables)  # the literature in a table of its own
 
 

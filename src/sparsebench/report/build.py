@@ -193,7 +193,7 @@ def _write(
             results,
             db,
             report,
-            Tables(table_one_page(results), references, bench, runs, advice, comparisons),
+            Tables(*table_one_page(results), references, bench, runs, advice, comparisons),
         )
     )
     return report
@@ -255,6 +255,7 @@ class Tables:
     """The tables the report page shows."""
 
     first: pd.DataFrame
+    first_intervals: pd.DataFrame  # each Table 1 cell's 95% interval, shown on hover
     references: pd.DataFrame
     bench: pd.DataFrame
     runs: pd.DataFrame
@@ -326,7 +327,7 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         "accuracies are in the table below with their sources and protocols: none was "
         "measured here, and none follows the study's protocol (from scratch at 28x28, "
         "Adam 1e-4, 50 epochs).</p>",
-        _html_table(first, {}),
+        _titled_table(first, tables.first_intervals),
     ]
     parts += [
         "<h2 id='confusion'>Where the networks err</h2>",
@@ -454,6 +455,23 @@ def _formatted(value: object, fmt: str) -> str:
     if isinstance(value, str):
         return value
     return "missing" if pd.isna(value) else fmt.format(value)
+
+
+def _titled_table(cells: pd.DataFrame, titles: pd.DataFrame) -> str:
+    """A table of text cells, each with its title (a browser shows it on hover)."""
+    e = html.escape
+    head = "".join(f"<th>{e(str(column))}</th>" for column in cells.columns)
+    rows = []
+    pairs = zip(cells.itertuples(index=False), titles.itertuples(index=False), strict=True)
+    for values, tips in pairs:
+        row = "".join(
+            f"<td title='{e(str(tip))}'>{e(str(value))}</td>"
+            if tip
+            else f"<td>{e(str(value))}</td>"
+            for value, tip in zip(values, tips, strict=True)
+        )
+        rows.append(f"<tr>{row}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _html_table(frame: pd.DataFrame, formats: dict[str, str]) -> str:

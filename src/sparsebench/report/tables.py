@@ -106,20 +106,24 @@ def table_one(results: Results) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()))
 
 
-def table_one_page(results: Results) -> pd.DataFrame:
+def table_one_page(results: Results) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 1 as the report page shows it, to fit a screen: one cell per result, the
     mean test accuracy (or the report's metric) ± its standard deviation over seeds
-    (number of seeds), to three places; the best over seeds and the literature are in
-    `table1.csv` and the references table. Nine methods fit 1280 pixels only when a
-    cell may wrap: it wraps before the number of seeds, never inside `mean ± sd`."""
+    (number of seeds), to three places, and beside it, of the same shape, each cell's
+    95% interval (the page shows it when the pointer rests on the cell); the best over
+    seeds and the literature are in `table1.csv` and the references table. Nine
+    methods fit 1280 pixels only when a cell may wrap: it wraps before the number of
+    seeds, never inside `mean ± sd`."""
     rows: dict[tuple[str, str], dict[str, object]] = {}
+    intervals: dict[tuple[str, str], dict[str, object]] = {}
     for dataset, model, _, name, values, absent in _table_one_cells(results):
-        row = rows.setdefault(
-            (dataset, model), {"data set": dataset, "model": model_display_name(model)}
-        )
+        keys = {"data set": dataset, "model": model_display_name(model)}
+        row = rows.setdefault((dataset, model), dict(keys))
+        interval = intervals.setdefault((dataset, model), {key: "" for key in keys})
         spread = spread_of(values)
         row[name] = spread.cell(3).replace(" ± ", NO_BREAK_PLUS_MINUS) if spread else absent
-    return pd.DataFrame(list(rows.values()))
+        interval[name] = f"95% interval {spread.interval(3)}" if spread else ""
+    return pd.DataFrame(list(rows.values())), pd.DataFrame(list(intervals.values()))
 
 
 NO_BREAK_PLUS_MINUS = "\u00a0±\u00a0"
