@@ -4,6 +4,7 @@ epoch's among those validated at the trained sparsity (`--select best-val`)."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -41,7 +42,9 @@ def test_the_best_epoch_is_taken_among_the_sparsest_and_a_tie_keeps_the_earlier(
     # does not count once the network is pruned further
     for epoch, (filters, accuracy) in enumerate([(5, 0.95), (8, 0.70), (8, 0.80), (8, 0.80)]):
         prune(masks, filters)
-        best.consider(epoch, accuracy, masks, {"w": torch.tensor(float(epoch))}, {})
+        model = SimpleNamespace(state_dict=lambda e=epoch: {"w": torch.tensor(float(e))})
+        method = SimpleNamespace(masks=masks, state_dict=dict)
+        best.consider(epoch, accuracy, model, method)
     assert (best.epoch, best.val_accuracy, best.sparsity) == (2, 0.80, pytest.approx(0.8))
     kept = best.weights_to_test(masks, last_epoch=3)
     assert kept["epoch"] == 2 and kept["model"]["w"] == 2.0

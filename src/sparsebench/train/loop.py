@@ -284,16 +284,15 @@ def train_run(
         # Validation sees the network as this epoch trained it, before the method changes
         # its masks (units regrown now are untrained until the next epoch).
         val = evaluate(execution.eval_network(), val_loader, dataset.num_classes)
+        val_metrics = val.result()
         execution.sync()
-        best.consider(
-            epoch, val.result().accuracy, method.masks, model.state_dict(), method.state_dict()
-        )
+        best.consider(epoch, val_metrics.accuracy, model, method)
         method.on_epoch_end(epoch)
         execution.masks_may_have_changed()
         row = {
             "epoch": epoch,
             **row,
-            **val.result().as_dict("val_"),
+            **val_metrics.as_dict("val_"),
             "val_balanced_accuracy": balanced_accuracy(val.confusion.cpu().tolist()),
         }
         history.append(row)

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from sparsebench.files import written_whole
 from sparsebench.sparsity.masks import MaskSet
+from sparsebench.sparsity.methods import PruningMethod
 from sparsebench.store.checkpoint import CheckpointWarning
 
 # Sparsities of one mask state are exact unit counts: equal means equal to rounding.
@@ -59,15 +61,11 @@ class BestValidation:
         return cls(path, run_id, state["epoch"], state["val_accuracy"], state["sparsity"])
 
     def consider(
-        self,
-        epoch: int,
-        val_accuracy: float,
-        masks: MaskSet,
-        model_state: dict[str, Any],
-        method_state: dict[str, Any],
+        self, epoch: int, val_accuracy: float, model: nn.Module, method: PruningMethod
     ) -> None:
-        """Keep this epoch's weights and masks if they are the best so far."""
-        sparsity = pruned_share(masks)
+        """Keep this epoch's weights and masks if they are the best so far (their state
+        is read only then)."""
+        sparsity = pruned_share(method.masks)
         sparser = sparsity > self.sparsity + SAME_SPARSITY
         as_sparse = abs(sparsity - self.sparsity) <= SAME_SPARSITY
         if not (sparser or (as_sparse and val_accuracy > self.val_accuracy)):
@@ -78,8 +76,8 @@ class BestValidation:
             "epoch": epoch,
             "val_accuracy": val_accuracy,
             "sparsity": sparsity,
-            "model": model_state,
-            "method": method_state,
+            "model": model.state_dict(),
+            "method": method.state_dict(),
         }
         try:
             with written_whole(self.path) as temporary, open(temporary, "wb") as handle:
