@@ -24,12 +24,12 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
 
 from sparsebench.models import build_model
 from sparsebench.sparsity import SparsityTargets, make_method
+from sparsebench.train.trainer import SparseTrainer
 
 TARGETS = SparsityTargets(conv=0.5, linear=0.8)
 # "dense-again" is a second, identical dense model: its ratio is the noise floor.
@@ -57,7 +57,9 @@ class Variant:
         method_name = {"torch-prune": "pre", "dense-again": "dense"}.get(variant, variant)
         targets = SparsityTargets(0, 0) if method_name == "dense" else TARGETS
         self.method = make_method(method_name, targets)
-        self.method.on_train_begin(self.model, self.optimizer, num_epochs=epochs)
+        self.trainer = SparseTrainer(
+            self.model, self.optimizer, self.method, epochs=epochs, steps_per_epoch=0, compact=False
+        )
         if variant == "torch-prune":
             self._to_torch_prune()
         self.epoch = 0
@@ -71,24 +73,23 @@ class Variant:
             module: nn.Module = mask.layer.module
             gate = next(iter(mask.gated()))[1].expand_as(module.weight)
             prune.custom_from_mask(module, "weight", gate.clone())
-        self.method = make_method("dense", SparsityTargets(0, 0))
-        self.method.on_train_begin(self.model, self.optimizer, num_epochs=1)
         # The optimiser must now update `weight_orig`, which replaced `weight`.
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+        self.method = make_method("dense", SparsityTargets(0, 0))
+        self.trainer = SparseTrainer(
+            self.model, self.optimizer, self.method, epochs=1, steps_per_epoch=0, compact=False
+        )
 
     def train_batches(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-        self.model.train()
+        self.trainer.train()
         started = time.perf_counter()
         for x, y in batches:
-            self.optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(self.model(x), y).backward()
-            self.optimizer.step()
-            self.method.after_optimizer_step()
+            self.trainer.step(x, y)
         return time.perf_counter() - started
 
     def end_epoch(self) -> float:
         started = time.perf_counter()
-        self.method.on_epoch_end(self.epoch)
+        self.trainer.end_epoch(self.epoch)
         self.epoch += 1
         return time.perf_counter() - started
 

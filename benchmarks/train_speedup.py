@@ -32,7 +32,7 @@ from train_overhead import epoch_times  # the same taking of turns (benchmarks/)
 
 from sparsebench.models import build_model
 from sparsebench.sparsity import SCENARIOS, SparsityTargets, make_method
-from sparsebench.train.compact import Execution
+from sparsebench.train.trainer import SparseTrainer
 
 METHODS = ("pre", "set", "rigl")
 SCENARIO_NAMES = ("mixed", "uniform")
@@ -63,30 +63,27 @@ class Variant:
         targets = SCENARIOS[scenario] if scenario else SparsityTargets(0, 0)
         self.method = make_method(method, targets, linear_granularity=args.linear_granularity)
         epochs = args.rounds + 1
-        self.method.on_train_begin(self.network, self.optimizer, epochs, args.batches)
-        self.execution = Execution(
-            self.network, self.optimizer, self.method, compact=execution == "compact"
+        self.trainer = SparseTrainer(
+            self.network,
+            self.optimizer,
+            self.method,
+            epochs=epochs,
+            steps_per_epoch=args.batches,
+            compact=execution == "compact",
         )
         self.epoch = 0
 
     def train_batches(self, batches: list) -> float:
-        self.execution.train()
+        self.trainer.train()
         started = time.perf_counter()
         for x, y in batches:
-            network, optimizer = self.execution.network_for_step()
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(network(x), y).backward()
-            self.method.after_backward()
-            optimizer.step()
-            self.execution.after_optimizer_step()
+            self.trainer.step(x, y)
         _synchronise(x.device)
         return time.perf_counter() - started
 
     def end_epoch(self) -> float:
         started = time.perf_counter()
-        self.execution.sync()
-        self.method.on_epoch_end(self.epoch)
-        self.execution.masks_may_have_changed()
+        self.trainer.end_epoch(self.epoch)
         self.epoch += 1
         return time.perf_counter() - started
 
@@ -100,7 +97,7 @@ def step_memory(variant: Variant, batch: tuple[torch.Tensor, torch.Tensor]) -> i
     """Bytes a training step holds for its network: the tensors autograd saves for the
     backward pass (activations), and weights, gradients and Adam's two moments. Counted,
     not sampled, so it does not depend on what else the process holds."""
-    network, _ = variant.execution.network_for_step()
+    network = variant.trainer.eval_network()  # the network the steps train
     saved: dict[int, int] = {}
 
     def keep(tensor: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,10 @@ import torch
 
 from sparsebench.data.synthetic import make_synthetic
 from sparsebench.train import RunConfig
-from sparsebench.train.compact import DropoutOver, Execution, build_compact
+from sparsebench.train.compact import DropoutOver, build_compact
 from sparsebench.train.loop import RunInterrupted, build_run, train_run
 
+CPU = torch.device("cpu")
 # Width 0.09 gives odd channel counts (23 in ResNet18's third stage, 369 hidden neurons
 # in VGG16's head), where an off-by-one in slicing would show.
 BASE = {
@@ -126,8 +127,9 @@ def test_the_compact_network_computes_what_the_masked_one_does(data):
     # adds into them, so its convolutions read more channels.
     for model, largest_share in (("resnet18", 0.7), ("vgg16", 0.1)):
         config = RunConfig(**{**BASE, "model": model, "method": "pre", "scenario": "uniform"})
-        master, optimizer, method = build_run(config, data, torch.device("cpu"))
-        masks = {mask.layer.module: mask for mask in method.masks}
+        trainer = build_run(config, data, CPU)
+        master = trainer.model
+        masks = {mask.layer.module: mask for mask in trainer.method.masks}
         network, _ = build_compact(master, masks)
         master.eval(), network.eval()
         images = torch.randn(8, 3, 28, 28)
@@ -141,8 +143,9 @@ def conv_weights(network: torch.nn.Module) -> int:
 
 def test_a_pruned_filter_takes_its_bias_batch_norm_and_the_next_layers_inputs(data):
     config = RunConfig(**{**BASE, "model": "resnet18", "method": "pre", "scenario": "uniform"})
-    master, optimizer, method = build_run(config, data, torch.device("cpu"))
-    masks = {mask.layer.module: mask for mask in method.masks}
+    trainer = build_run(config, data, CPU)
+    master = trainer.model
+    masks = {mask.layer.module: mask for mask in trainer.method.masks}
     network, _ = build_compact(master, masks)
     alive1 = int(masks[master.layer1[0].conv1].keep.sum())
     block = network.stages[0]
@@ -166,38 +169,29 @@ def test_dropout_over_the_live_neurons_drops_what_full_width_dropout_drops():
 def test_writing_back_steps_the_left_out_weights_as_masked_training_would(data):
     """A unit dropped mid-run leaves the next layer's weights that read it with Adam
     momentum: masked training keeps moving them; compact execution must too."""
-    config = RunConfig(**{**BASE, "model": "vgg16", "method": "in", "scenario": "mixed"})
+    config = RunConfig(
+        **{**BASE, "model": "vgg16", "method": "in", "scenario": "mixed", "swap_fraction": 0.5}
+    )
     results = {}
-    for compact in (False, True):
-        torch.manual_seed(0)
-        master, optimizer, method = build_run(config, data, torch.device("cpu"))
+    for execution in ("masked", "compact"):
+        trainer = build_run(config.model_copy(update={"execution": execution}), data, CPU)
         images, labels = torch.randn(16, 3, 28, 28), torch.randint(0, 4, (16,))
-        execution = Execution(master, optimizer, method, compact=False)
-        for _ in range(3):  # build up momentum everywhere, on the master
-            network, opt = execution.network_for_step()
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(network(images), labels).backward()
-            opt.step()
-            execution.after_optimizer_step()
-        method.before_update()
-        method.update(0.5)  # drop half the alive filters: their readers keep momentum
-        dead = ~method.masks.masks["features.0"].keep
-        readers_before = master.features[2].weight[:, dead].detach().clone()
-        execution = Execution(master, optimizer, method, compact=compact)
+        for _ in range(3):  # momentum on the weights that read the alive filters
+            trainer.step(images, labels)
+        alive = trainer.method.masks.masks["features.0"].keep.clone()
+        trainer.end_epoch(0)  # swaps half the alive filters: their readers keep momentum
+        dropped = alive & ~trainer.method.masks.masks["features.0"].keep
+        assert dropped.any()
+        readers_before = trainer.full_model().features[2].weight[:, dropped].detach().clone()
         for _ in range(4):
-            network, opt = execution.network_for_step()
-            assert (network is master) is not compact
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(network(images), labels).backward()
-            opt.step()
-            execution.after_optimizer_step()
-        execution.sync()
-        results[compact] = {name: p.detach().clone() for name, p in master.named_parameters()}
-        readers_after = master.features[2].weight[:, dead].detach()
-        # the weights reading pruned channels moved: there was something to reproduce
-        assert not torch.equal(readers_after, readers_before)
-    for name, value in results[False].items():
-        torch.testing.assert_close(results[True][name], value, atol=TOLERANCE, rtol=TOLERANCE)
+            taken = trainer.step(images, labels)
+            assert (taken.network is trainer.model) is (execution == "masked")
+        master = trainer.full_model()
+        results[execution] = {name: p.detach().clone() for name, p in master.named_parameters()}
+        # the weights reading dropped channels moved: there was something to reproduce
+        assert not torch.equal(master.features[2].weight[:, dropped].detach(), readers_before)
+    for name, value in results["masked"].items():
+        torch.testing.assert_close(results["compact"][name], value, atol=TOLERANCE, rtol=TOLERANCE)
 
 
 @pytest.mark.parametrize("method", ["pre", "set"])

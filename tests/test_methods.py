@@ -6,6 +6,7 @@ from torch import nn
 from sparsebench.models import build_model
 from sparsebench.sparsity import SparsityTargets, discover_layers, make_method, sparsity_report
 from sparsebench.sparsity.report import sparsity_by_kind
+from sparsebench.train.trainer import SparseTrainer
 
 
 class SmallNet(nn.Module):
@@ -34,12 +35,15 @@ def batches(steps=5, seed=0):
         )
 
 
-def train_steps(model, optimizer, method, steps=5, seed=0):
+def trainer_of(model, method, epochs, optimizer=None):
+    """A trainer of the study's per-epoch schedules (no step count needed)."""
+    optimizer = optimizer or torch.optim.Adam(model.parameters())
+    return SparseTrainer(model, optimizer, method, epochs=epochs, steps_per_epoch=0)
+
+
+def train_steps(trainer, steps=5, seed=0):
     for x, y in batches(steps, seed):
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        method.after_optimizer_step()
+        trainer.step(x, y)
 
 
 def test_pre_training_masks_are_the_filters_with_largest_l1_norm():
@@ -70,7 +74,7 @@ def test_pruned_units_are_exactly_zero_after_every_adam_step(name):
         model.conv2.bias.fill_(0.5)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     method = make_method(name, SparsityTargets(conv=0.5, linear=0.8), seed=3)
-    method.on_train_begin(model, optimizer, num_epochs=3)
+    trainer = trainer_of(model, method, 3, optimizer)
     for epoch in range(3):
         for x, y in batches(4, seed=epoch):
             optimizer.zero_grad()
@@ -80,7 +84,7 @@ def test_pruned_units_are_exactly_zero_after_every_adam_step(name):
                     dead = gate.expand_as(param) == 0
                     assert torch.all(param.grad[dead] == 0), "a pruned weight got a gradient"
             optimizer.step()
-            method.after_optimizer_step()
+            assert method.update_due_after_step() is None  # zeroes the dead units again
             conv1 = method.masks.masks["conv1"].keep
             conv2 = method.masks.masks["conv2"].keep
             assert torch.all(model.conv1.weight[~conv1] == 0)
@@ -91,8 +95,8 @@ def test_pruned_units_are_exactly_zero_after_every_adam_step(name):
             assert torch.all(model.conv2.bias[~conv2] == 0)
             fc1 = method.masks.masks["fc1"].keep
             assert torch.all(model.fc1.weight[~fc1] == 0)
-        method.on_epoch_end(epoch)
-    method.on_train_end()
+        trainer.end_epoch(epoch)
+    trainer.finish()
     # A dead conv1 filter's channel is exactly zero after the batch norm.
     activations = model.bn1(model.conv1(torch.randn(4, 3, 8, 8)))
     assert torch.all(activations[:, ~method.masks.masks["conv1"].keep] == 0)
@@ -103,18 +107,18 @@ def test_in_training_keeps_exact_counts_and_swaps_weakest_for_dead_units():
     model = SmallNet()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     method = make_method("in", SparsityTargets(conv=0.5, linear=0.8), swap_fraction=0.2, seed=5)
-    method.on_train_begin(model, optimizer, num_epochs=3)
+    trainer = trainer_of(model, method, 3, optimizer)
     # conv1: 6 - 3; conv2: 5 - round(2.5) = 5 - 2; fc1: 800 / 5; fc2: 30 / 5.
     expected_alive = {"conv1": 3, "conv2": 3, "fc1": 160, "fc2": 6}
     assert {name: mask.alive for name, mask in method.masks.masks.items()} == expected_alive
-    train_steps(model, optimizer, method)
+    train_steps(trainer)
 
     fc1 = method.masks.masks["fc1"]
     before = fc1.keep.clone()
     magnitudes = model.fc1.weight.detach().abs().masked_fill(~before, float("inf")).flatten()
     weakest = set(torch.argsort(magnitudes, stable=True)[: round(0.2 * 160)].tolist())
     exp_avg = optimizer.state[model.fc1.weight]["exp_avg"]
-    method.on_epoch_end(0)
+    trainer.end_epoch(0)
     after = fc1.keep
     dropped = set((before & ~after).flatten().nonzero().flatten().tolist())
     grown = (~before & after).flatten().nonzero().flatten().tolist()
@@ -135,9 +139,9 @@ def test_in_training_keeps_exact_counts_and_swaps_weakest_for_dead_units():
 def test_in_training_leaves_the_last_epoch_alone():
     model = SmallNet()
     method = make_method("in", SparsityTargets(0.5, 0.8), seed=0)
-    method.on_train_begin(model, torch.optim.Adam(model.parameters()), num_epochs=2)
+    trainer = trainer_of(model, method, 2)
     keep = {name: mask.keep.clone() for name, mask in method.masks.masks.items()}
-    method.on_epoch_end(1)
+    trainer.end_epoch(1)
     assert all(torch.equal(keep[name], m.keep) for name, m in method.masks.masks.items())
 
 
@@ -146,14 +150,14 @@ def test_post_training_trains_dense_then_prunes_by_magnitude():
     model = SmallNet()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     method = make_method("post", SparsityTargets(conv=0.5, linear=0.8))
-    method.on_train_begin(model, optimizer, num_epochs=2)
+    trainer = trainer_of(model, method, 2, optimizer)
     assert len(method.masks) == 0
-    train_steps(model, optimizer, method)
-    method.on_epoch_end(0)
+    train_steps(trainer)
+    trainer.end_epoch(0)
     assert len(method.masks) == 0 and torch.all(model.fc1.weight != 0)
     norms = model.conv1.weight.detach().abs().flatten(1).sum(1)
     expected = set(torch.argsort(norms, descending=True)[:3].tolist())
-    method.on_epoch_end(1)
+    trainer.end_epoch(1)
     assert set(method.masks.masks["conv1"].keep.nonzero().flatten().tolist()) == expected
     report = {row.layer: row for row in sparsity_report(model)}
     assert report["conv1"].pruned_units == 3 and report["fc1"].zero_weights == 640
@@ -222,8 +226,7 @@ def test_method_state_round_trips_for_resumption():
     torch.manual_seed(4)
     model = SmallNet()
     method = make_method("in", SparsityTargets(0.5, 0.8), seed=9)
-    method.on_train_begin(model, torch.optim.Adam(model.parameters()), num_epochs=4)
-    method.on_epoch_end(0)
+    trainer_of(model, method, 4).end_epoch(0)
     state = method.state_dict()
     next_draw = method.generator.get_state()
     fresh_model = SmallNet()
@@ -240,15 +243,15 @@ def test_post_training_fine_tune_epochs_train_the_pruned_network():
     model = SmallNet()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     method = make_method("post", SparsityTargets(conv=0.5, linear=0.8), fine_tune_epochs=1)
-    method.on_train_begin(model, optimizer, num_epochs=3)  # 2 dense epochs + 1 fine-tune
+    trainer = trainer_of(model, method, 3, optimizer)  # 2 dense epochs + 1 fine-tune
     for epoch in range(2):
-        train_steps(model, optimizer, method, seed=epoch)
-        method.on_epoch_end(epoch)
+        train_steps(trainer, seed=epoch)
+        trainer.end_epoch(epoch)
     assert method.masks.masks["fc1"].alive == 160
     pruned = ~method.masks.masks["fc1"].keep
     alive_before = model.fc1.weight.detach()[~pruned].clone()
-    train_steps(model, optimizer, method, seed=2)
-    method.on_epoch_end(2)
-    method.on_train_end()
+    train_steps(trainer, seed=2)
+    trainer.end_epoch(2)
+    trainer.finish()
     assert torch.all(model.fc1.weight[pruned] == 0)
     assert not torch.equal(model.fc1.weight.detach()[~pruned], alive_before)

@@ -20,6 +20,7 @@ from sparsebench.sparsity import METHODS, SparsityTargets, make_method
 from sparsebench.sparsity.methods import SparsityWarning
 from sparsebench.sparsity.schedules import CubicRamp, EverySteps
 from sparsebench.train import RunConfig
+from sparsebench.train.trainer import SparseTrainer
 
 runner = CliRunner()
 
@@ -31,24 +32,40 @@ def started(name, targets=(0.5, 0.8), steps_per_epoch=5, epochs=1, seed=0, **opt
     method = make_method(name, SparsityTargets(*targets), seed=seed, options=options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SparsityWarning)
-        method.on_train_begin(model, optimizer, epochs, steps_per_epoch, batches(3))
-    return model, optimizer, method
+        return SparseTrainer(
+            model,
+            optimizer,
+            method,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            batches=batches(3),
+        )
+
+
+def end_step_by_hand(method):
+    """What the trainer does after a step it did not take (these tests read gradients
+    between backward and the optimiser's step): the update due, applied."""
+    due = method.update_due_after_step()
+    if due is not None:
+        method.apply_update(due)
 
 
 def test_static_keeps_an_exact_random_mask_that_never_changes():
-    model, optimizer, method = started("static", steps_per_epoch=5, epochs=2)
+    trainer = started("static", steps_per_epoch=5, epochs=2)
+    method = trainer.method
     before = {name: mask.keep.clone() for name, mask in method.masks.masks.items()}
     # of 6 and 5 filters: 6 - round(3) and 5 - round(2.5) (to even: 2) are kept
     assert int(before["conv1"].sum()) == 3 and int(before["conv2"].sum()) == 3
     assert int(before["fc1"].sum()) == 160 and int(before["fc2"].sum()) == 6  # 20% of 800, 30
     for epoch in range(2):
-        train_steps(model, optimizer, method, steps=5, seed=epoch)
-        method.on_epoch_end(epoch)
+        train_steps(trainer, steps=5, seed=epoch)
+        trainer.end_epoch(epoch)
     assert all(torch.equal(method.masks.masks[name].keep, keep) for name, keep in before.items())
 
 
 def test_snip_keeps_the_units_of_largest_gradient_times_weight():
-    model, _, method = started("snip", batches=2)
+    trainer = started("snip", batches=2)
+    model, method = trainer.model, trainer.method
     # The same scores by hand: summed gradients of two batches, times the weights.
     torch.manual_seed(0)
     twin = SmallNet()
@@ -72,14 +89,15 @@ def test_snip_keeps_the_units_of_largest_gradient_times_weight():
 
 
 def test_rigl_grows_the_pruned_units_with_the_largest_dense_gradient():
-    model, optimizer, method = started(
+    trainer = started(
         "rigl", targets=(0.0, 0.5), steps_per_epoch=4, update_every=2, decay="constant"
     )
+    model, optimizer, method = trainer.model, trainer.optimizer, trainer.method
     fc2 = method.masks.masks["fc2"]
     alive_before = fc2.keep.clone()
     assert int(alive_before.sum()) == 15
     # Step 1: no update. Step 2 updates, from the dense gradient of step 2's backward.
-    train_steps(model, optimizer, method, steps=1, seed=1)
+    train_steps(trainer, steps=1, seed=1)
     x, y = next(batches(1, seed=2))
     optimizer.zero_grad()
     F.cross_entropy(model(x), y).backward()
@@ -87,7 +105,7 @@ def test_rigl_grows_the_pruned_units_with_the_largest_dense_gradient():
     dense_gradient = method.masks.masks["fc2"].captured.clone()
     optimizer.step()
     weights = model.fc2.weight.detach().clone()  # what the drop rule ranks
-    method.after_optimizer_step()
+    end_step_by_hand(method)
     # By hand: drop the round(0.3 * 15) = 4 (4.5 rounds to even) alive weights of
     # smallest |w| (after the step), grow the 4 dead ones of largest |dense gradient|.
     count = 4
@@ -107,9 +125,10 @@ def test_rigl_grows_the_pruned_units_with_the_largest_dense_gradient():
 def test_growing_at_zero_leaves_the_output_unchanged_at_the_update(regrowth):
     """After an update the output is that of the network with only the drops applied:
     grown units add nothing (at zero), unlike units grown from the initialiser."""
-    model, optimizer, method = started(
+    trainer = started(
         "rigl", targets=(0.0, 0.5), steps_per_epoch=4, update_every=1, regrowth=regrowth
     )
+    model, optimizer, method = trainer.model, trainer.optimizer, trainer.method
     x, y = next(batches(1, seed=5))
     optimizer.zero_grad()
     F.cross_entropy(model(x), y).backward()
@@ -118,7 +137,7 @@ def test_growing_at_zero_leaves_the_output_unchanged_at_the_update(regrowth):
     method.masks.apply()
     keep_before = {name: mask.keep.clone() for name, mask in method.masks.masks.items()}
     twin = copy.deepcopy(model)
-    method.after_optimizer_step()  # the update
+    end_step_by_hand(method)  # the update
     with torch.no_grad():
         for name, mask in method.masks.masks.items():
             dropped = keep_before[name] & ~mask.keep
@@ -147,7 +166,7 @@ def test_cosine_decayed_drop_fraction_and_the_end_of_updates():
     [(20, 0.08), (40, 0.8 - 0.72 * 0.75**3), (60, 0.8 - 0.72 * 0.5**3), (100, 0.8)],
 )
 def test_gmp_follows_the_cubic_ramp(step, expected):
-    model, optimizer, method = started(
+    method = started(
         "gmp",
         targets=(0.0, 0.8),
         steps_per_epoch=100,
@@ -155,24 +174,23 @@ def test_gmp_follows_the_cubic_ramp(step, expected):
         start=0.2,
         end=1.0,
         update_every=20,
-    )
+    ).method
     ramp = method.plan
     assert isinstance(ramp, CubicRamp)
     method.step = step - 1
     with torch.no_grad():
-        method.after_optimizer_step()
+        end_step_by_hand(method)
     fc1 = method.masks.masks["fc1"]
     assert 1 - fc1.alive / 800 == pytest.approx(expected, abs=1 / 800)  # fc1: 80 x 10
     assert method.masks.masks["fc2"].alive == 30 - round(expected * 30)
 
 
 def test_gmp_never_regrows():
-    model, optimizer, method = started(
-        "gmp", targets=(0.5, 0.8), steps_per_epoch=10, update_every=2
-    )
+    trainer = started("gmp", targets=(0.5, 0.8), steps_per_epoch=10, update_every=2)
+    method = trainer.method
     previous = {name: mask.keep.clone() for name, mask in method.masks.masks.items()}
     for seed in range(10):
-        train_steps(model, optimizer, method, steps=1, seed=seed)
+        train_steps(trainer, steps=1, seed=seed)
         for name, mask in method.masks.masks.items():
             assert not (mask.keep & ~previous[name]).any()
             previous[name] = mask.keep.clone()
@@ -180,10 +198,8 @@ def test_gmp_never_regrows():
 
 
 def test_in_training_on_a_step_schedule_updates_every_n_steps():
-    _, _, method = started("in", steps_per_epoch=10, epochs=3, update_every=5)
-    assert method.updates_every == 5
-    _, _, per_epoch = started("in", steps_per_epoch=10, epochs=3)
-    assert per_epoch.updates_every == 10
+    assert started("in", steps_per_epoch=10, epochs=3, update_every=5).method.updates_every == 5
+    assert started("in", steps_per_epoch=10, epochs=3).method.updates_every == 10
 
 
 def test_a_dynamic_method_that_updates_too_often_says_so():

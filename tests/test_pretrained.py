@@ -44,8 +44,7 @@ def built(path, **settings) -> nn.Module:
         **settings,
     )
     data = make_synthetic(seed=0, samples=(64, 16, 16)).adapted(96, settings.get("in_channels", 3))
-    model, _, _ = build_run(config, data, torch.device("cpu"))
-    return model
+    return build_run(config, data, torch.device("cpu")).model
 
 
 def test_every_tensor_but_the_replaced_classifier_is_loaded_exactly(imagenet_file):
@@ -124,6 +123,6 @@ def test_a_run_starts_from_another_runs_final_weights(tmp_path):
     assert second["config"]["init_digest"].startswith("sha256:")
     finished = torch.load(tmp_path / "runs" / first["run_id"] / "checkpoint.pt", weights_only=True)
     config = RunConfig(**second["config"])
-    model, _, _ = build_run(config, make_synthetic(seed=4), torch.device("cpu"))
+    model = build_run(config, make_synthetic(seed=4), torch.device("cpu")).model
     for name, value in finished["model"].items():
         assert torch.equal(model.state_dict()[name], value), name

@@ -152,8 +152,8 @@ def test_the_demo_trains_without_a_warning_about_its_own_settings():
         warnings.simplefilter("always")
         for grid_run in expand_grid(quick):
             config = grid_run.config.model_copy(update={"width": 0.0625})
-            model, _, method = build_run(config, data, torch.device("cpu"))
-            warn_if_few_steps(model, config, -(-1836 // config.batch_size))
+            trainer = build_run(config, data, torch.device("cpu"))
+            warn_if_few_steps(trainer.model, config, -(-1836 // config.batch_size))
     assert [str(w.message) for w in caught] == []
 
 

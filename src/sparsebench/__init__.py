@@ -3,6 +3,7 @@
 import sparsebench as sb
 model = sb.build_model("resnet18", num_classes=8, image_size=28, width=0.25)
 method = sb.make_method("set", sb.SparsityTargets(conv=0.5, linear=0.8))
+trainer = sb.SparseTrainer(model, optimizer, method, epochs=10, steps_per_epoch=100)
 """
 
 from sparsebench.data import load_dataset, register_dataset
@@ -16,7 +17,7 @@ from sparsebench.sparsity import (
     sparsity_report,
 )
 from sparsebench.store import ResultsStore
-from sparsebench.train import RunConfig, train_run
+from sparsebench.train import RunConfig, SparseTrainer, train_run
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "PruningMethod",
     "ResultsStore",
     "RunConfig",
+    "SparseTrainer",
     "SparsityTargets",
     "build_model",
     "load_dataset",

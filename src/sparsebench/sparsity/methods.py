@@ -3,13 +3,10 @@ is spread over layers (allocation), how the first mask is drawn (a scorer's top 
 or Erdos-Renyi draws), when and how much it changes (schedule), what is dropped and
 what grows (two scorers), and how grown units start (their initialiser, or zero).
 
-A method is driven by hooks that any training loop can call:
-
-    method.on_train_begin(model, optimizer, num_epochs, steps_per_epoch, batches)
-    ...  loss.backward(); method.after_backward(); optimizer.step()
-         method.after_optimizer_step()
-    method.on_epoch_end(epoch)          # epoch counts from 0
-    method.on_train_end()
+A method decides; it does not drive. `sparsebench.train.trainer.SparseTrainer` calls its
+hooks in the one order that computes what the study's loop computes: a hook that ends a
+step or an epoch says whether a mask update is due, and the trainer brings the full-size
+weights up to date (a compact network trains elsewhere) before it calls `apply_update`.
 
 A new method is one small class in a module of its own (`static.py`, `rigl.py`, ...):
 RigL is Static with another schedule, grow scorer and regrowth.
@@ -18,7 +15,7 @@ RigL is Static with another schedule, grow scorer and regrowth.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -108,9 +105,6 @@ class PruningMethod:
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.num_epochs, self.steps_per_epoch, self.step = 1, 0, 0
-        # Called before a scheduled update reads the weights: a loop training elsewhere
-        # than on `model` (compact execution) writes its weights back here.
-        self.before_update: Callable[[], None] = _nothing
 
     # The parts: a subclass overrides the ones it changes.
 
@@ -187,14 +181,14 @@ class PruningMethod:
                 "about 50): grown units barely train before the next change; "
                 "`--method-option update_every=N` sets the step interval",
                 SparsityWarning,
-                stacklevel=3,
+                stacklevel=4,  # whoever built the trainer (or called prune_untrained)
             )
         elif every > self.total_steps:
             warnings.warn(
                 f"{self.name} would change its masks every {every} optimiser steps, but the "
                 f"run has {self.total_steps}: lower `update_every`",
                 SparsityWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def prepare(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
@@ -204,23 +198,27 @@ class PruningMethod:
         """The gradients are in place, those of pruned units already gated; a method
         that needs them dense reads what the masks captured (`dense_gradient`)."""
 
-    def after_optimizer_step(self, masks_on_master: bool = True) -> None:
-        """`masks_on_master`: the step trained `model` itself, so its dead units are
-        zeroed again (a compact network has none to zero)."""
+    def update_due_after_step(self, masks_on_master: bool = True) -> float | None:
+        """An optimiser step was taken: the amount of the mask update due now (None: no
+        update), which the caller applies with `apply_update` once `model` holds the
+        current weights. `masks_on_master`: the step trained `model` itself, so its dead
+        units are zeroed again (a compact network has none to zero)."""
         if masks_on_master:
             self.masks.apply()
         self.step += 1
-        update = self.plan.after_step(self.step, self.total_steps)
-        if update is not None:
-            self.before_update()
-            self.update(update)
-        self._capture_if_update_next()
+        due = self.plan.after_step(self.step, self.total_steps)
+        if due is None:
+            self._capture_if_update_next()
+        return due
 
-    def on_epoch_end(self, epoch: int) -> None:
-        update = self.plan.after_epoch(epoch, self.num_epochs)
-        if update is not None:
-            self.before_update()
-            self.update(update)
+    def update_due_after_epoch(self, epoch: int) -> float | None:
+        """Epoch `epoch` (from 0) ended: the amount of the mask update due now, if any."""
+        return self.plan.after_epoch(epoch, self.num_epochs)
+
+    def apply_update(self, amount: float) -> None:
+        """Apply a scheduled update of `amount` to the weights of `model` as they are."""
+        self.update(amount)
+        self._capture_if_update_next()
 
     def on_train_end(self) -> None:
         self.masks.apply()
@@ -345,10 +343,6 @@ class PruningMethod:
         if len(self.masks):
             self.masks.load_state_dict(state["masks"])
         self._capture_if_update_next()
-
-
-def _nothing() -> None:
-    pass
 
 
 def default_init_weight(

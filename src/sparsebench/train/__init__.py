@@ -1,12 +1,15 @@
-"""Training: the run config, the loop with its measurements, checkpoint and resume."""
+"""Training: the run config, the sparse trainer, the loop with its measurements,
+checkpoint and resume."""
 
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import RunResult, evaluate, train_run
 from sparsebench.train.metrics import confusion_matrix, metrics_from_confusion
+from sparsebench.train.trainer import SparseTrainer
 
 __all__ = [
     "RunConfig",
     "RunResult",
+    "SparseTrainer",
     "confusion_matrix",
     "evaluate",
     "metrics_from_confusion",

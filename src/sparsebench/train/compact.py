@@ -243,8 +243,8 @@ class Execution:
     compact network of the current masks, switching back to the master for a step whose
     dense gradients the method reads (RigL's update step).
 
-    The loop asks `network_for_step()` for the network and optimiser of each step, and
-    calls `after_optimizer_step()`, `sync()` before anything reads the master, and
+    `SparseTrainer` asks `network_for_step()` for the network and optimiser of each
+    step, calls `step_taken()` after it, `sync()` before anything reads the master, and
     `masks_may_have_changed()` after a method hook that can change the masks.
     """
 
@@ -264,7 +264,6 @@ class Execution:
         self._masks_seen = self._mask_revision()
         self._macs: dict[nn.Module, int] = {}
         self._worth: tuple[tuple[int, int], bool] | None = None
-        method.before_update = self.sync
 
     @property
     def name(self) -> str:
@@ -298,19 +297,20 @@ class Execution:
         assert self.network is not None and self.network_optimizer is not None
         return self.network, self.network_optimizer
 
-    def after_optimizer_step(self) -> None:
-        on_master = self.network is None
-        if not on_master:
-            self.master_current = False
-            self._apply_gates()
-        self.method.after_optimizer_step(masks_on_master=on_master)
-        self.masks_may_have_changed()
+    def step_taken(self) -> bool:
+        """The optimiser stepped the network `network_for_step` gave; whether that was
+        the master (the method then zeroes its dead units again)."""
+        if self.network is None:
+            return True
+        self.master_current = False
+        self._apply_gates()
+        return False
 
     def masks_may_have_changed(self) -> None:
         revision = self._mask_revision()
         if revision != self._masks_seen:
             self._masks_seen = revision
-            self.network = None  # `before_update` synced the master: rebuild from it
+            self.network = None  # the trainer synced the master first: rebuild from it
 
     def master_replaced(self) -> None:
         """The master's weights were loaded from elsewhere (a checkpoint): they are the

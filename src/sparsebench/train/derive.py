@@ -13,7 +13,6 @@ from sparsebench.data.dataset import ImageDataset
 from sparsebench.errors import InputError
 from sparsebench.measure.energy import EnergyMeter
 from sparsebench.store.checkpoint import load_checkpoint, save_checkpoint
-from sparsebench.train.compact import Execution
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import (
     RunResult,
@@ -59,16 +58,13 @@ def derive_post_run(
         )
     device = resolve_device(config.device)
     dataset = prepare_dataset(config, dataset)
-    model, optimizer, method = build_run(config, dataset, device)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    method.on_epoch_end(config.epochs - 1)
+    trainer = build_run(config, dataset, device)
+    trainer.load_state_dict({"model": state["model"], "optimizer": state["optimizer"]})
+    trainer.end_epoch(config.epochs - 1)  # post prunes after its last dense epoch
     history = list(state["history"])
-    checkpoint = checkpoint_state(
-        config, model, optimizer, method, state["data_generator"], history
+    save_checkpoint(
+        checkpoint_state(config, trainer, state["data_generator"], history), checkpoint_path
     )
-    save_checkpoint(checkpoint, checkpoint_path)
-    execution = Execution(model, optimizer, method, compact=config.execution == "compact")
     return finish_training(
-        config, execution, checkpoint_path, dataset, device, EnergyMeter(device), history, 0
+        config, trainer, checkpoint_path, dataset, device, EnergyMeter(device), history, 0
     )

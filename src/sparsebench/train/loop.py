@@ -27,7 +27,7 @@ from sparsebench.models import build_model
 from sparsebench.models.pretrained import load_pretrained, read_state_dict, source_digest
 from sparsebench.models.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from sparsebench.ranking import positive_index
-from sparsebench.sparsity.methods import PruningMethod, make_method
+from sparsebench.sparsity.methods import make_method
 from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
 from sparsebench.sparsity.scenarios import SparsityTargets
 from sparsebench.store.checkpoint import (
@@ -38,10 +38,11 @@ from sparsebench.store.checkpoint import (
     save_checkpoint,
 )
 from sparsebench.store.db import confusion_metrics
-from sparsebench.train.compact import TRAINING_PASSES, Execution
+from sparsebench.train.compact import TRAINING_PASSES
 from sparsebench.train.config import RunConfig
 from sparsebench.train.metrics import MetricAccumulator
 from sparsebench.train.selection import BestValidation, best_val_path
+from sparsebench.train.trainer import NonFiniteLoss, SparseTrainer
 
 
 @dataclass
@@ -102,10 +103,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_run(
-    config: RunConfig, dataset: ImageDataset, device: torch.device
-) -> tuple[nn.Module, torch.optim.Optimizer, PruningMethod]:
-    """The seeded model, its optimiser and its pruning method, before training."""
+def build_run(config: RunConfig, dataset: ImageDataset, device: torch.device) -> SparseTrainer:
+    """The trainer of the seeded model, its optimiser and its pruning method, before
+    training."""
     torch.manual_seed(config.seed)
     model = build_model(
         config.model,
@@ -134,9 +134,15 @@ def build_run(
     train = dataset.splits["train"]
     # In training order but unshuffled, for a method that scores on a few batches (SNIP).
     batches = BatchLoader(train, dataset.mean, dataset.std, config.batch_size, device)
-    steps_per_epoch = len(batches)
-    method.on_train_begin(model, optimizer, config.total_epochs, steps_per_epoch, batches)
-    return model, optimizer, method
+    return SparseTrainer(
+        model,
+        optimizer,
+        method,
+        epochs=config.total_epochs,
+        steps_per_epoch=len(batches),
+        compact=config.execution == "compact",
+        batches=batches,
+    )
 
 
 def start_from(model: nn.Module, config: RunConfig) -> None:
@@ -235,7 +241,7 @@ def train_run(
     check_trainable(config, dataset)
     dataset = prepare_dataset(config, dataset)
     run_id = config.run_id()
-    model, optimizer, method = build_run(config, dataset, device)
+    trainer = build_run(config, dataset, device)
     train_loader = BatchLoader(
         dataset.splits["train"],
         dataset.mean,
@@ -246,7 +252,7 @@ def train_run(
         seed=config.seed,
         flip=config.augment,
     )
-    warn_if_few_steps(model, config, len(train_loader))
+    warn_if_few_steps(trainer.model, config, len(train_loader))
     val_loader = _eval_loader(dataset, "val", config, device)
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -254,9 +260,7 @@ def train_run(
     state = load_resumable(checkpoint_path, run_id, config.first_release_run_id())
     if state is not None:
         try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            method.load_state_dict(state["method"])
+            trainer.load_state_dict(state)
             train_loader.generator.set_state(state["data_generator"])
             torch.set_rng_state(state["torch_rng"])
             if device.type == "cuda" and state.get("cuda_rng") is not None:
@@ -273,22 +277,19 @@ def train_run(
         if on_resume is not None:
             on_resume(history)
 
-    execution = Execution(model, optimizer, method, compact=config.execution == "compact")
     memory = PeakMemory(device)
     energy = EnergyMeter(device)
     for epoch in range(start_epoch, config.total_epochs):
         progress.start_epoch(epoch, config.total_epochs, len(train_loader))
         row = _train_epoch(
-            execution, train_loader, dataset, memory, energy, progress, epoch, config.lr
+            trainer, train_loader, dataset, memory, energy, progress, epoch, config.lr
         )
         # Validation sees the network as this epoch trained it, before the method changes
         # its masks (units regrown now are untrained until the next epoch).
-        val = evaluate(execution.eval_network(), val_loader, dataset.num_classes)
+        val = evaluate(trainer.eval_network(), val_loader, dataset.num_classes)
         val_metrics = val.result()
-        execution.sync()
-        best.consider(epoch, val_metrics.accuracy, model, method)
-        method.on_epoch_end(epoch)
-        execution.masks_may_have_changed()
+        best.consider(epoch, val_metrics.accuracy, trainer.full_model(), trainer.method)
+        trainer.end_epoch(epoch)
         row = {
             "epoch": epoch,
             **row,
@@ -297,9 +298,7 @@ def train_run(
         }
         history.append(row)
         save_checkpoint(
-            checkpoint_state(
-                config, model, optimizer, method, train_loader.generator.get_state(), history
-            ),
+            checkpoint_state(config, trainer, train_loader.generator.get_state(), history),
             checkpoint_path,
         )
         progress.end_epoch(row)
@@ -309,27 +308,23 @@ def train_run(
             raise RunInterrupted(epoch)
 
     return finish_training(
-        config, execution, checkpoint_path, dataset, device, energy, history, start_epoch, best
+        config, trainer, checkpoint_path, dataset, device, energy, history, start_epoch, best
     )
 
 
 def checkpoint_state(
     config: RunConfig,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    method: PruningMethod,
+    trainer: SparseTrainer,
     data_generator_state: torch.Tensor,
     history: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Everything a run needs to go on exactly where it stopped."""
-    device = next(model.parameters()).device
+    device = next(trainer.model.parameters()).device
     return {
         "version": CHECKPOINT_VERSION,
         "run_id": config.run_id(),
         "config": config.model_dump(),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "method": method.state_dict(),
+        **trainer.state_dict(),
         "data_generator": data_generator_state,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -339,7 +334,7 @@ def checkpoint_state(
 
 def finish_training(
     config: RunConfig,
-    execution: Execution,
+    trainer: SparseTrainer,
     checkpoint_path: Path,
     dataset: ImageDataset,
     device: torch.device,
@@ -350,22 +345,17 @@ def finish_training(
 ) -> RunResult:
     """End the method's training, test the checkpointed network and the best validation
     epoch's (see `selection`), report the trained network's sparsity."""
-    method, model = execution.method, execution.master
-    execution.sync()
-    method.on_train_end()
-    test = test_model(execution, checkpoint_path, dataset, config, device, energy)
-    layers = sparsity_report(model)
+    trainer.finish()
+    test = test_model(trainer, checkpoint_path, dataset, config, device, energy)
+    layers = sparsity_report(trainer.model)
     last = len(history) - 1
-    kept = None if best is None else best.weights_to_test(method.masks, last)
+    kept = None if best is None else best.weights_to_test(trainer.method.masks, last)
     if kept is None:
         test_best_val = {**test, "epoch": last}
     else:
-        model.load_state_dict(kept["model"])
-        method.load_state_dict(kept["method"])
-        execution.master_replaced()
-        execution.masks_may_have_changed()
+        trainer.load_state_dict({"model": kept["model"], "method": kept["method"]})
         test_best_val = {
-            **test_model(execution, None, dataset, config, device, energy),
+            **test_model(trainer, None, dataset, config, device, energy),
             "epoch": kept["epoch"],
         }
     return RunResult(
@@ -379,8 +369,8 @@ def finish_training(
         sparsity_by_kind=sparsity_by_kind(layers),
         test_best_val=test_best_val,
         resumed_from_epoch=start_epoch,
-        mask_updates_every=method.updates_every,
-        execution=execution.name,
+        mask_updates_every=trainer.method.updates_every,
+        execution=trainer.execution_name,
     )
 
 
@@ -403,7 +393,7 @@ class RunDiverged(InputError):
 
 
 def _train_epoch(
-    execution: Execution,
+    trainer: SparseTrainer,
     loader: BatchLoader,
     dataset: ImageDataset,
     memory: PeakMemory,
@@ -412,31 +402,23 @@ def _train_epoch(
     epoch: int,
     lr: float,
 ) -> dict[str, Any]:
-    execution.train()
-    method = execution.method
+    trainer.train()
     sample_shape = tuple(dataset.splits["train"].images.shape[1:])
-    # On the CPU each step's loss is checked before the optimiser uses it; on a GPU
-    # that would cost a synchronisation per step, so the epoch's summed loss (which
+    # On the CPU the trainer checks each step's loss before the optimiser uses it; on a
+    # GPU that would cost a synchronisation per step, so the epoch's summed loss (which
     # any NaN or infinity poisons) is checked when the epoch ends.
-    check_each_step = loader.device.type == "cpu"
     accumulator = MetricAccumulator(dataset.num_classes, loader.device)
     macs, steps = 0, 0
     memory.reset()
     energy.begin()
     started = time.perf_counter()
     for step, (images, labels) in enumerate(loader):
-        network, optimizer = execution.network_for_step()
-        optimizer.zero_grad(set_to_none=True)
-        logits = network(images)
-        loss = F.cross_entropy(logits, labels)
-        if check_each_step and not torch.isfinite(loss):
-            raise RunDiverged(epoch, step, float(loss), lr)
-        loss.backward()
-        method.after_backward()
-        optimizer.step()
-        execution.after_optimizer_step()
-        accumulator.add(logits, labels, loss)
-        macs += execution.macs_per_sample(network, sample_shape)
+        try:
+            taken = trainer.step(images, labels)
+        except NonFiniteLoss as error:
+            raise RunDiverged(epoch, step, error.loss, lr) from None
+        accumulator.add(taken.logits, labels, taken.loss)
+        macs += trainer.macs_per_sample(taken.network, sample_shape)
         steps += 1
         progress.advance()
     _synchronise(loader.device)
@@ -444,14 +426,14 @@ def _train_epoch(
     reading = energy.end()
     if not torch.isfinite(accumulator.loss_sum):
         raise RunDiverged(epoch, None, float(accumulator.loss_sum), lr)
-    dense_macs = execution.macs_per_sample(execution.master, sample_shape)
+    dense_macs = trainer.macs_per_sample(trainer.model, sample_shape)
     return {
         **accumulator.result().as_dict("train_"),
         "train_time_s": elapsed,
         "peak_memory_bytes": memory.peak_bytes(),
         "memory_kind": memory.kind,
         **reading.as_dict(),
-        "execution": execution.name,
+        "execution": trainer.execution_name,
         "train_macs_per_sample": TRAINING_PASSES * macs / max(steps, 1),
         "train_macs_dense_per_sample": TRAINING_PASSES * dense_macs,
     }
@@ -478,7 +460,7 @@ def evaluate(
 
 
 def test_model(
-    execution: Execution,
+    trainer: SparseTrainer,
     checkpoint_path: Path | None,
     dataset: ImageDataset,
     config: RunConfig,
@@ -489,13 +471,11 @@ def test_model(
     energy of loading the trained weights from disk and classifying the test split
     (without a checkpoint: of classifying it with the network as it is)."""
     loader = _eval_loader(dataset, "test", config, device)
-    model = execution.master
     energy.begin()
     state = None if checkpoint_path is None else load_checkpoint(checkpoint_path)
     if state is not None:
-        model.load_state_dict(state["model"])
-        execution.master_replaced()
-    network = execution.eval_network()
+        trainer.load_state_dict({"model": state["model"]})
+    network = trainer.eval_network()
     positive = positive_class_of(dataset, config)
     _synchronise(device)
     started = time.perf_counter()
@@ -504,7 +484,7 @@ def test_model(
     elapsed = time.perf_counter() - started
     reading = energy.end()
     metrics = accumulator.result()
-    counts = count_model(model, tuple(dataset.splits["test"].images.shape[1:]))
+    counts = count_model(trainer.model, tuple(dataset.splits["test"].images.shape[1:]))
     return {
         **metrics.as_dict(),
         **confusion_metrics(accumulator.confusion.cpu().tolist()),

@@ -1,0 +1,161 @@
+"""The sparse trainer: the one object a training loop talks to.
+
+It owns the full-size network, its optimiser, the pruning method and where the steps
+run (on the masked network, or on the compact one of the current masks: `Execution`),
+and calls them in the one order that computes what `sparsebench train` computes. Getting
+that order wrong by hand fails silently (a mask update that reads weights a compact
+network has not written back yet), so nothing else calls the method's hooks:
+
+    trainer = SparseTrainer(model, optimizer, method, epochs=10, steps_per_epoch=len(loader))
+    for epoch in range(10):
+        trainer.train()
+        for images, labels in loader:
+            trainer.step(images, labels)
+        accuracy = my_validation(trainer.eval_network())   # before the masks change
+        trainer.end_epoch(epoch)
+    trainer.finish()
+
+The training loop of `sparsebench train`, derived runs and any loop of a user's own (a
+federated client, another data pipeline) drive training only through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsebench.sparsity.methods import PruningMethod
+from sparsebench.train.compact import Execution
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class NonFiniteLoss(ArithmeticError):
+    """A step's loss was NaN or infinite; the optimiser did not take the step."""
+
+    def __init__(self, loss: float) -> None:
+        super().__init__(f"the training loss became {loss}")
+        self.loss = loss
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step's outputs, and the network that took it (compact or full size)."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor
+    network: nn.Module
+
+
+class SparseTrainer:
+    """Trains `model` sparsely with `optimizer` under `method`.
+
+    `compact`: train the physically smaller network of the current masks (the same
+    computation, less work) where the model allows; otherwise every step trains the
+    full-size, masked network. `batches`: unshuffled training batches for a method that
+    scores before its first mask (SNIP). `check_loss`: refuse a non-finite loss before
+    the optimiser uses it (`NonFiniteLoss`); by default on the CPU only, where reading
+    the loss costs no synchronisation.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        method: PruningMethod,
+        *,
+        epochs: int,
+        steps_per_epoch: int,
+        compact: bool = True,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        loss: Loss = F.cross_entropy,
+        check_loss: bool | None = None,
+    ) -> None:
+        self.model, self.optimizer, self.method = model, optimizer, method
+        self.loss = loss
+        device = next(model.parameters()).device
+        self.check_loss = device.type == "cpu" if check_loss is None else check_loss
+        method.on_train_begin(model, optimizer, epochs, steps_per_epoch, batches)
+        self.execution = Execution(model, optimizer, method, compact=compact)
+
+    @property
+    def execution_name(self) -> str:
+        """compact or masked: where this trainer's steps run."""
+        return self.execution.name
+
+    def train(self) -> None:
+        """Put the networks in training mode (before an epoch's steps)."""
+        self.execution.train()
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> Step:
+        """One optimiser step on a batch, then whatever mask update the method's
+        schedule asks for after it."""
+        network, optimizer = self.execution.network_for_step()
+        optimizer.zero_grad(set_to_none=True)
+        logits = network(images)
+        loss = self.loss(logits, labels)
+        if self.check_loss and not torch.isfinite(loss):
+            raise NonFiniteLoss(float(loss.detach()))
+        loss.backward()
+        self.method.after_backward()
+        optimizer.step()
+        on_master = self.execution.step_taken()
+        self._update(self.method.update_due_after_step(masks_on_master=on_master))
+        return Step(logits, loss, network)
+
+    def end_epoch(self, epoch: int) -> None:
+        """Epoch `epoch` (from 0) ended: the method's end-of-epoch update, if one is due.
+        Validate before this: units regrown now have not trained yet."""
+        self._update(self.method.update_due_after_epoch(epoch))
+
+    def finish(self) -> None:
+        """End training: the full-size network holds the final weights, its dead units
+        exactly zero, and no gradient hook is left on it."""
+        self.execution.sync()
+        self.method.on_train_end()
+
+    def eval_network(self) -> nn.Module:
+        """The network to evaluate: the compact one when training runs compact."""
+        return self.execution.eval_network()
+
+    def full_model(self) -> nn.Module:
+        """The full-size network with the current weights (written back from the
+        compact network first)."""
+        self.execution.sync()
+        return self.model
+
+    def macs_per_sample(self, network: nn.Module, input_shape: tuple[int, int, int]) -> int:
+        """Forward multiply-adds of `network` (a step's, or `full_model()`) per sample."""
+        return self.execution.macs_per_sample(network, input_shape)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full-size weights, the optimiser's and the method's state: what a
+        checkpoint needs to go on exactly."""
+        self.execution.sync()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "method": self.method.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load what `state_dict` gave (a state without "optimizer" or "method" keeps
+        the current one: a kept best-validation epoch holds weights and masks only)."""
+        self.model.load_state_dict(state["model"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if "method" in state:
+            self.method.load_state_dict(state["method"])
+        self.execution.master_replaced()
+        self.execution.masks_may_have_changed()
+
+    def _update(self, amount: float | None) -> None:
+        if amount is not None:
+            self.execution.sync()  # the method reads the full-size weights
+            self.method.apply_update(amount)
+        self.execution.masks_may_have_changed()
