@@ -14,6 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
+from sparsebench.sparsity.methods import scenario_label
+from sparsebench.store.records import RunRecord
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BLOODMNIST_LIKE = SHARED_DATA / "bloodmnist_like" / "bloodmnist_like_28.npz"
@@ -63,3 +65,21 @@ def float64():
     yield
     torch.set_default_dtype(dtype)
     torch.set_num_threads(threads)
+
+
+def run_record(run_id: str, config: dict) -> RunRecord:
+    """How the store files a run of a test's own settings, under the test's own id."""
+    return RunRecord(
+        run_id=run_id,
+        config=config,
+        model=config["model"],
+        dataset=config["dataset"],
+        method=config["method"],
+        scenario=scenario_label(
+            config["method"], config["scenario"], config["conv_sparsity"], config["linear_sparsity"]
+        ),
+        conv_sparsity=config["conv_sparsity"],
+        linear_sparsity=config["linear_sparsity"],
+        seed=config["seed"],
+        epochs=config["epochs"],
+    )

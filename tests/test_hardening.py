@@ -390,7 +390,7 @@ def test_a_database_of_the_first_release_is_migrated_with_a_line(tmp_path):
         )
     result = runner.invoke(app, ["runs", "--db", str(db), "--format", "json"])
     assert result.exit_code == 0, result.stderr
-    assert "migrated from results database schema 1 to 7" in result.stderr
+    assert "migrated from results database schema 1 to 8" in result.stderr
     assert json.loads(result.stdout)[0]["run_id"] == "abc"
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] == 1
@@ -754,7 +754,7 @@ def test_numbers_out_of_range_stop_with_one_line(tmp_path, args, flag):
 def test_a_run_another_live_process_trains_is_refused(tmp_path):
     config = tiny_config(1)
     with ResultsStore(tmp_path / "r.db") as store:  # this test's process holds the run
-        store.begin_run(config.run_id(), config.model_dump(), "cpu", {})
+        store.begin_run(config.record(), "cpu", {})
     result = subprocess.run(
         [
             sys.executable,
@@ -783,7 +783,7 @@ def test_a_claim_left_by_a_killed_process_does_not_block(tmp_path):
     started = psutil.Process(gone.pid).create_time()
     gone.wait()
     with ResultsStore(tmp_path / "r.db") as store:
-        store.begin_run(config.run_id(), config.model_dump(), "cpu", {})
+        store.begin_run(config.record(), "cpu", {})
         store.connection.execute(
             "UPDATE run_locks SET pid = ?, process_started = ?", (gone.pid, started)
         )

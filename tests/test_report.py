@@ -6,6 +6,7 @@ import re
 
 import pandas as pd
 import pytest
+from conftest import run_record
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
@@ -69,7 +70,7 @@ def add_run(
         inference_energy_missing_reason=RAPL_MISSING if energy is None else None,
         confusion_matrix=[[1, 0], [0, 1]],
     )
-    store.begin_run(run_id, config, "cpu", {})
+    store.begin_run(run_record(run_id, config), "cpu", {})
     summary = {
         "epochs": epochs,
         "test": test,
@@ -92,18 +93,20 @@ def db(tmp_path):
         add_run(store, "set0", "set", "uniform", 0, 0.50)
         # Unfinished and failed runs are not results.
         store.begin_run(
-            "broken",
-            {
-                "model": "resnet18",
-                "dataset": "bloodmnist",
-                "data_path": "blood.npz",
-                "method": "in",
-                "scenario": "mixed",
-                "conv_sparsity": 0.5,
-                "linear_sparsity": 0.8,
-                "seed": 0,
-                "epochs": 2,
-            },
+            run_record(
+                "broken",
+                {
+                    "model": "resnet18",
+                    "dataset": "bloodmnist",
+                    "data_path": "blood.npz",
+                    "method": "in",
+                    "scenario": "mixed",
+                    "conv_sparsity": 0.5,
+                    "linear_sparsity": 0.8,
+                    "seed": 0,
+                    "epochs": 2,
+                },
+            ),
             "cpu",
             {},
         )
@@ -236,7 +239,7 @@ def test_diverged_runs_are_listed_and_their_slot_says_so(db, tmp_path):
         config = {"model": "resnet18", "dataset": "bloodmnist", "data_path": "blood.npz"}
         config |= {"method": "set", "scenario": "mixed", "conv_sparsity": 0.5}
         config |= {"linear_sparsity": 0.8, "seed": 0, "epochs": 2}
-        store.begin_run("wild", config, "cpu", {})
+        store.begin_run(run_record("wild", config), "cpu", {})
         store.mark_run("wild", "diverged", "the training loss became nan at epoch 2, step 3")
     report = build_report(db, tmp_path / "report")
     page = report.index.read_text()

@@ -75,7 +75,7 @@ def test_a_first_release_database_is_migrated_and_its_runs_found_again(release):
     db, runs = str(release / "results.db"), str(release / "runs")
     listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
     assert listed.exit_code == 0, listed.stderr
-    assert "migrated from results database schema 2 to 7" in listed.stderr
+    assert "migrated from results database schema 2 to 8" in listed.stderr
     rows = {row["method"]: row for row in json.loads(listed.stdout)}
     for method in ("dense", "pre"):
         assert rows[method]["run_id"] == RunConfig(**SETTINGS, method=method).run_id()
@@ -111,7 +111,7 @@ def test_a_database_of_the_release_before_compact_execution_keeps_its_runs(tmp_p
     db, runs = str(tmp_path / "release" / "results.db"), str(tmp_path / "release" / "runs")
     listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
     assert listed.exit_code == 0, listed.stderr
-    assert "migrated from results database schema 4 to 7" in listed.stderr
+    assert "migrated from results database schema 4 to 8" in listed.stderr
     [row] = json.loads(listed.stdout)
     # the execution is not part of a run's identity: the id, and the run, stay
     assert row["run_id"] == SCHEMA4_RUN == RunConfig(**SETTINGS, method="pre").run_id()
@@ -127,3 +127,75 @@ def test_a_database_of_the_release_before_compact_execution_keeps_its_runs(tmp_p
     assert (
         "Training execution: masked for 1 run (" in (tmp_path / "report" / "index.html").read_text()
     )
+
+
+def test_a_method_setting_keeps_its_run_id_where_the_method_reads_it():
+    """The moved settings hash where they were run settings (ids computed by the release
+    before methods owned them, `git show 6fdfc5c`), and their old spelling is the same
+    run as the method option's."""
+    ids = {
+        ("in", "swap_fraction", 0.3): "473fb564d97cc3af",
+        ("post", "fine_tune_epochs", 2): "fa033ae00e66105f",
+        ("set", "allocation", "erk"): "3ef07933a8f25d76",
+    }
+    for (method, key, value), stored in ids.items():
+        old_spelling = RunConfig(dataset="synthetic", method=method, **{key: value})
+        option = RunConfig(dataset="synthetic", method=method, method_options={key: value})
+        assert old_spelling.run_id() == option.run_id() == stored
+        assert option.method_options == {key: value} and getattr(option, key) is None
+    ignored = RunConfig(dataset="synthetic", method="pre", swap_fraction=0.3)
+    assert ignored.run_id() == RunConfig(dataset="synthetic", method="pre").run_id()
+
+
+SCHEMA7 = Path(__file__).parent / "fixtures" / "release-schema7"
+# Written by the release before methods owned their settings (`git show 6fdfc5c`): runs of
+# `train --model resnet18 --width 0.0625 --dataset synthetic --epochs 1 --batch-size 64
+#  --lr 0.002` with `--method pre --scenario mixed --swap-fraction 0.3` (a setting `pre`
+# never read, which its id hashed), the same without it, and `--method dense --allocation
+# erk` (the only checkpoint kept: it holds the id it had then).
+SCHEMA7_IDS = {
+    "pre swap": "729f85d41979e8cf",
+    "pre": "b7afe621579e41eb",
+    "dense": "1b52d764b6c46134",
+}
+
+
+def test_a_run_whose_id_hashed_a_setting_its_method_never_read_is_found_by_either_id(tmp_path):
+    shutil.copytree(SCHEMA7, tmp_path / "release")
+    db, runs = str(tmp_path / "release" / "results.db"), str(tmp_path / "release" / "runs")
+    listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
+    assert listed.exit_code == 0, listed.stderr
+    assert "migrated from results database schema 7 to 8" in listed.stderr
+    # two stored runs that are one computation: the second keeps its id, saying so
+    assert (
+        f"run {SCHEMA7_IDS['pre swap']} is the same computation as run {SCHEMA7_IDS['pre']}"
+        in " ".join(listed.stderr.split())
+    )
+    dense_settings = {key: value for key, value in SETTINGS.items() if key != "scenario"}
+    dense = RunConfig(**dense_settings, method="dense").run_id()
+    assert dense != SCHEMA7_IDS["dense"]
+    rows = json.loads(listed.stdout)
+    assert {row["run_id"] for row in rows} == {SCHEMA7_IDS["pre swap"], SCHEMA7_IDS["pre"], dense}
+    # the id a user kept still names the run, and its checkpoint, which holds that id,
+    # is its own; the folder takes the current id
+    exported = runner.invoke(
+        app,
+        [
+            "export",
+            SCHEMA7_IDS["dense"],
+            "--db",
+            db,
+            "--runs-dir",
+            runs,
+            "--out",
+            str(tmp_path / "m.onnx"),
+        ],
+    )
+    assert exported.exit_code == 0, exported.stderr
+    assert f"renamed to {dense}" in exported.stderr
+    assert (tmp_path / "release" / "runs" / dense / "checkpoint.pt").is_file()
+    # the old spelling of the same settings finds the run finished
+    train = ["train", *(f"--{key.replace('_', '-')}={v}" for key, v in dense_settings.items())]
+    again = runner.invoke(app, [*train, "--method", "dense", "--allocation", "erk", "--db", db])
+    assert again.exit_code == 0, again.stderr
+    assert "was already finished" in again.stderr

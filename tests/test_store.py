@@ -2,6 +2,7 @@ import sqlite3
 
 import pandas as pd
 import pytest
+from conftest import run_record
 
 from sparsebench.store import ResultsStore, export_tables
 
@@ -85,7 +86,7 @@ def test_database_is_in_wal_mode(tmp_path):
 
 def test_a_run_from_start_to_finish(tmp_path):
     with ResultsStore(tmp_path / "r.db") as store:
-        store.begin_run("abc", CONFIG, "cpu", {"samples": {"train": 10}})
+        store.begin_run(run_record("abc", CONFIG), "cpu", {"samples": {"train": 10}})
         assert store.run_status("abc") == "running"
         rows = [epoch_row(0), epoch_row(1)]
         for row in rows:
@@ -105,7 +106,7 @@ def test_a_run_from_start_to_finish(tmp_path):
 
 def test_resumed_epochs_replace_what_was_stored(tmp_path):
     with ResultsStore(tmp_path / "r.db") as store:
-        store.begin_run("abc", CONFIG, "cpu", {})
+        store.begin_run(run_record("abc", CONFIG), "cpu", {})
         for epoch in range(3):
             store.record_epoch("abc", epoch_row(epoch))
         store.replace_epochs("abc", [epoch_row(0, energy=5.0)])
@@ -115,7 +116,7 @@ def test_resumed_epochs_replace_what_was_stored(tmp_path):
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path):
     with ResultsStore(tmp_path / "r.db") as store:
-        store.begin_run("abc", CONFIG, "cpu", {})
+        store.begin_run(run_record("abc", CONFIG), "cpu", {})
         broken = summary([epoch_row(0)])
         del broken["sparsity"]["layers"][0]["units"]
         with pytest.raises(KeyError):
@@ -127,7 +128,7 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
 
 def test_export_to_csv_and_parquet(tmp_path):
     with ResultsStore(tmp_path / "r.db") as store:
-        store.begin_run("abc", CONFIG, "cpu", {})
+        store.begin_run(run_record("abc", CONFIG), "cpu", {})
         store.finish_run("abc", summary([epoch_row(0), epoch_row(1)]))
         csv_paths = export_tables(store, tmp_path / "csv", "csv")
         export_tables(store, tmp_path / "pq", "parquet")

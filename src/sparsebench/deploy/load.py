@@ -16,7 +16,7 @@ from sparsebench.store.checkpoint import CheckpointError, load_checkpoint
 from sparsebench.store.db import ResultsStore
 from sparsebench.store.layout import (
     DEFAULT_RUNS_DIR,
-    adopt_first_release_folder,
+    adopt_earlier_folder,
     checkpoint_path,
 )
 
@@ -91,7 +91,7 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path | None = None) ->
             f"{path}: checkpoint of run {run_id} does not exist{where}; "
             "if its folder moved, give --runs-dir FOLDER"
         )
-    if state["run_id"] not in (run_id, summary["legacy_run_id"]):
+    if state["run_id"] not in (run_id, *summary["earlier_run_ids"]):
         raise CheckpointError(f"{path}: holds run {state['run_id']}, not {run_id}")
     try:
         model.load_state_dict(state["model"])
@@ -107,10 +107,9 @@ def run_checkpoint(
 ) -> Path:
     """Where a run's checkpoint is: under `runs_dir` when given, else where the database
     recorded it; a run stored by a release that did not record it, under `runs/` as the
-    default was then (its folder renamed from a first-release id when it has one)."""
+    default was then (its folder renamed from an earlier id when it has one)."""
     if runs_dir is None and summary.get("checkpoint"):
         return Path(summary["checkpoint"])
     folder = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
-    if summary["legacy_run_id"]:
-        adopt_first_release_folder(folder, run_id, summary["legacy_run_id"])
+    adopt_earlier_folder(folder, run_id, *summary["earlier_run_ids"])
     return checkpoint_path(folder, run_id)

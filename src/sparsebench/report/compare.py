@@ -6,13 +6,14 @@ from __future__ import annotations
 import pandas as pd
 
 from sparsebench.models.registry import model_display_name
-from sparsebench.report.results import METHOD_NAMES, Results
+from sparsebench.report.results import METHOD_NAMES, Results, baseline_rows
 from sparsebench.report.spread import (
     difference_text,
     paired_difference,
     spread_of,
     verdict,
 )
+from sparsebench.sparsity.methods import baseline_name, is_baseline
 
 
 def by_seed(runs: pd.DataFrame, column: str) -> pd.Series:
@@ -24,10 +25,11 @@ CONFIGURATION = ["data_label", "model", "method", "scenario"]
 
 
 def keyed_runs(results: Results) -> pd.DataFrame:
-    """The finished runs, a dense run's scenario being `dense` (it is one run whatever
-    the scenario)."""
-    runs = results.runs.assign(scenario=results.runs.scenario.fillna("dense"))
-    runs.loc[runs.method == "dense", "scenario"] = "dense"
+    """The finished runs, a baseline run's scenario being the baseline's name (it is one
+    run whatever the scenario)."""
+    baseline = baseline_name()
+    runs = results.runs.assign(scenario=results.runs.scenario.fillna(baseline))
+    runs.loc[baseline_rows(runs), "scenario"] = baseline
     return runs
 
 
@@ -44,12 +46,12 @@ def against_dense(results: Results) -> pd.DataFrame:
     groups = configuration_runs(results)
     rows = []
     for (dataset, model, method, scenario), runs in groups.items():
-        if method == "dense":
+        if is_baseline(method):
             continue
         spread = spread_of(runs[column])
         if spread is None:
             continue
-        dense = groups.get((dataset, model, "dense", "dense"))
+        dense = groups.get((dataset, model, baseline_name(), baseline_name()))
         difference = (
             None
             if dense is None

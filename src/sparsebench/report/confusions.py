@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from sparsebench.models.registry import model_display_name
 from sparsebench.report.figures import literal, plt
-from sparsebench.report.results import METHOD_NAMES, Results
+from sparsebench.report.results import METHOD_NAMES, Results, baseline_rows
 
 # Class names are written on the axes up to this many classes; beyond, indices.
 NAMED_CLASSES = 10
@@ -18,7 +18,7 @@ NAMED_CLASSES = 10
 
 def confusion_figure(results: Results, dataset: str) -> Figure:
     runs = results.runs[results.runs.data_label == dataset]
-    runs = runs[(runs.method == "dense") | (runs.scenario == "mixed")]
+    runs = runs[baseline_rows(runs) | (runs.scenario == "mixed")]
     models = [m for m in results.models() if m in set(runs.model)]
     methods = [m for m in results.methods() if m in set(runs.method)]
     figure, axes = plt.subplots(

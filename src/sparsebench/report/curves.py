@@ -15,7 +15,8 @@ from sparsebench.report.figures import (
     panel_grid,
     seed_note,
 )
-from sparsebench.report.results import Results
+from sparsebench.report.results import Results, baseline_rows
+from sparsebench.sparsity.methods import baseline_name, is_baseline
 
 # What the curves run along: the conv target, the multiply-adds the pruned network still
 # executes per image (as a share of dense), or the inference time per test image that
@@ -28,7 +29,7 @@ AXES = {
 
 
 def has_curves(results: Results) -> bool:
-    sparse = results.runs[results.runs.method != "dense"]
+    sparse = results.runs[~baseline_rows(results.runs)]
     targets = sparse.groupby(["data_label", "model", "method"]).conv_target.nunique()
     return bool((targets >= 2).any())
 
@@ -46,12 +47,12 @@ def sparsity_figure(results: Results, axis_name: str) -> Figure:
     )
     for (dataset, model), axis in panels.items():
         panel = runs[(runs.data_label == dataset) & (runs.model == model)]
-        dense = panel[panel.method == "dense"][metric.column].dropna()
+        dense = panel[baseline_rows(panel)][metric.column].dropna()
         if len(dense):
             axis.axhspan(dense.min(), dense.max(), color="grey", alpha=0.2, lw=0)
-            axis.axhline(dense.mean(), color=METHOD_COLOURS.get("dense", "black"), lw=1)
+            axis.axhline(dense.mean(), color=METHOD_COLOURS[baseline_name()], lw=1)
         for method in results.methods():
-            if method == "dense":
+            if is_baseline(method):
                 continue
             points = _points(panel[panel.method == method], axis_name, metric.column)
             if points.empty:

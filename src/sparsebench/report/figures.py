@@ -26,8 +26,7 @@ from sparsebench.report.results import METHOD_NAMES, Results  # noqa: E402
 from sparsebench.sparsity.methods import METHODS  # noqa: E402
 
 METHOD_COLOURS = {name: method.colour for name, method in METHODS.items()}
-# A derived post run shares its dense run's training: dashed so both lines stay visible.
-METHOD_LINES = {"post": (0, (4, 2))}
+METHOD_LINES = {name: method.linestyle for name, method in METHODS.items()}
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ def seed_note(runs: pd.DataFrame) -> str:
     """What a figure says when no point of it has a second seed: its bands and whiskers
     are absent, not narrow."""
     keys = ["data_label", "model", "method", "scenario"]
-    if runs.empty or runs.fillna({"scenario": "dense"}).groupby(keys).seed.nunique().max() > 1:
+    if runs.empty or runs.fillna({"scenario": ""}).groupby(keys).seed.nunique().max() > 1:
         return ""
     return "; one seed: no spread shown"
 

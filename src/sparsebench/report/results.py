@@ -17,7 +17,7 @@ import pandas as pd
 from sparsebench.confusion import balanced_accuracy, majority_share
 from sparsebench.data.registry import dataset_display_name
 from sparsebench.errors import InputError
-from sparsebench.sparsity.methods import METHODS
+from sparsebench.sparsity.methods import METHODS, is_baseline
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import SELECTIONS, ResultsStore
 
@@ -30,6 +30,11 @@ SCENARIO_NAMES = {
     "weights pruned"
     for name, targets in SCENARIOS.items()
 }
+
+
+def baseline_rows(frame: pd.DataFrame) -> pd.Series:
+    """Which rows of a table of runs are runs of the baseline (dense)."""
+    return frame.method.map(is_baseline).astype(bool)
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class Results:
         return self.runs.empty
 
     def scenarios(self) -> list[str]:
-        present = set(self.runs.loc[self.runs.method != "dense", "scenario"])
+        present = set(self.runs.loc[~baseline_rows(self.runs), "scenario"])
         known = [name for name in SCENARIOS if name in present]
         return known + sorted(present - set(known))
 
@@ -93,7 +98,7 @@ class Results:
         return known + sorted(present - set(known))
 
     def in_scenario(self, frame: pd.DataFrame, scenario: str) -> pd.DataFrame:
-        return frame[(frame.scenario == scenario) | (frame.method == "dense")]
+        return frame[(frame.scenario == scenario) | baseline_rows(frame)]
 
     def ended_as(self, scenario: str, dataset: str, model: str, method: str) -> str | None:
         """`diverged` or `failed` where a method has no finished run in a panel but did

@@ -6,8 +6,9 @@ import pandas as pd
 
 from sparsebench.models.registry import model_display_name
 from sparsebench.report.references import REFERENCES, literature_for
-from sparsebench.report.results import METHOD_NAMES, Results
+from sparsebench.report.results import METHOD_NAMES, Results, baseline_rows
 from sparsebench.report.spread import spread_of
+from sparsebench.sparsity.methods import is_baseline
 from sparsebench.store.db import BENCH_COLUMNS
 
 PER_RUN_COLUMNS = [
@@ -64,7 +65,7 @@ def _table_one_cells(results: Results):
     """(data set, model, method, its column name, test accuracies over seeds, what a cell
     without a result says) for dense and every method in the `mixed` scenario."""
     runs = results.runs
-    chosen = runs[(runs.method == "dense") | (runs.scenario == "mixed")]
+    chosen = runs[baseline_rows(runs) | (runs.scenario == "mixed")]
     for dataset in results.datasets():
         for model in results.models():
             for method in results.methods():
@@ -92,7 +93,7 @@ def table_one(results: Results) -> pd.DataFrame:
         row = rows.setdefault(
             (dataset, model), {"data set": dataset, "model": model_display_name(model)}
         )
-        column = "Dense" if method == "dense" else f"{name} (mixed)"
+        column = name if is_baseline(method) else f"{name} (mixed)"
         spread = spread_of(values)
         row[f"{column} best"] = values.max() if len(values) else absent
         row[f"{column} mean ± sd (n)"] = spread.cell(4) if spread else absent

@@ -18,9 +18,9 @@ from matplotlib.figure import Figure
 from sparsebench.models.registry import model_display_name
 from sparsebench.report.compare import CONFIGURATION, by_seed, configuration_runs, keyed_runs
 from sparsebench.report.figures import METHOD_COLOURS, literal, panel_grid, seed_note
-from sparsebench.report.results import METHOD_NAMES, Results
+from sparsebench.report.results import METHOD_NAMES, Results, baseline_rows
 from sparsebench.report.spread import difference_text, paired_difference, spread_of, verdict
-from sparsebench.sparsity.methods import METHODS
+from sparsebench.sparsity.methods import METHODS, baseline_name, is_baseline
 
 # "Within one point of dense": one percentage point of test accuracy (a difference of
 # exactly one point, 0.89 against 0.90, is within, whatever the floats' last bits say).
@@ -94,7 +94,7 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
                 s=40,
                 zorder=3,
             )
-            point = "dense" if row.method == "dense" else row.scenario
+            point = row.method if is_baseline(row.method) else row.scenario
             axis.annotate(
                 literal(point),
                 (getattr(row, cost), row.accuracy),
@@ -147,8 +147,8 @@ def recommendations(results: Results, latency_budget_ms: float | None = None) ->
     rows = []
     for (dataset, model), panel in points.groupby(["data_label", "model"], sort=True):
         row: dict[str, object] = {"data set": dataset, "model": model_display_name(model)}
-        dense_runs = groups.get((dataset, model, "dense", "dense"))
-        dense = panel[panel.method == "dense"]
+        dense_runs = groups.get((dataset, model, baseline_name(), baseline_name()))
+        dense = panel[baseline_rows(panel)]
         if dense.empty or dense_runs is None:
             row[f"dense {metric}"] = "not run"
             row[CLOSE_COLUMN] = "no dense run to compare with"
@@ -181,7 +181,7 @@ def _fastest_close(
     metric: str,
 ) -> str:
     shown, by_mean = [], []
-    for point in panel[panel.method != "dense"].dropna(subset=["inference_ms"]).itertuples():
+    for point in panel[~baseline_rows(panel)].dropna(subset=["inference_ms"]).itertuples():
         runs = groups[(point.data_label, point.model, point.method, point.scenario)]
         difference = paired_difference(by_seed(runs, column), dense)
         if difference is None:
@@ -231,5 +231,5 @@ def _budget_column(budget: float | None) -> str:
 
 def _name(row: pd.Series, metric: str) -> str:
     method = METHOD_NAMES.get(row.method, row.method)
-    where = "" if row.method == "dense" else f", {row.scenario}"
+    where = "" if is_baseline(row.method) else f", {row.scenario}"
     return f"{method}{where}: {metric} {row.accuracy:.4f}, {row.inference_ms:.4g} ms/image"

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from sparsebench.errors import InputError, validation_message
@@ -46,18 +46,45 @@ class SparsityWarning(UserWarning):
 
 class MethodOptions(BaseModel):
     """A method's own settings (`--method-option KEY=VALUE`, `method_options:` in YAML);
-    each method declares its own, with defaults that are the method's published ones."""
+    each method declares its own, with defaults that are the method's published ones.
+    A setting a method does not declare cannot change what its run computes, nor its id."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class StepOptions(MethodOptions):
-    """Options of the study's dynamic methods: by default they swap after each epoch;
-    `update_every` N swaps every N optimiser steps until `update_until` of training."""
+# Settings that were run settings before methods owned them. They are still accepted
+# where they were (a run config's top-level keys, `--swap-fraction`, `make_method(...,
+# swap_fraction=...)`) and moved into the options of a method that declares them; a
+# method that does not is given none (it never read them).
+MOVED_SETTINGS = ("swap_fraction", "fine_tune_epochs", "allocation")
+MAX_EPOCHS = 100_000
 
+
+class StepOptions(MethodOptions):
+    """Options of the study's dynamic methods: by default they swap `swap_fraction` of
+    the alive units after each epoch; `update_every` N swaps every N optimiser steps until
+    `update_until` of training."""
+
+    swap_fraction: float = Field(0.2, ge=0, le=1, description="of alive units, at an update")
     update_every: int | None = None
     update_until: float = 0.75
     decay: Literal["constant", "cosine"] = "constant"
+
+
+class AllocationOptions(MethodOptions):
+    allocation: Literal["er", "erk"] = Field(
+        "er", description="spread of the target over layers: Erdos-Renyi or ERK"
+    )
+
+
+class SETOptions(StepOptions, AllocationOptions):
+    pass
+
+
+class PostOptions(MethodOptions):
+    fine_tune_epochs: int = Field(
+        0, ge=0, le=MAX_EPOCHS, description="epochs of training after pruning"
+    )
 
 
 class PruningMethod:
@@ -67,19 +94,30 @@ class PruningMethod:
     display_name: ClassVar[str]
     colour: ClassVar[str]
     marker: ClassVar[str] = "o"
+    linestyle: ClassVar[str | tuple] = "-"  # in figures
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     draw: ClassVar[Draw | None] = "top"  # None: the run starts dense
+    # The unpruned reference every other method is compared with (one registered method).
+    baseline: ClassVar[bool] = False
+
+    @classmethod
+    def epochs_trained(cls, epochs: int, options: MethodOptions) -> int:
+        """All the epochs a run of `epochs` trains (a method may add its own)."""
+        return epochs
+
+    @classmethod
+    def derivable_from_baseline(cls, options: MethodOptions) -> bool:
+        """Whether a run trains exactly as the baseline's does and only prunes after it,
+        so that it is derived from the baseline's final checkpoint, never trained."""
+        return False
 
     def __init__(
         self,
         targets: SparsityTargets,
         *,
-        swap_fraction: float = 0.2,
-        fine_tune_epochs: int = 0,
         include: list[str] | None = None,
         exclude: list[str] | None = None,
         seed: int = 0,
-        allocation: str = "er",
         options: dict[str, Any] | None = None,
         conv_granularity: Granularity = "filter",
         linear_granularity: Granularity = "weight",
@@ -91,13 +129,8 @@ class PruningMethod:
                 f"linear_granularity must be weight or neuron, got {linear_granularity!r}"
             )
         self.granularity = {"conv": conv_granularity, "linear": linear_granularity}
-        if not 0.0 <= swap_fraction <= 1.0:
-            raise InputError(f"swap_fraction must be in [0, 1], got {swap_fraction}")
         self.targets = targets
-        self.swap_fraction = swap_fraction
-        self.fine_tune_epochs = fine_tune_epochs
         self.include, self.exclude = include, exclude
-        self.allocation_name = allocation
         self.options = validate_options(type(self), options or {})
         self.generator = torch.Generator().manual_seed(seed)
         self.masks = MaskSet([])
@@ -364,10 +397,29 @@ def validate_options(method: type[PruningMethod], options: dict[str, Any]) -> Me
         raise InputError(validation_message(error, where=where)) from None
 
 
-def dynamic_schedule(method: PruningMethod, fraction: float) -> Schedule:
+def with_moved_settings(
+    method: type[PruningMethod], options: dict[str, Any], moved: dict[str, Any]
+) -> dict[str, Any]:
+    """`options` with those of the `MOVED_SETTINGS` given (not None) that `method`
+    declares; the same setting given both ways must agree."""
+    merged = dict(options)
+    for key, value in moved.items():
+        if value is None or key not in method.Options.model_fields:
+            continue
+        if key in merged and merged[key] != value:
+            raise InputError(
+                f"{key} is given twice, as {value!r} and as method_options {key}: "
+                f"{merged[key]!r}; give it once"
+            )
+        merged[key] = value
+    return merged
+
+
+def dynamic_schedule(method: PruningMethod) -> Schedule:
     """The study's per-epoch swap, or a step schedule when the options ask for one."""
     options = method.options
     assert isinstance(options, StepOptions)
+    fraction = options.swap_fraction
     if options.update_every is None:
         return EveryEpoch(fraction)
     return EverySteps(options.update_every, fraction, options.update_until, options.decay)
@@ -381,6 +433,10 @@ class Dense(PruningMethod):
 
     name, display_name, colour, marker = "dense", "Dense", "#222222", "s"
     draw = None
+    baseline = True
+
+    def prune_untrained(self, model: nn.Module) -> None:
+        """The baseline's network is the unpruned one."""
 
 
 class PreTraining(PruningMethod):
@@ -400,7 +456,7 @@ class InTraining(PruningMethod):
         return Random()
 
     def schedule(self) -> Schedule:
-        return dynamic_schedule(self, self.swap_fraction)
+        return dynamic_schedule(self)
 
 
 class SET(InTraining):
@@ -409,9 +465,10 @@ class SET(InTraining):
 
     name, display_name, colour, marker = "set", "SET", "#d62728", "D"
     draw = "erdos-renyi"
+    Options = SETOptions
 
     def allocation(self) -> Allocation:
-        return allocation_named(self.allocation_name)
+        return allocation_named(self.options.allocation)  # type: ignore[attr-defined]
 
 
 class PostTraining(PruningMethod):
@@ -419,10 +476,24 @@ class PostTraining(PruningMethod):
     the pruned network after that."""
 
     name, display_name, colour, marker = "post", "Post-Training", "#2ca02c", "v"
+    # A run derived from the baseline shares its training: dashed, so both lines show.
+    linestyle = (0, (4, 2))
     draw = None
+    Options = PostOptions
+
+    @classmethod
+    def epochs_trained(cls, epochs: int, options: MethodOptions) -> int:
+        assert isinstance(options, PostOptions)
+        return epochs + options.fine_tune_epochs
+
+    @classmethod
+    def derivable_from_baseline(cls, options: MethodOptions) -> bool:
+        assert isinstance(options, PostOptions)
+        return options.fine_tune_epochs == 0
 
     def schedule(self) -> Schedule:
-        return AfterEpoch(self.num_epochs - self.fine_tune_epochs - 1)
+        fine_tune = self.options.fine_tune_epochs  # type: ignore[attr-defined]
+        return AfterEpoch(self.num_epochs - fine_tune - 1)
 
     def update(self, amount: float) -> None:
         self.install_masks(Magnitude())
@@ -441,7 +512,44 @@ for _method in (Dense, PreTraining, InTraining, SET, PostTraining):
     register_method(_method)
 
 
-def make_method(name: str, targets: SparsityTargets, **options: Any) -> PruningMethod:
+def is_baseline(name: str) -> bool:
+    """Whether `name` is the registered baseline (an unknown name is not)."""
+    method = METHODS.get(name)
+    return method is not None and method.baseline
+
+
+def baseline_name() -> str:
+    return next(name for name, method in METHODS.items() if method.baseline)
+
+
+def scenario_label(
+    method: str, scenario: str | None, conv_sparsity: float, linear_sparsity: float
+) -> str:
+    """How a run's sparsity is named: the baseline by its own name (it is one run
+    whatever the scenario), a named scenario by its name, other targets by their values."""
+    if is_baseline(method):
+        return method
+    return scenario or f"conv{conv_sparsity:g}-linear{linear_sparsity:g}"
+
+
+def make_method(
+    name: str,
+    targets: SparsityTargets,
+    *,
+    options: dict[str, Any] | None = None,
+    swap_fraction: float | None = None,
+    fine_tune_epochs: int | None = None,
+    allocation: str | None = None,
+    **settings: Any,
+) -> PruningMethod:
+    """The method `name` at `targets`; the `MOVED_SETTINGS` may still be given here, and
+    join its options where it declares them."""
     if name not in METHODS:
         raise InputError(f"unknown method {name!r} (choose from {', '.join(METHODS)})")
-    return METHODS[name](targets, **options)
+    method = METHODS[name]
+    moved = {
+        "swap_fraction": swap_fraction,
+        "fine_tune_epochs": fine_tune_epochs,
+        "allocation": allocation,
+    }
+    return method(targets, options=with_moved_settings(method, options or {}, moved), **settings)

@@ -8,13 +8,13 @@ from typing import Literal
 from pydantic import Field
 
 from sparsebench.sparsity.layers import PrunableLayer
-from sparsebench.sparsity.methods import MethodOptions, register_method
+from sparsebench.sparsity.methods import AllocationOptions, register_method
 from sparsebench.sparsity.schedules import EverySteps, Schedule
 from sparsebench.sparsity.scorers import GradientMagnitude, Scorer
 from sparsebench.sparsity.static import Static
 
 
-class RigLOptions(MethodOptions):
+class RigLOptions(AllocationOptions):
     drop_fraction: float = Field(0.3, ge=0, le=1, description="of alive units, at step 0")
     update_every: int = Field(100, ge=1, le=10**9, description="optimiser steps")
     update_until: float = Field(0.75, gt=0, le=1, description="of training; masks fixed after")

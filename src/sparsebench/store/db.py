@@ -4,8 +4,9 @@ Tables: `runs` (config JSON, status, timings), `epochs` (one row per epoch, trai
 validation metrics with time, memory and energy), `test_metrics` (one row per finished
 run: the last epoch's weights), `best_val_metrics` (the same, of the weights of the best
 validation epoch, with that epoch), `layer_sparsity` (achieved sparsity of each layer of
-a finished run), `inference_bench` (sparsebench bench) and `run_locks` (which process
-trains a run now).
+a finished run), `inference_bench` (sparsebench bench), `run_aliases` (the ids earlier
+releases gave a run, by which users and checkpoints know it) and `run_locks` (which
+process trains a run now).
 
 Commands that only read open it read-only: a missing, empty or foreign file is an error,
 never a new database. Every SQLite error is raised as a `StoreError` naming the file.
@@ -29,6 +30,7 @@ import pandas as pd
 from sparsebench.confusion import Confusion, balanced_accuracy, recall_per_class
 from sparsebench.errors import InputError
 from sparsebench.store.locks import ProcessIdentity, RunBusy
+from sparsebench.store.records import RunRecord
 
 # 1: the first release; 2: runs.derived_from; 3: status `diverged`, table run_locks;
 # 4: run ids of settings version 2, the first release's kept in runs.legacy_run_id;
@@ -36,8 +38,10 @@ from sparsebench.store.locks import ProcessIdentity, RunBusy
 #    runs.checkpoint, where the run's checkpoint lives (absolute);
 # 6: test_metrics.auroc, average_precision and positive_class (two-class data);
 #    epochs.val_balanced_accuracy;
-# 7: table best_val_metrics.
-SCHEMA_VERSION = 7
+# 7: table best_val_metrics;
+# 8: run ids without the settings a method does not read, every earlier id of a run in
+#    table run_aliases.
+SCHEMA_VERSION = 8
 # Which weights' test metrics are read: the last epoch's, or the best validation epoch's.
 SELECTIONS = ("last", "best-val")
 STATUSES = ("running", "interrupted", "finished", "failed", "diverged")
@@ -177,6 +181,10 @@ CREATE TABLE IF NOT EXISTS layer_sparsity (
     layer TEXT NOT NULL, kind TEXT NOT NULL,
     units INTEGER, pruned_units INTEGER, weights INTEGER, zero_weights INTEGER, sparsity REAL,
     PRIMARY KEY (run_id, layer)
+);
+CREATE TABLE IF NOT EXISTS run_aliases (
+    alias TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE
 );
 CREATE TABLE IF NOT EXISTS run_locks (
     run_id TEXT PRIMARY KEY,
@@ -325,8 +333,12 @@ class ResultsStore:
                 for column, kind in LATER_TEST_COLUMNS.items():
                     if column not in present:
                         cursor.execute(f"ALTER TABLE test_metrics ADD COLUMN {column} {kind}")
-            if existed and version < 4:
-                self._rekey_runs(cursor)
+            if existed and version < 8:
+                cursor.execute(
+                    """INSERT OR IGNORE INTO run_aliases (alias, run_id)
+                       SELECT legacy_run_id, run_id FROM runs WHERE legacy_run_id IS NOT NULL"""
+                )
+                self._rekey_runs(cursor, first_release=version < 4)
             if cursor.execute("PRAGMA foreign_key_check").fetchone() is not None:
                 raise StoreError(f"{self.path}: rows that refer to no run; not migrated")
             cursor.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -338,20 +350,32 @@ class ResultsStore:
                 stacklevel=4,
             )
 
-    def _rekey_runs(self, cursor: sqlite3.Cursor) -> None:
-        """Give every run the id of the current settings version, keeping the first
-        release's as `legacy_run_id` (a user's scripts, and checkpoint folders, know it)."""
+    def _rekey_runs(self, cursor: sqlite3.Cursor, first_release: bool) -> None:
+        """Give every run its current id, keeping the one it had as an alias (a user's
+        scripts, and checkpoint folders, know it), and a first release's id also as
+        `legacy_run_id`."""
         if _run_identity is None:
             raise StoreError(f"{self.path}: run ids cannot be migrated without sparsebench.train")
         rows = cursor.execute("SELECT run_id, config_json FROM runs").fetchall()
+        taken = {row["run_id"] for row in rows}
         for row in rows:
             old = row["run_id"]
             new = _run_identity(json.loads(row["config_json"]))
             if new is None or new == old:
                 continue
-            cursor.execute(
-                "UPDATE runs SET run_id = ?, legacy_run_id = ? WHERE run_id = ?", (new, old, old)
-            )
+            if new in taken:
+                warnings.warn(
+                    f"{self.path}: run {old} is the same computation as run {new} (they "
+                    "differed in a setting their method does not read); it keeps its id",
+                    stacklevel=5,
+                )
+                continue
+            taken.add(new)
+            cursor.execute("UPDATE runs SET run_id = ? WHERE run_id = ?", (new, old))
+            if first_release:
+                cursor.execute("UPDATE runs SET legacy_run_id = ? WHERE run_id = ?", (old, new))
+            cursor.execute("UPDATE run_aliases SET run_id = ? WHERE run_id = ?", (new, old))
+            cursor.execute("INSERT OR IGNORE INTO run_aliases VALUES (?, ?)", (old, new))
             cursor.execute("UPDATE runs SET derived_from = ? WHERE derived_from = ?", (new, old))
             for table in (
                 "epochs",
@@ -365,11 +389,19 @@ class ResultsStore:
 
     @_named_errors
     def current_run_id(self, run_id: str) -> str:
-        """The id a run has now, given the one it has now or its first-release id."""
+        """The id a run has now, given the one it has now or one an earlier release gave it."""
         row = self.connection.execute(
-            "SELECT run_id FROM runs WHERE legacy_run_id = ?", (run_id,)
+            "SELECT run_id FROM run_aliases WHERE alias = ?", (run_id,)
         ).fetchone()
         return run_id if row is None else row["run_id"]
+
+    @_named_errors
+    def earlier_run_ids(self, run_id: str) -> list[str]:
+        """The ids earlier releases gave the run (its checkpoints may hold one)."""
+        rows = self.connection.execute(
+            "SELECT alias FROM run_aliases WHERE run_id = ? ORDER BY alias", (run_id,)
+        )
+        return [row["alias"] for row in rows]
 
     def error_for(self, error: Exception) -> StoreError:
         """`error` from SQLite as one line naming the file and what the user can do."""
@@ -415,8 +447,7 @@ class ResultsStore:
     @_named_errors
     def begin_run(
         self,
-        run_id: str,
-        config: dict[str, Any],
+        run: RunRecord,
         device: str,
         data: dict,
         checkpoint: str | Path | None = None,
@@ -426,6 +457,7 @@ class ResultsStore:
         `checkpoint`: where the run's checkpoint is written, so that the run is found
         again by its id alone. True when the store had no row for the run before."""
         now = time.time()
+        run_id = run.run_id
         with self.transaction() as cursor:
             self._claim(cursor, run_id)
             created = (
@@ -442,15 +474,15 @@ class ResultsStore:
                        checkpoint=COALESCE(excluded.checkpoint, checkpoint)""",
                 (
                     run_id,
-                    json.dumps(config, sort_keys=True),
-                    config["model"],
-                    config["dataset"],
-                    config["method"],
-                    _scenario_label(config),
-                    config["conv_sparsity"],
-                    config["linear_sparsity"],
-                    config["seed"],
-                    config["epochs"] + config.get("fine_tune_epochs", 0),
+                    json.dumps(run.config, sort_keys=True),
+                    run.model,
+                    run.dataset,
+                    run.method,
+                    run.scenario,
+                    run.conv_sparsity,
+                    run.linear_sparsity,
+                    run.seed,
+                    run.epochs,
                     device,
                     json.dumps(data),
                     now,
@@ -674,6 +706,7 @@ class ResultsStore:
             "device": run["device"],
             "derived_from": run["derived_from"],
             "legacy_run_id": run["legacy_run_id"],
+            "earlier_run_ids": self.earlier_run_ids(run_id),
             "checkpoint": run["checkpoint"],
             "data": json.loads(run["data_json"]) if run["data_json"] else None,
             "epochs": epochs,
@@ -751,11 +784,3 @@ def confusion_metrics(confusion: Confusion) -> dict[str, Any]:
         "balanced_accuracy": balanced_accuracy(confusion),
         "recall_per_class": recall_per_class(confusion),
     }
-
-
-def _scenario_label(config: dict[str, Any]) -> str:
-    if config["method"] == "dense":
-        return "dense"
-    if config.get("scenario"):
-        return config["scenario"]
-    return f"conv{config['conv_sparsity']:g}-linear{config['linear_sparsity']:g}"

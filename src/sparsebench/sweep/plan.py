@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sparsebench.config import SweepConfig
 from sparsebench.data import probe_dataset
 from sparsebench.errors import InputError
+from sparsebench.sparsity.methods import is_baseline
 from sparsebench.store.db import ResultsStore
 from sparsebench.store.layout import checkpoint_path
 from sparsebench.train.config import RunConfig
@@ -95,15 +96,16 @@ def expand_grid(sweep: SweepConfig) -> list[GridRun]:
     """The grid's distinct runs, dense first within each model, data set and seed so that
     the runs derived from it can start early."""
     runs: list[GridRun] = []
+    baseline = next((method for method in sweep.methods if is_baseline(method)), None)
     for dataset_index in range(len(sweep.datasets)):
         for model in sweep.models:
             for seed in sweep.seeds_of(dataset_index):
                 dense = None
-                if "dense" in sweep.methods:
-                    dense = sweep.run_config(model, dataset_index, "dense", None, seed)
+                if baseline is not None:
+                    dense = sweep.run_config(model, dataset_index, baseline, None, seed)
                     runs.append(GridRun(dense))
                 for method in sweep.methods:
-                    if method == "dense":
+                    if is_baseline(method):
                         continue
                     for point in sweep.points():
                         config = sweep.run_config(model, dataset_index, method, point, seed)

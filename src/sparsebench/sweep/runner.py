@@ -120,7 +120,7 @@ def run_sweep(
             for dependent in waiting.pop(run.run_id, []):
                 error = f"its dense run {run.run_id} {status}: {result['error']}"
                 if status != "refused":  # a refused input leaves no row, here neither
-                    store.begin_run(dependent.run_id, dependent.config.model_dump(), "", {})
+                    store.begin_run(dependent.config.record(), "", {})
                     store.mark_run(dependent.run_id, "failed", error)
                 state.failed.append({"run_id": dependent.run_id, "error": error})
         progress.run_ended(run, result)
@@ -137,8 +137,7 @@ def run_sweep(
                 run = ready.popleft()
                 try:
                     created[run.run_id] = store.begin_run(
-                        run.run_id,
-                        run.config.model_dump(),
+                        run.config.record(),
                         run.config.device,
                         {},
                         checkpoint_path(runs_dir, run.run_id),

@@ -22,7 +22,7 @@ from typing import Any
 
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.data.options import DataOptions
-from sparsebench.store.layout import adopt_first_release_folder, checkpoint_path
+from sparsebench.store.layout import adopt_earlier_folder, checkpoint_path
 from sparsebench.train.config import RunConfig
 
 
@@ -68,12 +68,12 @@ def execute_task(task: RunTask) -> dict[str, Any]:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
         data = _dataset(config.dataset, config.data_path, _options(config, task))
-        adopt_first_release_folder(task.runs_dir, config.run_id(), config.first_release_run_id())
+        adopt_earlier_folder(task.runs_dir, config.run_id(), config.first_release_run_id())
         checkpoint = checkpoint_path(task.runs_dir, config.run_id())
         if task.action == "derive":
             assert task.dense_config is not None
             dense = RunConfig(**task.dense_config)
-            adopt_first_release_folder(task.runs_dir, dense.run_id(), dense.first_release_run_id())
+            adopt_earlier_folder(task.runs_dir, dense.run_id(), dense.first_release_run_id())
             dense_checkpoint = checkpoint_path(task.runs_dir, dense.run_id())
             result = derive_post_run(config, dense, data, dense_checkpoint, checkpoint)
         else:

@@ -11,9 +11,19 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from sparsebench.data.options import DataOptions, DataSettings
 from sparsebench.models.pretrained import source_digest
-from sparsebench.sparsity.methods import METHODS, validate_options
+from sparsebench.sparsity.methods import (
+    MAX_EPOCHS,
+    METHODS,
+    MOVED_SETTINGS,
+    MethodOptions,
+    baseline_name,
+    scenario_label,
+    validate_options,
+    with_moved_settings,
+)
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import register_run_identity
+from sparsebench.store.records import RunRecord
 
 # Fields that say where results go, what runs them (a device; an execution, the same
 # computation at another cost), what input is trusted, what the data or its defect class
@@ -65,8 +75,9 @@ FIRST_RELEASE_SETTINGS = (
     "weight_decay",
     "seed",
 )
+# What the first release hashed for a moved setting a method does not declare.
+FIRST_RELEASE_DEFAULTS = {"swap_fraction": 0.2, "fine_tune_epochs": 0, "allocation": "er"}
 MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range; torch's is wider
-MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
 
 
@@ -89,7 +100,7 @@ class RunConfig(DataSettings):
         json_schema_extra={"flag": False},  # computed, never typed
     )
 
-    method: str = Field("dense", description="pruning method (see README, The methods)")
+    method: str = Field(baseline_name(), description="pruning method (see README, The methods)")
     scenario: str | None = Field(
         None, description="uniform (0.8, 0.8), mixed (0.5, 0.8), linear-only (0, 0.8)"
     )
@@ -99,14 +110,26 @@ class RunConfig(DataSettings):
     linear_sparsity: float | None = Field(
         None, description="fraction of linear units removed (instead of a scenario)"
     )
-    swap_fraction: float = Field(
-        0.2, ge=0, le=1, description="in, set: share of alive units swapped at an update"
+    # The moved settings (see `MOVED_SETTINGS`): given here, they join the method's
+    # options where it declares them and are None once validated.
+    swap_fraction: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="in, set: share of alive units swapped at an update (default 0.2; "
+        "the method option swap_fraction)",
     )
-    fine_tune_epochs: int = Field(
-        0, ge=0, le=MAX_EPOCHS, description="post: epochs of training after pruning"
+    fine_tune_epochs: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_EPOCHS,
+        description="post: epochs of training after pruning (default 0; the method option "
+        "fine_tune_epochs)",
     )
-    allocation: Literal["er", "erk"] = Field(
-        "er", description="set, static, rigl: spread of the target over layers"
+    allocation: Literal["er", "erk"] | None = Field(
+        None,
+        description="set, static, rigl: spread of the target over layers (default er; the "
+        "method option allocation)",
     )
     conv_granularity: Literal["filter", "weight"] = Field(
         "filter", description="a conv's unit: a whole filter (the study) or a single weight"
@@ -158,10 +181,21 @@ class RunConfig(DataSettings):
     @model_validator(mode="after")
     def _method_options(self) -> RunConfig:
         """Checked by the method's own options model, and kept as the values that differ
-        from its defaults: the same run has one id however its options are written."""
-        options = validate_options(METHODS[self.method], self.method_options)
+        from its defaults: the same run has one id however its options are written. The
+        moved settings join them where the method declares them."""
+        method = METHODS[self.method]
+        moved = {key: getattr(self, key) for key in MOVED_SETTINGS}
+        given = with_moved_settings(method, self.method_options, moved)
+        options = validate_options(method, given)
         object.__setattr__(self, "method_options", options.model_dump(exclude_defaults=True))
+        for key in MOVED_SETTINGS:
+            object.__setattr__(self, key, None)
         return self
+
+    @property
+    def method_settings(self) -> MethodOptions:
+        """The method's options, defaults included."""
+        return validate_options(METHODS[self.method], self.method_options)
 
     @field_validator("scenario")
     @classmethod
@@ -190,7 +224,7 @@ class RunConfig(DataSettings):
         one run whatever scenario a sweep names. Without either, a pruning method uses the
         study's `mixed` scenario."""
         explicit = self.conv_sparsity is not None or self.linear_sparsity is not None
-        if self.method == "dense":
+        if METHODS[self.method].baseline:
             values = {"scenario": None, "conv_sparsity": 0.0, "linear_sparsity": 0.0}
         elif explicit:
             conv, linear = self.conv_sparsity or 0.0, self.linear_sparsity or 0.0
@@ -214,8 +248,6 @@ class RunConfig(DataSettings):
                 "conv_sparsity": targets.conv,
                 "linear_sparsity": targets.linear,
             }
-        if self.method != "post":
-            values["fine_tune_epochs"] = 0
         for key, value in values.items():
             object.__setattr__(self, key, value)
         return self
@@ -225,13 +257,28 @@ class RunConfig(DataSettings):
 
     @property
     def total_epochs(self) -> int:
-        return self.epochs + self.fine_tune_epochs
+        return METHODS[self.method].epochs_trained(self.epochs, self.method_settings)
 
     @property
     def scenario_label(self) -> str:
-        if self.method == "dense":
-            return "dense"
-        return self.scenario or f"conv{self.conv_sparsity:g}-linear{self.linear_sparsity:g}"
+        assert self.conv_sparsity is not None and self.linear_sparsity is not None
+        return scenario_label(self.method, self.scenario, self.conv_sparsity, self.linear_sparsity)
+
+    def record(self) -> RunRecord:
+        """What the results database files this run under."""
+        assert self.conv_sparsity is not None and self.linear_sparsity is not None
+        return RunRecord(
+            run_id=self.run_id(),
+            config=self.model_dump(),
+            model=self.model,
+            dataset=self.dataset,
+            method=self.method,
+            scenario=self.scenario_label,
+            conv_sparsity=self.conv_sparsity,
+            linear_sparsity=self.linear_sparsity,
+            seed=self.seed,
+            epochs=self.total_epochs,
+        )
 
     def run_id(self) -> str:
         """A short hash of what decides the result (ShrinkBench's idea): the settings
@@ -244,12 +291,21 @@ class RunConfig(DataSettings):
             if key not in type(self).model_fields
             or value != type(self).model_fields[key].get_default(call_default_factory=True)
         }
+        # A moved setting is hashed where it was a run setting, so that runs keep their
+        # ids; one the method does not declare is no longer hashed at all.
+        options = dict(identity.pop("method_options", {}))
+        identity.update({key: options.pop(key) for key in MOVED_SETTINGS if key in options})
+        if options:
+            identity["method_options"] = options
         return _digest({"settings_version": SETTINGS_VERSION, **identity})
 
     def first_release_run_id(self) -> str:
         """The id the first release gave this run (every setting hashed, defaults
         included), by which its databases, checkpoint folders and users know it."""
-        return _digest(self.model_dump(include=set(FIRST_RELEASE_SETTINGS)))
+        settings = self.model_dump(include=set(FIRST_RELEASE_SETTINGS))
+        for key, default in FIRST_RELEASE_DEFAULTS.items():
+            settings[key] = self.method_options.get(key, default)
+        return _digest(settings)
 
 
 def _digest(identity: dict) -> str:

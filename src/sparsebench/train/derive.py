@@ -12,6 +12,7 @@ from pathlib import Path
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.errors import InputError
 from sparsebench.measure.energy import EnergyMeter
+from sparsebench.sparsity.methods import METHODS
 from sparsebench.store.checkpoint import load_checkpoint, save_checkpoint
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import (
@@ -25,13 +26,16 @@ from sparsebench.train.loop import (
 
 
 def derivable_from(config: RunConfig, dense: RunConfig) -> bool:
-    """Whether `config` is `post` on exactly `dense`'s training, without fine-tuning."""
-    if config.method != "post" or dense.method != "dense" or config.fine_tune_epochs:
+    """Whether `config` trains exactly as `dense`, the baseline, does and only prunes
+    after it (`post` without fine-tuning)."""
+    method = METHODS[config.method]
+    if not METHODS[dense.method].baseline or not method.derivable_from_baseline(
+        config.method_settings
+    ):
         return False
-    training = {"method", "scenario", "conv_sparsity", "linear_sparsity", "device", "execution"}
-    ours = config.model_dump(exclude=training | {"swap_fraction", "allocation"})
-    theirs = dense.model_dump(exclude=training | {"swap_fraction", "allocation"})
-    return ours == theirs
+    pruning = {"method", "method_options", "scenario", "conv_sparsity", "linear_sparsity"}
+    where = {"device", "execution"}
+    return config.model_dump(exclude=pruning | where) == dense.model_dump(exclude=pruning | where)
 
 
 def derive_post_run(

@@ -121,12 +121,9 @@ def build_run(config: RunConfig, dataset: ImageDataset, device: torch.device) ->
     method = make_method(
         config.method,
         SparsityTargets(config.conv_sparsity or 0.0, config.linear_sparsity or 0.0),
-        swap_fraction=config.swap_fraction,
-        fine_tune_epochs=config.fine_tune_epochs,
         include=config.include,
         exclude=config.exclude,
         seed=config.seed,
-        allocation=config.allocation,
         options=config.method_options,
         conv_granularity=config.conv_granularity,
         linear_granularity=config.linear_granularity,

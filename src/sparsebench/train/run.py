@@ -10,7 +10,7 @@ from typing import Any
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.errors import InputError
 from sparsebench.store.db import ResultsStore, StoreError
-from sparsebench.store.layout import adopt_first_release_folder, checkpoint_path
+from sparsebench.store.layout import adopt_earlier_folder, checkpoint_path
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import EpochProgress, check_trainable, resolve_device, train_run
 from sparsebench.train.outcome import ending_of
@@ -57,10 +57,9 @@ def run_and_record(
     check_trainable(config, dataset)  # a refused input writes nothing
     checkpoint = checkpoint_path(runs_dir, run_id)
     device = resolve_device(config.device)
-    created = store.begin_run(
-        run_id, config.model_dump(), str(device), dataset.summary(), checkpoint
-    )
-    adopt_first_release_folder(runs_dir, run_id, config.first_release_run_id())
+    created = store.begin_run(config.record(), str(device), dataset.summary(), checkpoint)
+    earlier = store.earlier_run_ids(run_id)
+    adopt_earlier_folder(runs_dir, run_id, config.first_release_run_id(), *earlier)
     if force:  # only once the run is ours: a busy run keeps its files
         for stale in checkpoint.parent.glob(f"{checkpoint.stem}*"):
             stale.unlink()
