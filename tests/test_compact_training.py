@@ -61,7 +61,7 @@ def run(settings: dict, execution: str, data, folder: Path) -> tuple[dict, dict]
     config = RunConfig(**{**BASE, **settings, "execution": execution})
     result = train_run(config, data, folder / execution / "checkpoint.pt")
     state = torch.load(folder / execution / "checkpoint.pt", weights_only=True)
-    return result.summary(), state
+    return result.summary().as_json(), state
 
 
 def assert_same_computation(masked: tuple[dict, dict], compact: tuple[dict, dict]) -> None:

@@ -96,7 +96,7 @@ def stored(folder: Path, run_id: str) -> dict:
     with ResultsStore(folder / "r.db", read_only=True) as store:
         summary = store.run_summary(run_id)
     assert summary is not None
-    return summary
+    return summary.as_json()
 
 
 def outcome(summary: dict) -> tuple:

@@ -15,6 +15,7 @@ from sparsebench.report import build_report
 from sparsebench.report.figures import BARS, CURVES
 from sparsebench.store import ResultsStore
 from sparsebench.store.db import EPOCH_COLUMNS, TEST_COLUMNS
+from sparsebench.store.records import RunSummary
 
 runner = CliRunner()
 RAPL_MISSING = "RAPL is not readable on this machine"
@@ -71,13 +72,18 @@ def add_run(
         confusion_matrix=[[1, 0], [0, 1]],
     )
     store.begin_run(run_record(run_id, config), "cpu", {})
-    summary = {
-        "epochs": epochs,
-        "test": test,
-        "sparsity": {"layers": [], "by_kind": {"conv": 0.5, "linear": 0.8}},
-        "device": "cpu",
-        "data": {"name": "bloodmnist"},
-    }
+    summary = RunSummary(
+        run_id=run_id,
+        status="finished",
+        config=config,
+        device="cpu",
+        data={"name": "bloodmnist"},
+        epochs=epochs,
+        test=test,
+        test_best_val=None,
+        layers=[],
+        sparsity_by_kind={"conv": 0.5, "linear": 0.8},
+    )
     store.finish_run(run_id, summary, derived_from=derived_from)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from pydantic import Field
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
+from sparsebench.store.db import ResultsStore, StoreError
 from sparsebench.train import RunConfig
 
 runner = CliRunner()
@@ -199,3 +201,14 @@ def test_a_run_whose_id_hashed_a_setting_its_method_never_read_is_found_by_eithe
     again = runner.invoke(app, [*train, "--method", "dense", "--allocation", "erk", "--db", db])
     assert again.exit_code == 0, again.stderr
     assert "was already finished" in again.stderr
+
+
+def test_the_store_alone_refuses_to_guess_run_ids_and_leaves_the_database_as_it_was(release):
+    """The store knows records, not settings: re-keying needs the settings' code."""
+    db = release / "results.db"
+    with pytest.raises(StoreError, match="open it with sparsebench.train.results.open_results"):
+        ResultsStore(db)
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        ids = {row[0] for row in connection.execute("SELECT run_id FROM runs")}
+    assert ids == set(FIRST_RELEASE_IDS.values())

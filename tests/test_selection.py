@@ -84,7 +84,7 @@ def test_runs_and_report_select_the_best_validation_epoch(tmp_path):
     with ResultsStore(db) as store:
         summary = run_and_record(
             small_config(method="pre", epochs=4), make_synthetic(), store, tmp_path / "runs"
-        )
+        ).as_json()
     best = summary["test_best_val"]
     runner = CliRunner()
 

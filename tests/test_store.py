@@ -5,6 +5,7 @@ import pytest
 from conftest import run_record
 
 from sparsebench.store import ResultsStore, export_tables
+from sparsebench.store.records import RunSummary
 
 
 def epoch_row(epoch, energy=None):
@@ -42,9 +43,15 @@ CONFIG = {
 
 
 def summary(epochs):
-    return {
-        "epochs": epochs,
-        "test": {
+    return RunSummary(
+        run_id="abc",
+        status="finished",
+        config=CONFIG,
+        device="cpu",
+        data=None,
+        epochs=epochs,
+        test_best_val=None,
+        test={
             "loss": 0.3,
             "accuracy": 0.9,
             "f1": 0.88,
@@ -60,21 +67,19 @@ def summary(epochs):
             "macs_dense": 1000,
             "macs_effective": 400,
         },
-        "sparsity": {
-            "layers": [
-                {
-                    "layer": "conv1",
-                    "kind": "conv",
-                    "units": 4,
-                    "pruned_units": 2,
-                    "weights": 36,
-                    "zero_weights": 18,
-                    "sparsity": 0.5,
-                }
-            ],
-            "by_kind": {"conv": 0.5},
-        },
-    }
+        layers=[
+            {
+                "layer": "conv1",
+                "kind": "conv",
+                "units": 4,
+                "pruned_units": 2,
+                "weights": 36,
+                "zero_weights": 18,
+                "sparsity": 0.5,
+            }
+        ],
+        sparsity_by_kind={"conv": 0.5},
+    )
 
 
 def test_database_is_in_wal_mode(tmp_path):
@@ -92,7 +97,7 @@ def test_a_run_from_start_to_finish(tmp_path):
         for row in rows:
             store.record_epoch("abc", row)
         store.finish_run("abc", summary(rows))
-        stored = store.run_summary("abc")
+        stored = store.run_summary("abc").as_json()
         assert stored["status"] == "finished"
         assert [row["epoch"] for row in stored["epochs"]] == [0, 1]
         assert stored["test"]["confusion_matrix"] == [[9, 1], [1, 9]]
@@ -110,7 +115,7 @@ def test_resumed_epochs_replace_what_was_stored(tmp_path):
         for epoch in range(3):
             store.record_epoch("abc", epoch_row(epoch))
         store.replace_epochs("abc", [epoch_row(0, energy=5.0)])
-        epochs = store.run_summary("abc")["epochs"]
+        epochs = store.run_summary("abc").epochs
     assert len(epochs) == 1 and epochs[0]["energy_j"] == 5.0
 
 
@@ -118,12 +123,12 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
     with ResultsStore(tmp_path / "r.db") as store:
         store.begin_run(run_record("abc", CONFIG), "cpu", {})
         broken = summary([epoch_row(0)])
-        del broken["sparsity"]["layers"][0]["units"]
+        del broken.layers[0]["units"]
         with pytest.raises(KeyError):
             store.finish_run("abc", broken)
         assert store.run_status("abc") == "running"
-        assert store.run_summary("abc")["test"] is None
-        assert store.run_summary("abc")["epochs"] == []
+        assert store.run_summary("abc").test is None
+        assert store.run_summary("abc").epochs == []
 
 
 def test_export_to_csv_and_parquet(tmp_path):

@@ -92,7 +92,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_database_rows(tmp_path):
     config = small_config(epochs=3)
     with ResultsStore(tmp_path / "straight.db") as store:
         run_and_record(config, make_synthetic(), store, tmp_path / "runs-straight")
-        expected = store.run_summary(config.run_id())
+        expected = store.run_summary(config.run_id()).as_json()
 
     script = textwrap.dedent(
         f"""
@@ -121,10 +121,10 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_database_rows(tmp_path):
     with ResultsStore(tmp_path / "killed.db") as store:
         # stored as running, but its process is gone: shown as interrupted
         assert store.run_status(config.run_id()) == "interrupted"
-        assert len(store.run_summary(config.run_id())["epochs"]) == 1
+        assert len(store.run_summary(config.run_id()).epochs) == 1
         summary = run_and_record(config, make_synthetic(), store, tmp_path / "runs")
-        assert summary["resumed_from_epoch"] == 1
-        stored = store.run_summary(config.run_id())
+        assert summary.resumed_from_epoch == 1
+        stored = store.run_summary(config.run_id()).as_json()
     assert stored["status"] == "finished"
     assert without_measurements(stored["epochs"]) == without_measurements(expected["epochs"])
     assert without_measurements([stored["test"]]) == without_measurements([expected["test"]])
@@ -135,8 +135,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_database_rows(tmp_path):
 def test_a_finished_run_is_not_trained_again(tmp_path):
     config = small_config(epochs=1, method="pre")
     with ResultsStore(tmp_path / "r.db") as store:
-        first = run_and_record(config, make_synthetic(), store, tmp_path / "runs")
-        second = run_and_record(config, make_synthetic(), store, tmp_path / "runs")
+        first = run_and_record(config, make_synthetic(), store, tmp_path / "runs").as_json()
+        second = run_and_record(config, make_synthetic(), store, tmp_path / "runs").as_json()
     assert second["reused"] is True
     assert second["test"]["accuracy"] == first["test"]["accuracy"]
 

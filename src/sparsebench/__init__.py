@@ -18,6 +18,7 @@ from sparsebench.sparsity import (
 )
 from sparsebench.store import ResultsStore
 from sparsebench.train import RunConfig, SparseTrainer, train_run
+from sparsebench.train.results import open_results
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,7 @@ __all__ = [
     "build_model",
     "load_dataset",
     "make_method",
+    "open_results",
     "register_dataset",
     "register_model",
     "sparsity_report",

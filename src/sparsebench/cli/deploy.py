@@ -130,7 +130,7 @@ def bench(
     from sparsebench.deploy.bench import bench_subject, benchmark_models
     from sparsebench.deploy.export import calibration_batches
     from sparsebench.deploy.load import load_run
-    from sparsebench.store import ResultsStore
+    from sparsebench.train.results import open_results
 
     check_range("--width", width, 0, 4, above=True)
     check_range("--image-size", image_size, 28, 224)
@@ -160,7 +160,7 @@ def bench(
         linear=linear,  # type: ignore[arg-type]
     )
     records = [row.as_dict() for row in rows]
-    with ResultsStore(db) as store:
+    with open_results(db) as store:
         store.record_inference_bench(run_id, subject, records, difference)
     if as_json:
         payload = {

@@ -32,12 +32,12 @@ def runs(
 ) -> None:
     """List stored runs with their test metrics (of the last epoch's weights, or of the
     best validation epoch's with --select best-val)."""
-    from sparsebench.store import ResultsStore
+    from sparsebench.train.results import open_results
 
     if fmt not in ("table", "csv", "json"):
         raise fail(f"--format: expected table, csv or json, got {fmt!r}")
     check_select(select)
-    with ResultsStore(db, read_only=True) as store:
+    with open_results(db, read_only=True) as store:
         frame = store.runs_overview(select)
     if fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
@@ -75,11 +75,12 @@ def tables(
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
 ) -> None:
     """Export every results table to CSV or Parquet files."""
-    from sparsebench.store import ResultsStore, export_tables
+    from sparsebench.store import export_tables
+    from sparsebench.train.results import open_results
 
     if fmt not in ("csv", "parquet"):
         raise fail(f"--format: expected csv or parquet, got {fmt!r}")
-    with ResultsStore(db, read_only=True) as store:
+    with open_results(db, read_only=True) as store:
         for path in export_tables(store, out_dir, fmt):  # type: ignore[arg-type]
             show(str(path))
 

@@ -76,7 +76,7 @@ class RichSweepProgress:
         what = f"{run.config.model} {run.config.dataset} {run.config.method} "
         what += f"{run.config.scenario_label} seed {run.config.seed}"
         if result["ok"]:
-            accuracy = result["summary"]["test"]["accuracy"]
+            accuracy = result["summary"].test["accuracy"]
             self.progress.console.print(
                 f"{run.action:>6} {run.run_id} {what}: test accuracy {accuracy:.4f} "
                 f"({result['seconds']:.0f} s)",
@@ -179,8 +179,8 @@ def show_plan(
 ) -> None:
     """What a sweep would do, from the database as it is (read only, if there is one);
     then, if a data set cannot be read, that too (exit code 2)."""
-    from sparsebench.store import ResultsStore
     from sparsebench.sweep.plan import check_sweep_data, plan_counts, plan_sweep
+    from sparsebench.train.results import open_results
 
     data_problem = None
     try:
@@ -188,7 +188,7 @@ def show_plan(
     except InputError as error:
         data_problem = error
     if db.is_file():
-        with ResultsStore(db, read_only=True) as store:
+        with open_results(db, read_only=True) as store:
             planned = plan_sweep(grid, store, runs_dir)
     else:
         planned = plan_sweep(grid, None, runs_dir)
@@ -214,11 +214,11 @@ def run_grid(
     tracker: Any = None,
 ) -> tuple[Any, dict[str, int]]:
     """Plan against the database and run what is left, with a progress display."""
-    from sparsebench.store import ResultsStore
     from sparsebench.sweep.plan import plan_counts, plan_sweep
     from sparsebench.sweep.runner import run_sweep
+    from sparsebench.train.results import open_results
 
-    with ResultsStore(db) as store:
+    with open_results(db) as store:
         planned = plan_sweep(grid, store, runs_dir)
         counts = plan_counts(planned)
         say(
@@ -235,7 +235,7 @@ def run_grid(
                     cache_dir=cache_dir,
                     download=download,
                     progress=progress,
-                    on_finished=lambda summary: log_finished(tracker, summary),
+                    on_finished=lambda summary: log_finished(tracker, summary.as_json()),
                 )
         except KeyboardInterrupt:
             say("interrupted: run the same command again to go on where the sweep stopped")

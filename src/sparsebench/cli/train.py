@@ -35,6 +35,7 @@ from sparsebench.cli.options import (
 from sparsebench.cli.settings import run_settings_as_options
 from sparsebench.errors import InputError
 from sparsebench.store.layout import DEFAULT_RUNS_DIR
+from sparsebench.store.records import RunSummary
 
 
 class RichEpochProgress:
@@ -97,10 +98,10 @@ def train(
     from sparsebench.deploy.load import finished_run_checkpoint
     from sparsebench.models import model_names
     from sparsebench.models.pretrained import RUN_PREFIX
-    from sparsebench.store import ResultsStore
     from sparsebench.store.db import StoreError
     from sparsebench.tracking import log_finished, tracker_named
     from sparsebench.train.loop import RunDiverged, check_trainable, resolve_device
+    from sparsebench.train.results import open_results
     from sparsebench.train.run import run_and_record
 
     try:
@@ -130,7 +131,7 @@ def train(
     if not as_json:  # the result goes to stdout; stderr keeps to progress and problems
         out.print(class_count_table(data.summary()))
     try:
-        with ResultsStore(db) as store, RichEpochProgress(err) as progress:
+        with open_results(db) as store, RichEpochProgress(err) as progress:
             summary = run_and_record(
                 run_config, data, store, runs_dir, progress=progress, force=force
             )
@@ -148,12 +149,12 @@ def train(
         raise fail(
             f"{line[0]}; run {run_config.run_id()} is interrupted, and this command resumes it"
         ) from None
-    if summary.get("reused"):
-        say(f"run {summary['run_id']} was already finished in {db}; use --force to retrain")
+    if summary.reused:
+        say(f"run {summary.run_id} was already finished in {db}; use --force to retrain")
     else:
-        log_finished(tracker, summary)
+        log_finished(tracker, summary.as_json())
     if as_json:
-        sys.stdout.write(json.dumps(summary, default=float) + "\n")
+        sys.stdout.write(json.dumps(summary.as_json(), default=float) + "\n")
     else:
         out.print(summary_table(summary))
 
@@ -193,8 +194,8 @@ def _ranking(test: dict[str, Any]) -> str:
     )
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"run {summary['run_id']}")
+def summary_table(summary: RunSummary) -> Table:
+    table = Table(title=f"run {summary.run_id}")
     table.add_column("epoch", justify="right")
     for column in (
         "train loss",
@@ -206,7 +207,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         "energy J",
     ):
         table.add_column(column, justify="right")
-    for row in summary["epochs"]:
+    for row in summary.epochs:
         energy = "missing" if row["energy_j"] is None else f"{row['energy_j']:.1f}"
         table.add_row(
             str(row["epoch"] + 1),
@@ -218,8 +219,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
             f"{row['peak_memory_bytes'] / 2**20:.0f}",
             energy,
         )
-    test = summary["test"]
-    by_kind = summary["sparsity"]["by_kind"]
+    test = summary.test
+    assert test is not None
+    by_kind = summary.sparsity_by_kind
     caption = (
         f"test: accuracy {test['accuracy']:.4f}  balanced {_number(test, 'balanced_accuracy')}  "
         f"{_ranking(test)}F1 {test['f1']:.4f}  precision "
@@ -229,7 +231,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         f"params {test['params_effective']:,}/{test['params_dense']:,}  "
         f"MACs {test['macs_effective']:,}/{test['macs_dense']:,}"
     )
-    if test["inference_energy_j"] is None and summary["epochs"]:
-        caption += f"\nenergy missing: {summary['epochs'][-1]['energy_missing_reason']}"
+    if test["inference_energy_j"] is None and summary.epochs:
+        caption += f"\nenergy missing: {summary.epochs[-1]['energy_missing_reason']}"
     table.caption = caption
     return table

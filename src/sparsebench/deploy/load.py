@@ -13,12 +13,13 @@ from sparsebench.data import DataOptions, ImageDataset, load_dataset
 from sparsebench.errors import InputError
 from sparsebench.models import build_model
 from sparsebench.store.checkpoint import CheckpointError, load_checkpoint
-from sparsebench.store.db import ResultsStore
 from sparsebench.store.layout import (
     DEFAULT_RUNS_DIR,
     adopt_earlier_folder,
     checkpoint_path,
 )
+from sparsebench.store.records import RunSummary
+from sparsebench.train.results import open_results
 
 
 @dataclass
@@ -44,15 +45,15 @@ class TrainedRun:
         return data
 
 
-def finished_run(run_id: str, db: str | Path) -> tuple[str, dict[str, Any]]:
+def finished_run(run_id: str, db: str | Path) -> tuple[str, RunSummary]:
     """A finished run's current id and stored summary; an InputError otherwise."""
-    with ResultsStore(db, read_only=True) as store:
+    with open_results(db, read_only=True) as store:
         run_id = store.current_run_id(run_id)
         summary = store.run_summary(run_id)
     if summary is None:
         raise InputError(f"run {run_id!r} is not in {db}")
-    if summary["status"] != "finished":
-        raise InputError(f"run {run_id} is {summary['status']}, not finished")
+    if summary.status != "finished":
+        raise InputError(f"run {run_id} is {summary.status}, not finished")
     return run_id, summary
 
 
@@ -71,7 +72,8 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path | None = None) ->
     """The run's model with its final weights, in eval mode. Its checkpoint is where the
     database says; `runs_dir` overrides that for a moved folder."""
     run_id, summary = finished_run(run_id, db)
-    config, data = summary["config"], summary["data"]
+    config, data = summary.config, summary.data
+    assert data is not None, f"finished run {run_id} without its data's description"
     channels, height, _ = data["image_shape"]
     model = build_model(
         config["model"],
@@ -91,7 +93,7 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path | None = None) ->
             f"{path}: checkpoint of run {run_id} does not exist{where}; "
             "if its folder moved, give --runs-dir FOLDER"
         )
-    if state["run_id"] not in (run_id, *summary["earlier_run_ids"]):
+    if state["run_id"] not in (run_id, *summary.earlier_run_ids):
         raise CheckpointError(f"{path}: holds run {state['run_id']}, not {run_id}")
     try:
         model.load_state_dict(state["model"])
@@ -103,13 +105,13 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path | None = None) ->
 
 
 def run_checkpoint(
-    run_id: str, summary: dict[str, Any], db: str | Path, runs_dir: str | Path | None
+    run_id: str, summary: RunSummary, db: str | Path, runs_dir: str | Path | None
 ) -> Path:
     """Where a run's checkpoint is: under `runs_dir` when given, else where the database
     recorded it; a run stored by a release that did not record it, under `runs/` as the
     default was then (its folder renamed from an earlier id when it has one)."""
-    if runs_dir is None and summary.get("checkpoint"):
-        return Path(summary["checkpoint"])
+    if runs_dir is None and summary.checkpoint:
+        return Path(summary.checkpoint)
     folder = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
-    adopt_earlier_folder(folder, run_id, *summary["earlier_run_ids"])
+    adopt_earlier_folder(folder, run_id, *summary.earlier_run_ids)
     return checkpoint_path(folder, run_id)

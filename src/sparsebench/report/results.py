@@ -19,7 +19,8 @@ from sparsebench.data.registry import dataset_display_name
 from sparsebench.errors import InputError
 from sparsebench.sparsity.methods import METHODS, is_baseline
 from sparsebench.sparsity.scenarios import SCENARIOS
-from sparsebench.store.db import SELECTIONS, ResultsStore
+from sparsebench.store.db import SELECTIONS
+from sparsebench.train.results import open_results
 
 # Every registered method, in registry order, with its display name: a method added in
 # sparsity/ appears in every figure and table without a change here.
@@ -117,7 +118,7 @@ def load_results(db: str | Path, select: str = "last") -> Results:
     if select not in SELECTIONS:
         raise InputError(f"--select: expected {' or '.join(SELECTIONS)}, got {select!r}")
     table = "best_val_metrics" if select == "best-val" else "test_metrics"
-    with ResultsStore(db, read_only=True) as store:
+    with open_results(db, read_only=True) as store:
         finished = store.connection.execute(
             "SELECT COUNT(*) FROM runs WHERE status = 'finished'"
         ).fetchone()[0]

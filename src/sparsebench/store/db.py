@@ -30,7 +30,7 @@ import pandas as pd
 from sparsebench.confusion import Confusion, balanced_accuracy, recall_per_class
 from sparsebench.errors import InputError
 from sparsebench.store.locks import ProcessIdentity, RunBusy
-from sparsebench.store.records import RunRecord
+from sparsebench.store.records import RunRecord, RunSummary
 
 # 1: the first release; 2: runs.derived_from; 3: status `diverged`, table run_locks;
 # 4: run ids of settings version 2, the first release's kept in runs.legacy_run_id;
@@ -196,14 +196,10 @@ CREATE TABLE IF NOT EXISTS run_locks (
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# How a stored run config maps to its current run id (sparsebench.train registers it:
-# the store knows nothing of configs). Used to migrate run ids of older databases.
-_run_identity: Callable[[dict], str | None] | None = None
-
-
-def register_run_identity(identity: Callable[[dict], str | None]) -> None:
-    global _run_identity
-    _run_identity = identity
+# How a stored run config maps to its current run id (None: not a valid config). The
+# store knows nothing of configs: whoever opens an older database gives it
+# (`sparsebench.train.results.open_results`), to migrate its run ids.
+RunIdentity = Callable[[dict], "str | None"]
 
 
 class StoreError(InputError):
@@ -235,12 +231,16 @@ class ResultsStore:
 
     `read_only` is for commands that only look: the file must be an existing
     sparsebench database (one written by an older release is migrated, with a line
-    saying so), and nothing is created or changed.
+    saying so), and nothing is created or changed. `run_identity` maps a stored config
+    to its current run id; a database whose run ids need migrating is refused without it.
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, read_only: bool = False, run_identity: RunIdentity | None = None
+    ) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self.run_identity = run_identity
         self.me = ProcessIdentity.current()
         if read_only:
             self._check_exists()
@@ -354,13 +354,16 @@ class ResultsStore:
         """Give every run its current id, keeping the one it had as an alias (a user's
         scripts, and checkpoint folders, know it), and a first release's id also as
         `legacy_run_id`."""
-        if _run_identity is None:
-            raise StoreError(f"{self.path}: run ids cannot be migrated without sparsebench.train")
+        if self.run_identity is None:
+            raise StoreError(
+                f"{self.path}: written by an older release, its run ids need migrating: "
+                "open it with sparsebench.train.results.open_results"
+            )
         rows = cursor.execute("SELECT run_id, config_json FROM runs").fetchall()
         taken = {row["run_id"] for row in rows}
         for row in rows:
             old = row["run_id"]
-            new = _run_identity(json.loads(row["config_json"]))
+            new = self.run_identity(json.loads(row["config_json"]))
             if new is None or new == old:
                 continue
             if new in taken:
@@ -518,16 +521,14 @@ class ResultsStore:
         )
 
     @_named_errors
-    def finish_run(
-        self, run_id: str, summary: dict[str, Any], derived_from: str | None = None
-    ) -> None:
+    def finish_run(self, run_id: str, summary: RunSummary, derived_from: str | None = None) -> None:
         """Store a finished run's epochs, test metrics and layer sparsity, all or nothing.
         `derived_from` names the dense run whose training a derived `post` run reuses."""
-        test, epochs = summary["test"], summary["epochs"]
-        best_val = summary.get("test_best_val")
+        test, epochs, best_val = summary.test, summary.epochs, summary.test_best_val
+        assert test is not None, f"run {run_id} finished without test metrics"
         energies = [row.get("energy_j") for row in epochs]
         total_energy = None if any(e is None for e in energies) else float(sum(energies))
-        by_kind = summary["sparsity"]["by_kind"]
+        by_kind = summary.sparsity_by_kind
         with self.transaction() as cursor:
             cursor.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
             for row in epochs:
@@ -559,10 +560,7 @@ class ResultsStore:
             cursor.executemany(
                 f"""INSERT INTO layer_sparsity (run_id, {", ".join(LAYER_COLUMNS)})
                     VALUES (?, {", ".join("?" for _ in LAYER_COLUMNS)})""",
-                [
-                    (run_id, *(layer[c] for c in LAYER_COLUMNS))
-                    for layer in summary["sparsity"]["layers"]
-                ],
+                [(run_id, *(layer[c] for c in LAYER_COLUMNS)) for layer in summary.layers],
             )
             cursor.execute(
                 """UPDATE runs SET status='finished', error=NULL, finished_at=?,
@@ -577,8 +575,8 @@ class ResultsStore:
                     by_kind.get("conv"),
                     by_kind.get("linear"),
                     derived_from,
-                    summary.get("device"),
-                    json.dumps(summary["data"]) if summary.get("data") else None,
+                    summary.device,
+                    json.dumps(summary.data) if summary.data else None,
                     run_id,
                 ),
             )
@@ -674,8 +672,8 @@ class ResultsStore:
         return None if row is None else self._shown_status(run_id, row["status"])
 
     @_named_errors
-    def run_summary(self, run_id: str) -> dict[str, Any] | None:
-        """A stored run in the shape `sparsebench train --json` prints."""
+    def run_summary(self, run_id: str) -> RunSummary | None:
+        """A stored run, in the shape of a run that just trained."""
         run = self.connection.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if run is None:
             return None
@@ -698,22 +696,23 @@ class ResultsStore:
             by_kind["conv"] = run["sparsity_conv"]
         if run["sparsity_linear"] is not None:
             by_kind["linear"] = run["sparsity_linear"]
-        return {
-            "run_id": run_id,
-            "status": self._shown_status(run_id, run["status"]),
-            "error": run["error"],
-            "config": json.loads(run["config_json"]),
-            "device": run["device"],
-            "derived_from": run["derived_from"],
-            "legacy_run_id": run["legacy_run_id"],
-            "earlier_run_ids": self.earlier_run_ids(run_id),
-            "checkpoint": run["checkpoint"],
-            "data": json.loads(run["data_json"]) if run["data_json"] else None,
-            "epochs": epochs,
-            "test": test,
-            "test_best_val": best_val,
-            "sparsity": {"layers": layers, "by_kind": by_kind},
-        }
+        return RunSummary(
+            run_id=run_id,
+            status=self._shown_status(run_id, run["status"]),
+            config=json.loads(run["config_json"]),
+            device=run["device"],
+            data=json.loads(run["data_json"]) if run["data_json"] else None,
+            epochs=epochs,
+            test=test,
+            test_best_val=best_val,
+            layers=layers,
+            sparsity_by_kind=by_kind,
+            error=run["error"],
+            derived_from=run["derived_from"],
+            legacy_run_id=run["legacy_run_id"],
+            earlier_run_ids=self.earlier_run_ids(run_id),
+            checkpoint=run["checkpoint"],
+        )
 
     def _test_metrics(self, table: str, run_id: str) -> dict[str, Any] | None:
         row = self.connection.execute(

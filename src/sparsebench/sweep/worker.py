@@ -89,12 +89,10 @@ def execute_task(task: RunTask) -> dict[str, Any]:
             "worker": worker,
             "seconds": time.perf_counter() - started,
         }
-    summary = result.summary()
-    summary["resumed_from_epoch"] = result.resumed_from_epoch
     return {
         "run_id": config.run_id(),
         "ok": True,
-        "summary": summary,
+        "summary": result.summary(),
         "worker": worker,
         "seconds": time.perf_counter() - started,
     }

@@ -22,7 +22,6 @@ from sparsebench.sparsity.methods import (
     with_moved_settings,
 )
 from sparsebench.sparsity.scenarios import SCENARIOS
-from sparsebench.store.db import register_run_identity
 from sparsebench.store.records import RunRecord
 
 # Fields that say where results go, what runs them (a device; an execution, the same
@@ -320,6 +319,3 @@ def stored_run_id(config: dict) -> str | None:
         return RunConfig(**config).run_id()
     except ValueError:
         return None
-
-
-register_run_identity(stored_run_id)

@@ -38,6 +38,7 @@ from sparsebench.store.checkpoint import (
     save_checkpoint,
 )
 from sparsebench.store.db import confusion_metrics
+from sparsebench.store.records import RunSummary
 from sparsebench.train.compact import TRAINING_PASSES
 from sparsebench.train.config import RunConfig
 from sparsebench.train.metrics import MetricAccumulator
@@ -58,30 +59,22 @@ class RunResult:
     test_best_val: dict[str, Any] | None = None  # the best validation epoch's weights
     resumed_from_epoch: int = 0
     mask_updates_every: int | None = None  # optimiser steps; None: the masks never change
-    execution: str = "masked"
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "status": "finished",
-            "config": self.config,
-            "device": self.device,
-            "data": self.data,
-            "epochs": self.epochs,
-            "test": self.test,
-            "test_best_val": self.test_best_val,
-            "sparsity": {"layers": self.layers, "by_kind": self.sparsity_by_kind},
-            "mask_updates_every": self.mask_updates_every,
-            "execution": self.execution,
-            "train_macs_per_sample": _mean(self.epochs, "train_macs_per_sample"),
-            "train_macs_dense_per_sample": _mean(self.epochs, "train_macs_dense_per_sample"),
-        }
-
-
-def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
-    """The mean of `key` over the epochs that have it (a resumed older run may not)."""
-    values = [row[key] for row in rows if row.get(key) is not None]
-    return sum(values) / len(values) if values else None
+    def summary(self) -> RunSummary:
+        return RunSummary(
+            run_id=self.run_id,
+            status="finished",
+            config=self.config,
+            device=self.device,
+            data=self.data,
+            epochs=self.epochs,
+            test=self.test,
+            test_best_val=self.test_best_val,
+            layers=self.layers,
+            sparsity_by_kind=self.sparsity_by_kind,
+            mask_updates_every=self.mask_updates_every,
+            resumed_from_epoch=self.resumed_from_epoch,
+        )
 
 
 class EpochProgress:
@@ -367,7 +360,6 @@ def finish_training(
         test_best_val=test_best_val,
         resumed_from_epoch=start_epoch,
         mask_updates_every=trainer.method.updates_every,
-        execution=trainer.execution_name,
     )
 
 

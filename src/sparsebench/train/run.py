@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
 
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.errors import InputError
 from sparsebench.store.db import ResultsStore, StoreError
 from sparsebench.store.layout import adopt_earlier_folder, checkpoint_path
+from sparsebench.store.records import RunSummary
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import EpochProgress, check_trainable, resolve_device, train_run
 from sparsebench.train.outcome import ending_of
@@ -32,7 +32,7 @@ def run_and_record(
     progress: EpochProgress | None = None,
     force: bool = False,
     stop_after_epoch: int | None = None,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Train `config` unless the store already holds it finished, and return its summary.
 
     Epochs are stored as they finish; a resumed run's stored epochs are replaced by its
@@ -50,9 +50,9 @@ def run_and_record(
         assert summary is not None
         if status == "diverged":
             raise RunDivergedBefore(
-                f"run {run_id} diverged before ({summary['error']}); --force trains it again"
+                f"run {run_id} diverged before ({summary.error}); --force trains it again"
             )
-        summary["reused"] = True
+        summary.reused = True
         return summary
     check_trainable(config, dataset)  # a refused input writes nothing
     checkpoint = checkpoint_path(runs_dir, run_id)
@@ -82,5 +82,4 @@ def run_and_record(
         raise
     summary = result.summary()
     store.finish_run(run_id, summary)
-    summary["resumed_from_epoch"] = result.resumed_from_epoch
     return summary
