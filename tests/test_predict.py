@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from sparsebench.cli import app
 from sparsebench.data.dataset import BatchLoader
 from sparsebench.deploy.load import load_run
+from sparsebench.errors import InputError
 
 runner = CliRunner()
 
@@ -162,3 +163,27 @@ def test_real_images_are_classified_as_the_run_tested_them(tmp_path):
             str(root / row["image"]) for row in csv.DictReader(table) if row["split"] == "test"
         ]
     assert [predicted[path] for path in tested] == evaluated_classes(tmp_path, run_id)
+
+
+def test_preprocessing_is_read_from_the_data_sets_spec(monkeypatch):
+    """A new image is made as the run's training images were: data stored as arrays is
+    decoded straight at the model's size, decoded image sets at their decode size; a
+    data set this process does not know is refused rather than guessed."""
+    from sparsebench.data import registry
+    from sparsebench.data.options import DEFAULT_IMAGE_SIZE
+    from sparsebench.deploy.load import TrainedRun
+    from sparsebench.deploy.predict import Preprocessing
+
+    monkeypatch.setattr(registry, "_DATASETS", dict(registry._DATASETS))
+    for name, arrays in (("my-arrays", True), ("my-images", False)):
+        registry.register_dataset(name, path_optional=True, arrays=arrays)(lambda p, o: None)
+    data = {"image_shape": [3, 32, 32], "mean": [0.5] * 3, "std": [0.25] * 3, "classes": ["a"]}
+
+    def decode_size(dataset: str) -> int:
+        run = TrainedRun("r", torch.nn.Identity(), {"dataset": dataset}, data)
+        return Preprocessing.of_run(run).decode_size
+
+    assert decode_size("my-arrays") == 32 and decode_size("bloodmnist") == 32
+    assert decode_size("my-images") == DEFAULT_IMAGE_SIZE == 64
+    with pytest.raises(InputError, match="unknown data set 'gone'"):
+        decode_size("gone")

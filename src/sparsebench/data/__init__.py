@@ -2,14 +2,23 @@
 
 from sparsebench.data.dataset import BatchLoader, ImageDataset, Split
 from sparsebench.data.options import DataOptions
-from sparsebench.data.registry import dataset_names, load_dataset, probe_dataset, register_dataset
+from sparsebench.data.registry import (
+    DatasetSpec,
+    dataset_names,
+    dataset_spec,
+    load_dataset,
+    probe_dataset,
+    register_dataset,
+)
 
 __all__ = [
     "BatchLoader",
     "DataOptions",
+    "DatasetSpec",
     "ImageDataset",
     "Split",
     "dataset_names",
+    "dataset_spec",
     "load_dataset",
     "probe_dataset",
     "register_dataset",

@@ -1,8 +1,11 @@
-"""Data sets by name, behind `--dataset NAME [--data-path P]`."""
+"""Data sets by name, behind `--dataset NAME [--data-path P]`: one spec per data set,
+as models have theirs, and everything else (the CLI, sweeps, the report, `predict` and
+`serve`) asks the spec."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -28,12 +31,25 @@ Loader = Callable[[Path | None, DataOptions], ImageDataset]
 # (npz headers, annotation file, split CSV, class folders) reads.
 Probe = Callable[[Path | None, DataOptions], None]
 
-_LOADERS: dict[str, Loader] = {}
-_PROBES: dict[str, Probe] = {}
-_DISPLAY_NAMES: dict[str, str] = {}
-_OPTIONS: dict[str, type[BaseModel]] = {}
-# Data sets that need no --data-path: generated, or shipped by a package.
-_PATH_OPTIONAL = {"synthetic", "elpv"}
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered data set: how it loads and is checked, how it is named, and how its
+    images are made (which `predict` and `serve` repeat for a new image)."""
+
+    name: str
+    loader: Loader
+    probe: Probe | None = None  # None: nothing to check before loading
+    display_name: str = ""  # the layout's name; a run's data_name names the data itself
+    options: type[BaseModel] | None = None  # its loader's own settings
+    path_optional: bool = False  # generated, or shipped by a package
+    # Images stored as arrays (npz) or generated: a new image file is decoded straight
+    # at the model's input size (decoded image sets are stored at their decode size).
+    arrays: bool = False
+    downloadable: bool = False  # `--download` fetches the published file
+
+
+_DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register_dataset(
@@ -42,38 +58,50 @@ def register_dataset(
     probe: Probe | None = None,
     display_name: str = "",
     options: type[BaseModel] | None = None,
+    arrays: bool = False,
+    downloadable: bool = False,
 ) -> Callable[[Loader], Loader]:
-    """Register `loader(path, options) -> ImageDataset` under `name`, and optionally
-    `probe(path, options)`, the quick check a sweep makes before training anything, the
-    name figures and tables show, and the loader's own options model (one of
-    `data.options.LOADER_OPTIONS`): its settings are refused for every other data set."""
+    """Register `loader(path, options) -> ImageDataset` under `name` (see `DatasetSpec`
+    for the rest). `options` is one of `data.options.LOADER_OPTIONS`: its settings are
+    refused for every other data set."""
 
     def decorate(loader: Loader) -> Loader:
-        _LOADERS[name] = loader
-        _DISPLAY_NAMES[name] = display_name or name
-        if options is not None:
-            _OPTIONS[name] = options
-        if path_optional:
-            _PATH_OPTIONAL.add(name)
-        if probe is not None:
-            _PROBES[name] = probe
+        _DATASETS[name] = DatasetSpec(
+            name,
+            loader,
+            probe,
+            display_name or name,
+            options,
+            path_optional,
+            arrays,
+            downloadable,
+        )
         return loader
 
     return decorate
 
 
 def dataset_names() -> list[str]:
-    return sorted(_LOADERS)
+    return sorted(_DATASETS)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The registered data set `name`; an InputError naming the choices otherwise."""
+    if name not in _DATASETS:
+        raise InputError(f"unknown data set {name!r} (choose from {', '.join(dataset_names())})")
+    return _DATASETS[name]
 
 
 def dataset_options(name: str) -> type[BaseModel] | None:
     """The options model of a data set's own settings, if its loader has one."""
-    return _OPTIONS.get(name)
+    spec = _DATASETS.get(name)
+    return None if spec is None else spec.options
 
 
 def dataset_display_name(name: str) -> str:
-    """How figures and tables name a data set; an unknown name as it is."""
-    return _DISPLAY_NAMES.get(name, name)
+    """How figures and tables name a data set's layout; an unknown name as it is."""
+    spec = _DATASETS.get(name)
+    return name if spec is None else spec.display_name
 
 
 def load_dataset(
@@ -82,7 +110,7 @@ def load_dataset(
     """Load a data set by name; every problem with the input is an InputError."""
     options = options or DataOptions()
     path = _data_path(name, data_path, options)
-    return _LOADERS[name](path, options)
+    return dataset_spec(name).loader(path, options)
 
 
 def probe_dataset(
@@ -92,17 +120,16 @@ def probe_dataset(
     sweep does for each of its data sets before it trains anything."""
     options = options or DataOptions()
     path = _data_path(name, data_path, options)
-    if name in _PROBES:
-        _PROBES[name](path, options)
+    probe = dataset_spec(name).probe
+    if probe is not None:
+        probe(path, options)
 
 
 def _data_path(name: str, data_path: str | Path | None, options: DataOptions) -> Path | None:
-    if name not in _LOADERS:
-        raise InputError(f"unknown data set {name!r} (choose from {', '.join(dataset_names())})")
+    spec = dataset_spec(name)
     path = Path(data_path) if data_path is not None else None
-    downloadable = name in MEDMNIST_MD5 and options.download
-    if path is None and name not in _PATH_OPTIONAL and not downloadable:
-        hint = " (or --download)" if name in MEDMNIST_MD5 else ""
+    if path is None and not spec.path_optional and not (spec.downloadable and options.download):
+        hint = " (or --download)" if spec.downloadable else ""
         raise InputError(f"data set {name!r} needs --data-path{hint}")
     if path is not None and not path.exists():
         raise InputError(f"{path}: data path does not exist")
@@ -125,8 +152,13 @@ def _probe_medmnist(path: Path | None, options: DataOptions) -> None:
 
 
 for _name in [*MEDMNIST_CLASSES, "medmnist"]:
-    display = MEDMNIST_DISPLAY_NAMES.get(_name, "MedMNIST")
-    register_dataset(_name, probe=_probe_medmnist, display_name=display)(_medmnist_loader(_name))
+    register_dataset(
+        _name,
+        probe=_probe_medmnist,
+        display_name=MEDMNIST_DISPLAY_NAMES.get(_name, "MedMNIST"),
+        arrays=True,
+        downloadable=_name in MEDMNIST_MD5,
+    )(_medmnist_loader(_name))
 
 
 def _no_path(path: Path | None, options: DataOptions) -> None:
@@ -134,7 +166,9 @@ def _no_path(path: Path | None, options: DataOptions) -> None:
         raise InputError(f"data set 'synthetic' is generated: it reads no data path ({path})")
 
 
-@register_dataset("synthetic", path_optional=True, probe=_no_path, display_name="synthetic")
+@register_dataset(
+    "synthetic", path_optional=True, probe=_no_path, display_name="synthetic", arrays=True
+)
 def _synthetic(path: Path | None, options: DataOptions) -> ImageDataset:
     _no_path(path, options)
     return make_synthetic(seed=options.seed)

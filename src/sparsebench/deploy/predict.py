@@ -16,14 +16,10 @@ import torch
 from sparsebench.data.assemble import IMAGE_SUFFIXES
 from sparsebench.data.dataset import adapt_images
 from sparsebench.data.images import decode_image
-from sparsebench.data.medmnist import MEDMNIST_CLASSES
 from sparsebench.data.options import DataOptions
+from sparsebench.data.registry import dataset_spec
 from sparsebench.deploy.load import TrainedRun
 from sparsebench.errors import InputError
-
-# Data sets whose images come as arrays (npz) or are generated: new image files are
-# decoded straight at the model's input size.
-ARRAY_DATASETS = frozenset({*MEDMNIST_CLASSES, "medmnist", "synthetic"})
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ class Preprocessing:
             dataset = run.dataset()
             mean, std = dataset.mean.tolist(), dataset.std.tolist()
         options = DataOptions.from_run_config(config)
-        arrays = config["dataset"] in ARRAY_DATASETS
+        arrays = dataset_spec(config["dataset"]).arrays
         return cls(
             decode_size=image_size if arrays else options.decode_size,
             channels=channels,
