@@ -2,9 +2,16 @@ import sqlite3
 
 import pandas as pd
 import pytest
+import torch
 from conftest import run_record
 
 from sparsebench.store import ResultsStore, export_tables
+from sparsebench.store.checkpoint import (
+    Checkpoint,
+    CheckpointWarning,
+    load_resumable,
+    save_checkpoint,
+)
 from sparsebench.store.records import RunSummary
 
 
@@ -143,3 +150,26 @@ def test_export_to_csv_and_parquet(tmp_path):
     runs = pd.read_parquet(tmp_path / "pq" / "overview.parquet")
     assert runs.loc[0, "run_id"] == "abc" and runs.loc[0, "test_accuracy"] == 0.9
     assert not list((tmp_path / "csv").glob(".*tmp"))
+
+
+def test_a_checkpoint_is_its_runs_under_any_of_its_ids_and_set_aside_otherwise(tmp_path):
+    generator = torch.Generator().manual_seed(0).get_state()
+    checkpoint = Checkpoint(
+        run_id="aaa",
+        model={"w": torch.zeros(2)},
+        optimizer={"state": {}, "param_groups": [{"params": [0]}]},
+        method={"masks": {}, "generator": generator, "step": 0},
+        data_generator=generator,
+        torch_rng=generator,
+        history=[{"epoch": 0}],
+    )
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(checkpoint, path)
+    loaded = load_resumable(path, "aaa")
+    assert loaded is not None and loaded.run_id == "aaa" and loaded.history == [{"epoch": 0}]
+    assert torch.equal(loaded.model["w"], torch.zeros(2))
+    earlier = load_resumable(path, "bbb", "aaa")  # an id an earlier release gave the run
+    assert earlier is not None and earlier.run_id == "aaa"
+    with pytest.warns(CheckpointWarning, match="holds run aaa, not bbb"):
+        assert load_resumable(path, "bbb") is None
+    assert not path.exists() and (tmp_path / "checkpoint.pt.damaged").is_file()

@@ -93,10 +93,9 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path | None = None) ->
             f"{path}: checkpoint of run {run_id} does not exist{where}; "
             "if its folder moved, give --runs-dir FOLDER"
         )
-    if state["run_id"] not in (run_id, *summary.earlier_run_ids):
-        raise CheckpointError(f"{path}: holds run {state['run_id']}, not {run_id}")
+    state.require_run(path, run_id, *summary.earlier_run_ids)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.model)
     except RuntimeError:
         raise CheckpointError(
             f"{path}: its weights do not fit run {run_id}'s {config['model']}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,42 @@ class CheckpointWarning(UserWarning):
     """A damaged checkpoint was set aside and the run goes on from an older state."""
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A run's state at the end of an epoch: everything that resuming it, deriving a run
+    from it, exporting or serving it reads. On disk it is a dict of tensors and numbers
+    (`as_state`), checked whole before it becomes one of these (`load_checkpoint`)."""
+
+    run_id: str
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    method: dict[str, Any]
+    data_generator: torch.Tensor
+    torch_rng: torch.Tensor
+    history: list[dict[str, Any]]
+    cuda_rng: torch.Tensor | None = None
+    config: dict[str, Any] | None = None  # the first release kept none
+
+    def as_state(self) -> dict[str, Any]:
+        return {"version": CHECKPOINT_VERSION, **asdict(self)}
+
+    @property
+    def trainer_state(self) -> dict[str, Any]:
+        """What `SparseTrainer.load_state_dict` takes."""
+        return {"model": self.model, "optimizer": self.optimizer, "method": self.method}
+
+    def require_run(self, path: Path, run_id: str, *earlier_ids: str) -> None:
+        """Refuse a checkpoint of another run (a run's earlier ids are its own)."""
+        if self.run_id not in (run_id, *(earlier for earlier in earlier_ids if earlier)):
+            raise CheckpointError(f"{path}: holds run {self.run_id}, not {run_id}")
+
+
 def previous_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
+    state = checkpoint.as_state()
     try:
         with (
             written_whole(path, previous=previous_path(path)) as temporary,
@@ -51,7 +83,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         raise OSError(error.errno, error.strerror, str(path)) from None
 
 
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
+def load_checkpoint(path: Path) -> Checkpoint | None:
     """The checkpoint at `path` (None if there is none), checked to be a whole
     sparsebench checkpoint of a format this version reads."""
     if not path.is_file():
@@ -77,7 +109,9 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     problem = format_problem(state)
     if problem is not None:
         raise CheckpointError(f"{path}: not a whole sparsebench checkpoint: {problem}")
-    return state
+    return Checkpoint(
+        **{key: value for key, value in state.items() if key in Checkpoint.__dataclass_fields__}
+    )
 
 
 def _is_tensor_dict(value: Any, dtype: torch.dtype | None = None) -> bool:
@@ -145,19 +179,19 @@ def format_problem(state: dict[str, Any]) -> str | None:
     return None
 
 
-def load_resumable(path: Path, run_id: str, legacy_id: str = "") -> dict[str, Any] | None:
-    """The newest whole checkpoint of `run_id` (or of `legacy_id`, the id the first
-    release gave the same run): `path`, else the previous one. A file that cannot be
-    used is renamed `*.damaged` (so it is never rotated over a good one) and a warning
-    says what was found and what the run does now."""
+def load_resumable(path: Path, run_id: str, *earlier_ids: str) -> Checkpoint | None:
+    """The newest whole checkpoint of `run_id` (or of one of `earlier_ids`, the ids
+    earlier releases gave the same run): `path`, else the previous one. A file that
+    cannot be used is renamed `*.damaged` (so it is never rotated over a good one) and a
+    warning says what was found and what the run does now."""
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a write that was killed
         leftover.unlink(missing_ok=True)
     problems = []
     for candidate in (path, previous_path(path)):
         try:
             state = load_checkpoint(candidate)
-            if state is not None and state["run_id"] not in (run_id, legacy_id or run_id):
-                raise CheckpointError(f"{candidate}: holds run {state['run_id']}, not {run_id}")
+            if state is not None:
+                state.require_run(candidate, run_id, *earlier_ids)
         except CheckpointError as error:
             damaged = candidate.with_name(candidate.name + ".damaged")
             os.replace(candidate, damaged)
@@ -166,7 +200,7 @@ def load_resumable(path: Path, run_id: str, legacy_id: str = "") -> dict[str, An
         if state is None:
             continue
         if problems:
-            epochs = len(state["history"])
+            epochs = len(state.history)
             _warn(problems, f"resuming from {candidate.name} after epoch {epochs}")
         return state
     if problems:

@@ -53,21 +53,22 @@ def derive_post_run(
             f"{dense.run_id()} ({dense.method}): their training differs"
         )
     state = load_checkpoint(dense_checkpoint)
-    if state is None or state["run_id"] not in (dense.run_id(), dense.first_release_run_id()):
+    if state is None:
         raise InputError(f"{dense_checkpoint}: no checkpoint of dense run {dense.run_id()}")
-    if len(state["history"]) != dense.total_epochs:
+    state.require_run(dense_checkpoint, dense.run_id(), dense.first_release_run_id())
+    if len(state.history) != dense.total_epochs:
         raise InputError(
             f"{dense_checkpoint}: dense run {dense.run_id()} has trained "
-            f"{len(state['history'])} of {dense.total_epochs} epochs"
+            f"{len(state.history)} of {dense.total_epochs} epochs"
         )
     device = resolve_device(config.device)
     dataset = prepare_dataset(config, dataset)
     trainer = build_run(config, dataset, device)
-    trainer.load_state_dict({"model": state["model"], "optimizer": state["optimizer"]})
+    trainer.load_state_dict({"model": state.model, "optimizer": state.optimizer})
     trainer.end_epoch(config.epochs - 1)  # post prunes after its last dense epoch
-    history = list(state["history"])
+    history = list(state.history)
     save_checkpoint(
-        checkpoint_state(config, trainer, state["data_generator"], history), checkpoint_path
+        checkpoint_state(config, trainer, state.data_generator, history), checkpoint_path
     )
     return finish_training(
         config, trainer, checkpoint_path, dataset, device, EnergyMeter(device), history, 0

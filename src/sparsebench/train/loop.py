@@ -31,7 +31,7 @@ from sparsebench.sparsity.methods import make_method
 from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
 from sparsebench.sparsity.scenarios import SparsityTargets
 from sparsebench.store.checkpoint import (
-    CHECKPOINT_VERSION,
+    Checkpoint,
     CheckpointError,
     load_checkpoint,
     load_resumable,
@@ -219,12 +219,14 @@ def train_run(
     on_resume: Callable[[list[dict[str, Any]]], None] | None = None,
     progress: EpochProgress | None = None,
     stop_after_epoch: int | None = None,
+    earlier_ids: tuple[str, ...] = (),
 ) -> RunResult:
     """Train `config` on `dataset`, resuming from `checkpoint_path` if it holds this run.
 
     `on_resume` receives the epochs already done when a run resumes; `on_epoch` each
     epoch as it finishes (after its checkpoint is on disk). `stop_after_epoch` ends the
     process's work early, as an interruption would (for tests of resumption).
+    `earlier_ids`: ids earlier releases gave the run, which its checkpoint may hold.
     """
     progress = progress or EpochProgress()
     device = resolve_device(config.device)
@@ -247,21 +249,21 @@ def train_run(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     best = BestValidation(best_val_path(checkpoint_path), run_id)
-    state = load_resumable(checkpoint_path, run_id, config.first_release_run_id())
+    state = load_resumable(checkpoint_path, run_id, config.first_release_run_id(), *earlier_ids)
     if state is not None:
         try:
-            trainer.load_state_dict(state)
-            train_loader.generator.set_state(state["data_generator"])
-            torch.set_rng_state(state["torch_rng"])
-            if device.type == "cuda" and state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(state["cuda_rng"], device)
+            trainer.load_state_dict(state.trainer_state)
+            train_loader.generator.set_state(state.data_generator)
+            torch.set_rng_state(state.torch_rng)
+            if device.type == "cuda" and state.cuda_rng is not None:
+                torch.cuda.set_rng_state(state.cuda_rng, device)
         except (RuntimeError, KeyError, ValueError) as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
             raise CheckpointError(
                 f"{checkpoint_path}: holds run {run_id} but does not fit its network "
                 f"({first}); delete it to train the run from the start"
             ) from None
-        history = list(state["history"])
+        history = list(state.history)
         start_epoch = len(history)
         best = BestValidation.resumed(best.path, run_id)
         if on_resume is not None:
@@ -307,19 +309,18 @@ def checkpoint_state(
     trainer: SparseTrainer,
     data_generator_state: torch.Tensor,
     history: list[dict[str, Any]],
-) -> dict[str, Any]:
+) -> Checkpoint:
     """Everything a run needs to go on exactly where it stopped."""
     device = next(trainer.model.parameters()).device
-    return {
-        "version": CHECKPOINT_VERSION,
-        "run_id": config.run_id(),
-        "config": config.model_dump(),
+    return Checkpoint(
+        run_id=config.run_id(),
+        config=config.model_dump(),
         **trainer.state_dict(),
-        "data_generator": data_generator_state,
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "history": history,
-    }
+        data_generator=data_generator_state,
+        torch_rng=torch.get_rng_state(),
+        cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        history=history,
+    )
 
 
 def finish_training(
@@ -463,7 +464,7 @@ def test_model(
     energy.begin()
     state = None if checkpoint_path is None else load_checkpoint(checkpoint_path)
     if state is not None:
-        trainer.load_state_dict({"model": state["model"]})
+        trainer.load_state_dict({"model": state.model})
     network = trainer.eval_network()
     positive = positive_class_of(dataset, config)
     _synchronise(device)

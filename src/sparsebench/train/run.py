@@ -72,6 +72,7 @@ def run_and_record(
             on_resume=lambda rows: store.replace_epochs(run_id, rows),
             progress=progress,
             stop_after_epoch=stop_after_epoch,
+            earlier_ids=tuple(earlier),
         )
     except BaseException as error:
         ending = ending_of(error)
