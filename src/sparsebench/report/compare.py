@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from sparsebench.models.registry import model_display_name
-from sparsebench.report.results import METHOD_NAMES, Results, baseline_rows
+from sparsebench.report.results import Results, baseline_rows, method_name
 from sparsebench.report.spread import (
     difference_text,
     paired_difference,
@@ -61,7 +61,7 @@ def against_dense(results: Results) -> pd.DataFrame:
             {
                 "data set": dataset,
                 "model": model_display_name(model),
-                "method": METHOD_NAMES.get(method, method),
+                "method": method_name(method),
                 "scenario": scenario,
                 results.metric.label: spread.cell(),
                 "95% interval": spread.interval(),

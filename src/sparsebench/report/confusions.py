@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from sparsebench.models.registry import model_display_name
 from sparsebench.report.figures import literal, plt
-from sparsebench.report.results import METHOD_NAMES, Results, baseline_rows
+from sparsebench.report.results import Results, baseline_rows, method_name
 
 # Class names are written on the axes up to this many classes; beyond, indices.
 NAMED_CLASSES = 10
@@ -43,7 +43,7 @@ def confusion_figure(results: Results, dataset: str) -> Figure:
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
-                axis.set_title(literal(METHOD_NAMES.get(method, method)), fontsize=8)
+                axis.set_title(literal(method_name(method)), fontsize=8)
             if column == 0:
                 axis.set_ylabel(literal(model_display_name(model)), fontsize=8)
             if not matrices:

@@ -9,9 +9,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sparsebench.report.figures import (
-    METHOD_COLOURS,
-    METHOD_LINES,
     _legend,
+    method_colour,
+    method_line,
     panel_grid,
     seed_note,
 )
@@ -50,15 +50,15 @@ def sparsity_figure(results: Results, axis_name: str) -> Figure:
         dense = panel[baseline_rows(panel)][metric.column].dropna()
         if len(dense):
             axis.axhspan(dense.min(), dense.max(), color="grey", alpha=0.2, lw=0)
-            axis.axhline(dense.mean(), color=METHOD_COLOURS[baseline_name()], lw=1)
+            axis.axhline(dense.mean(), color=method_colour(baseline_name()), lw=1)
         for method in results.methods():
             if is_baseline(method):
                 continue
             points = _points(panel[panel.method == method], axis_name, metric.column)
             if points.empty:
                 continue
-            colour = METHOD_COLOURS.get(method, "grey")
-            style = METHOD_LINES.get(method, "-")
+            colour = method_colour(method)
+            style = method_line(method)
             axis.plot(points.x, points["mean"], marker="o", ms=3, color=colour, ls=style, lw=1.2)
             axis.fill_between(points.x, points["min"], points["max"], color=colour, alpha=0.15)
         axis.set_xlabel(AXES[axis_name], fontsize=8)

@@ -22,11 +22,18 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sparsebench.models.registry import model_display_name  # noqa: E402
-from sparsebench.report.results import METHOD_NAMES, Results  # noqa: E402
+from sparsebench.report.results import Results, method_name  # noqa: E402
 from sparsebench.sparsity.methods import METHODS  # noqa: E402
 
-METHOD_COLOURS = {name: method.colour for name, method in METHODS.items()}
-METHOD_LINES = {name: method.linestyle for name, method in METHODS.items()}
+
+def method_colour(method: str) -> str:
+    known = METHODS.get(method)
+    return "grey" if known is None else known.colour
+
+
+def method_line(method: str) -> str | tuple:
+    known = METHODS.get(method)
+    return "-" if known is None else known.linestyle
 
 
 @dataclass(frozen=True)
@@ -123,16 +130,14 @@ def panel_grid(results: Results, title: str) -> tuple[Figure, dict[tuple[str, st
 
 def _legend(figure: Figure, methods: list[str], bars: bool = False) -> None:
     handles = [
-        Patch(color=METHOD_COLOURS.get(m, "grey"), alpha=0.85)
+        Patch(color=method_colour(m), alpha=0.85)
         if bars
-        else plt.Line2D(
-            [], [], color=METHOD_COLOURS.get(m, "grey"), linestyle=METHOD_LINES.get(m, "-"), lw=2
-        )
+        else plt.Line2D([], [], color=method_colour(m), linestyle=method_line(m), lw=2)
         for m in methods
     ]
     figure.legend(
         handles,
-        [METHOD_NAMES.get(m, m) for m in methods],
+        [method_name(m) for m in methods],
         loc="upper center",
         bbox_to_anchor=(0.5, 0.945),
         ncol=len(methods),
@@ -159,13 +164,13 @@ def curve_figure(
             rows = panel[panel.method == method]
             if rows.empty:
                 not_run.append(method)
-                notes.not_run.append(f"{METHOD_NAMES.get(method, method)} ({model}, {dataset})")
+                notes.not_run.append(f"{method_name(method)} ({model}, {dataset})")
                 continue
             by_epoch = rows.groupby("epoch")[metric.column]
             mean, low, high = by_epoch.mean(), by_epoch.min(), by_epoch.max()
             x = mean.index + 1
-            colour = METHOD_COLOURS.get(method, "grey")
-            axis.plot(x, mean.values, color=colour, linestyle=METHOD_LINES.get(method, "-"))
+            colour = method_colour(method)
+            axis.plot(x, mean.values, color=colour, linestyle=method_line(method))
             axis.fill_between(x, low.values, high.values, color=colour, alpha=0.15, lw=0)
         _mark_not_run(axis, not_run)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -200,7 +205,7 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
             if rows.empty:
                 ended = results.ended_as(scenario, dataset, model, method)
                 if ended is None:
-                    notes.not_run.append(f"{METHOD_NAMES.get(method, method)} ({model}, {dataset})")
+                    notes.not_run.append(f"{method_name(method)} ({model}, {dataset})")
                 _slot_text(axis, position, label_y, ended or "not run")
                 continue
             if metric.training:
@@ -219,16 +224,14 @@ def bar_figure(results: Results, scenario: str, metric: BarMetric) -> tuple[Figu
             axis.bar(
                 position,
                 measured.mean(),
-                color=METHOD_COLOURS.get(method, "grey"),
+                color=method_colour(method),
                 alpha=0.85,
                 yerr=spread if len(measured) > 1 else None,
                 capsize=3,
                 hatch="//" if masked and runs.execution.nunique() > 1 else None,
             )
             axis.scatter(np.full(len(measured), position), measured, s=9, color="black", zorder=3)
-        axis.set_xticks(
-            positions, [METHOD_NAMES.get(m, m) for m in methods], rotation=30, ha="right"
-        )
+        axis.set_xticks(positions, [method_name(m) for m in methods], rotation=30, ha="right")
         axis.set_xlim(-0.6, len(methods) - 0.4)
         if metric.levels:
             _draw_levels(axis, panel)
@@ -298,7 +301,7 @@ def _slot_text(axis: plt.Axes, position: float, y: float, text: str) -> None:
 
 def _mark_not_run(axis: plt.Axes, methods: list[str]) -> None:
     if methods:
-        names = ", ".join(METHOD_NAMES.get(m, m) for m in methods)
+        names = ", ".join(method_name(m) for m in methods)
         axis.text(
             0.02, 0.02, f"not run: {names}", transform=axis.transAxes, fontsize=7, color="grey"
         )

@@ -22,15 +22,19 @@ from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import SELECTIONS
 from sparsebench.train.results import open_results
 
-# Every registered method, in registry order, with its display name: a method added in
-# sparsity/ appears in every figure and table without a change here.
-METHOD_ORDER = list(METHODS)
-METHOD_NAMES = {name: method.display_name for name, method in METHODS.items()}
 SCENARIO_NAMES = {
     name: f"{name}: {targets.conv:.0%} of conv filters and {targets.linear:.0%} of linear "
     "weights pruned"
     for name, targets in SCENARIOS.items()
 }
+
+
+def method_name(method: str) -> str:
+    """How figures and tables name a method: its display name, read from the registry
+    when drawn (a method registered after import shows too); an unknown method, stored
+    by a release that had it, under its stored name."""
+    known = METHODS.get(method)
+    return method if known is None else known.display_name
 
 
 def baseline_rows(frame: pd.DataFrame) -> pd.Series:
@@ -95,7 +99,7 @@ class Results:
         """The methods this database holds runs of (finished or not), in registry order;
         a method the registry no longer knows comes last, under its stored name."""
         present = set(self.runs.method) | set(self.unfinished.get("method", []))
-        known = [name for name in METHOD_ORDER if name in present]
+        known = [name for name in METHODS if name in present]
         return known + sorted(present - set(known))
 
     def in_scenario(self, frame: pd.DataFrame, scenario: str) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import pandas as pd
 
 from sparsebench.models.registry import model_display_name
 from sparsebench.report.references import REFERENCES, literature_for
-from sparsebench.report.results import METHOD_NAMES, Results, baseline_rows
+from sparsebench.report.results import Results, baseline_rows, method_name
 from sparsebench.report.spread import spread_of
 from sparsebench.sparsity.methods import is_baseline
 from sparsebench.store.db import BENCH_COLUMNS
@@ -75,7 +75,7 @@ def _table_one_cells(results: Results):
                     & (chosen.method == method)
                 ]
                 values = runs[results.metric.column].dropna()
-                name = METHOD_NAMES.get(method, method)
+                name = method_name(method)
                 absent = results.ended_as("mixed", dataset, model, method) or "not run"
                 if len(runs):  # finished, without this metric: AUROC of six classes
                     absent = f"no {results.metric.label}"

@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 
 from sparsebench.models.registry import model_display_name
 from sparsebench.report.compare import CONFIGURATION, by_seed, configuration_runs, keyed_runs
-from sparsebench.report.figures import METHOD_COLOURS, literal, panel_grid, seed_note
-from sparsebench.report.results import METHOD_NAMES, Results, baseline_rows
+from sparsebench.report.figures import literal, method_colour, panel_grid, seed_note
+from sparsebench.report.results import Results, baseline_rows, method_name
 from sparsebench.report.spread import difference_text, paired_difference, spread_of, verdict
 from sparsebench.sparsity.methods import METHODS, baseline_name, is_baseline
 
@@ -81,7 +81,7 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
                     getattr(row, cost),
                     row.accuracy,
                     yerr=row.accuracy_sd,
-                    color=METHOD_COLOURS.get(row.method, "grey"),
+                    color=method_colour(row.method),
                     lw=0.8,
                     alpha=0.6,
                     zorder=2,
@@ -89,7 +89,7 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
             axis.scatter(
                 getattr(row, cost),
                 row.accuracy,
-                color=METHOD_COLOURS.get(row.method, "grey"),
+                color=method_colour(row.method),
                 marker=method.marker if method else "o",
                 s=40,
                 zorder=3,
@@ -111,7 +111,7 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
         plt.Line2D(
             [],
             [],
-            color=METHOD_COLOURS.get(m, "grey"),
+            color=method_colour(m),
             lw=0,
             markersize=7,
             marker=METHODS[m].marker if m in METHODS else "o",
@@ -120,7 +120,7 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
     ]
     figure.legend(
         handles,
-        [METHOD_NAMES.get(m, m) for m in methods],
+        [method_name(m) for m in methods],
         loc="lower center",
         ncol=min(len(methods), 9),
         fontsize=8,
@@ -230,6 +230,6 @@ def _budget_column(budget: float | None) -> str:
 
 
 def _name(row: pd.Series, metric: str) -> str:
-    method = METHOD_NAMES.get(row.method, row.method)
+    method = method_name(row.method)
     where = "" if is_baseline(row.method) else f", {row.scenario}"
     return f"{method}{where}: {metric} {row.accuracy:.4f}, {row.inference_ms:.4g} ms/image"
