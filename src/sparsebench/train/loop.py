@@ -234,40 +234,18 @@ def train_run(
     dataset = prepare_dataset(config, dataset)
     run_id = config.run_id()
     trainer = build_run(config, dataset, device)
-    train_loader = BatchLoader(
-        dataset.splits["train"],
-        dataset.mean,
-        dataset.std,
-        config.batch_size,
-        device,
-        shuffle=True,
-        seed=config.seed,
-        flip=config.augment,
-    )
+    train_loader = _train_loader(dataset, config, device)
     warn_if_few_steps(trainer.model, config, len(train_loader))
     val_loader = _eval_loader(dataset, "val", config, device)
     history: list[dict[str, Any]] = []
-    start_epoch = 0
     best = BestValidation(best_val_path(checkpoint_path), run_id)
     state = load_resumable(checkpoint_path, run_id, config.first_release_run_id(), *earlier_ids)
     if state is not None:
-        try:
-            trainer.load_state_dict(state.trainer_state)
-            train_loader.generator.set_state(state.data_generator)
-            torch.set_rng_state(state.torch_rng)
-            if device.type == "cuda" and state.cuda_rng is not None:
-                torch.cuda.set_rng_state(state.cuda_rng, device)
-        except (RuntimeError, KeyError, ValueError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-            raise CheckpointError(
-                f"{checkpoint_path}: holds run {run_id} but does not fit its network "
-                f"({first}); delete it to train the run from the start"
-            ) from None
-        history = list(state.history)
-        start_epoch = len(history)
+        history = _resume(trainer, train_loader, state, checkpoint_path, run_id)
         best = BestValidation.resumed(best.path, run_id)
         if on_resume is not None:
             on_resume(history)
+    start_epoch = len(history)
 
     memory = PeakMemory(device)
     energy = EnergyMeter(device)
@@ -279,15 +257,10 @@ def train_run(
         # Validation sees the network as this epoch trained it, before the method changes
         # its masks (units regrown now are untrained until the next epoch).
         val = evaluate(trainer.eval_network(), val_loader, dataset.num_classes)
-        val_metrics = val.result()
-        best.consider(epoch, val_metrics.accuracy, trainer.full_model(), trainer.method)
+        validated = _validation_row(val)
+        best.consider(epoch, validated["val_accuracy"], trainer.full_model(), trainer.method)
         trainer.end_epoch(epoch)
-        row = {
-            "epoch": epoch,
-            **row,
-            **val_metrics.as_dict("val_"),
-            "val_balanced_accuracy": balanced_accuracy(val.confusion.cpu().tolist()),
-        }
+        row = {"epoch": epoch, **row, **validated}
         history.append(row)
         save_checkpoint(
             checkpoint_state(config, trainer, train_loader.generator.get_state(), history),
@@ -302,6 +275,38 @@ def train_run(
     return finish_training(
         config, trainer, checkpoint_path, dataset, device, energy, history, start_epoch, best
     )
+
+
+def _resume(
+    trainer: SparseTrainer,
+    loader: BatchLoader,
+    state: Checkpoint,
+    path: Path,
+    run_id: str,
+) -> list[dict[str, Any]]:
+    """Put the trainer, the batch order and the random streams where the checkpoint left
+    them; the epochs done so far."""
+    device = loader.device
+    try:
+        trainer.load_state_dict(state.trainer_state)
+        loader.generator.set_state(state.data_generator)
+        torch.set_rng_state(state.torch_rng)
+        if device.type == "cuda" and state.cuda_rng is not None:
+            torch.cuda.set_rng_state(state.cuda_rng, device)
+    except (RuntimeError, KeyError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise CheckpointError(
+            f"{path}: holds run {run_id} but does not fit its network "
+            f"({first}); delete it to train the run from the start"
+        ) from None
+    return list(state.history)
+
+
+def _validation_row(val: MetricAccumulator) -> dict[str, Any]:
+    return {
+        **val.result().as_dict("val_"),
+        "val_balanced_accuracy": balanced_accuracy(val.confusion.cpu().tolist()),
+    }
 
 
 def checkpoint_state(
@@ -427,6 +432,20 @@ def _train_epoch(
         "train_macs_per_sample": TRAINING_PASSES * macs / max(steps, 1),
         "train_macs_dense_per_sample": TRAINING_PASSES * dense_macs,
     }
+
+
+def _train_loader(dataset: ImageDataset, config: RunConfig, device: torch.device) -> BatchLoader:
+    """The training batches: shuffled by the run's seed, flipped when it augments."""
+    return BatchLoader(
+        dataset.splits["train"],
+        dataset.mean,
+        dataset.std,
+        config.batch_size,
+        device,
+        shuffle=True,
+        seed=config.seed,
+        flip=config.augment,
+    )
 
 
 def _eval_loader(
