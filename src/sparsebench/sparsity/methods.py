@@ -78,7 +78,7 @@ class AllocationOptions(MethodOptions):
 
 
 class SETOptions(StepOptions, AllocationOptions):
-    pass
+    """In-Training's options, and how the Erdos-Renyi density is spread over layers."""
 
 
 class PostOptions(MethodOptions):
