@@ -46,20 +46,20 @@ def main() -> None:
             f"{'train acc':>9} {'val acc':>8}"
         )
         for row in result.epochs:
-            energy = "missing" if row["energy_j"] is None else f"{row['energy_j']:.1f}"
+            energy = "missing" if row.energy_j is None else f"{row.energy_j:.1f}"
             print(
-                f"  {row['epoch'] + 1:>5} {row['train_time_s']:>8.2f} "
-                f"{row['peak_memory_bytes'] / 2**20:>9.0f} {energy:>9} "
-                f"{row['energy_source'] or '-':>7} {row['train_accuracy']:>9.4f} "
-                f"{row['val_accuracy']:>8.4f}"
+                f"  {row.epoch + 1:>5} {row.train_time_s:>8.2f} "
+                f"{row.peak_memory_bytes / 2**20:>9.0f} {energy:>9} "
+                f"{row.energy_source or '-':>7} {row.train_accuracy:>9.4f} "
+                f"{row.val_accuracy:>8.4f}"
             )
-            if row["energy_j"] is None:
-                print(f"        energy missing: {row['energy_missing_reason']}")
+            if row.energy_j is None:
+                print(f"        energy missing: {row.energy_missing_reason}")
         test = result.test
         print(
-            f"  test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']:.4f}, "
-            f"inference {test['inference_time_per_sample_s'] * 1e6:.1f} us/sample, "
-            f"inference energy {test['inference_energy_j']} J, "
+            f"  test accuracy {test.accuracy:.4f}, macro F1 {test.f1:.4f}, "
+            f"inference {test.inference_time_per_sample_s * 1e6:.1f} us/sample, "
+            f"inference energy {test.inference_energy_j} J, "
             f"sparsity {result.sparsity_by_kind}"
         )
 

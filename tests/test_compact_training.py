@@ -61,7 +61,7 @@ def run(settings: dict, execution: str, data, folder: Path) -> tuple[dict, dict]
     config = RunConfig(**{**BASE, **settings, "execution": execution})
     result = train_run(config, data, folder / execution / "checkpoint.pt")
     state = torch.load(folder / execution / "checkpoint.pt", weights_only=True)
-    return result.summary().as_json(), state
+    return result.as_json(), state
 
 
 def assert_same_computation(masked: tuple[dict, dict], compact: tuple[dict, dict]) -> None:
@@ -209,6 +209,6 @@ def test_an_interrupted_compact_run_resumes_to_the_uninterrupted_result(tmp_path
     resumed = train_run(config, data, tmp_path / "split" / "checkpoint.pt")
     assert resumed.resumed_from_epoch == 1
     for row_whole, row_resumed in zip(whole.epochs, resumed.epochs, strict=True):
-        assert row_resumed["train_loss"] == row_whole["train_loss"]
-        assert row_resumed["val_loss"] == row_whole["val_loss"]
-    assert resumed.test["loss"] == whole.test["loss"]
+        assert row_resumed.train_loss == row_whole.train_loss
+        assert row_resumed.val_loss == row_whole.val_loss
+    assert resumed.test.loss == whole.test.loss

@@ -44,8 +44,8 @@ def test_runs_shows_balanced_accuracy_for_a_database_of_an_earlier_release(tmp_p
     with ResultsStore(db) as store:
         for row in rows:
             test = store.run_summary(row["run_id"]).test
-            confusion = test["confusion_matrix"]
+            confusion = test.confusion_matrix
             recalls = [r[i] / sum(r) for i, r in enumerate(confusion) if sum(r)]
             assert row["test_balanced_accuracy"] == pytest.approx(sum(recalls) / len(recalls))
-            assert test["balanced_accuracy"] == pytest.approx(sum(recalls) / len(recalls))
-            assert len(test["recall_per_class"]) == len(confusion)
+            assert test.balanced_accuracy == pytest.approx(sum(recalls) / len(recalls))
+            assert len(test.recall_per_class) == len(confusion)

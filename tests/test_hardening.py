@@ -434,7 +434,7 @@ def test_a_full_database_leaves_it_consistent_and_the_run_resumable(
 
     def insert_on_a_full_disk(self, cursor, run_id, row):
         real_insert(self, cursor, run_id, row)
-        if row["epoch"] == 1:  # what SQLite raises when a page cannot be added
+        if row.epoch == 1:  # what SQLite raises when a page cannot be added
             raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(ResultsStore, "_insert_epoch", insert_on_a_full_disk)

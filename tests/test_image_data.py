@@ -10,8 +10,10 @@ from PIL import Image
 
 from sparsebench.data import DataOptions, load_dataset
 from sparsebench.data import images as images_module
-from sparsebench.data.coco import CocoAnnotation, image_label
+from sparsebench.data.coco import CocoAnnotation, CocoOptions, image_label
+from sparsebench.data.elpv import ElpvOptions
 from sparsebench.data.splits import stratified_split, stratified_subset
+from sparsebench.data.visa import VisaOptions
 from sparsebench.errors import InputError
 
 
@@ -133,7 +135,9 @@ def test_coco_dataset_with_a_multi_label_image(tmp_path):
         totals.update(counts)
     assert totals == {"bolt": 10, "nut": 10}  # image 0 keeps its first annotation's class
     majority = load_dataset(
-        "mvtec3d-objects", root, DataOptions(image_size=28, label_rule="largest-area")
+        "mvtec3d-objects",
+        root,
+        DataOptions(image_size=28, loader_options=CocoOptions(label_rule="largest-area")),
     )
     totals = Counter()
     for counts in majority.class_counts().values():
@@ -163,7 +167,13 @@ def test_visa_layout_with_csv_and_paper_splits(tmp_path):
         writer.writerow(["object", "split", "label", "image", "mask"])
         writer.writerows(rows)
     data = load_dataset(
-        "visa", root, DataOptions(image_size=28, split="csv:2cls_highshot", visa_objects=("pcb1",))
+        "visa",
+        root,
+        DataOptions(
+            image_size=28,
+            split="csv:2cls_highshot",
+            loader_options=VisaOptions(visa_objects=("pcb1",)),
+        ),
     )
     assert data.class_names == ["normal", "anomaly"]
     assert len(data.splits["train"]) == 5 and len(data.splits["test"]) == 5
@@ -171,7 +181,11 @@ def test_visa_layout_with_csv_and_paper_splits(tmp_path):
     paper = load_dataset("visa", root, DataOptions(image_size=28))
     assert len(paper.splits["train"]) == 16 and len(paper.splits["test"]) == 4
     with pytest.raises(InputError, match="--visa-objects: capsules not in"):
-        load_dataset("visa", root, DataOptions(image_size=28, visa_objects=("capsules",)))
+        load_dataset(
+            "visa",
+            root,
+            DataOptions(image_size=28, loader_options=VisaOptions(visa_objects=("capsules",))),
+        )
 
 
 # One test per kind of bad input; each names the file or row and what is wrong.
@@ -296,5 +310,7 @@ def test_elpv_from_its_package():
     pytest.importorskip("elpv_dataset", reason="elpv-dataset (the demo extra) is not installed")
     data = load_dataset("elpv", None, DataOptions(image_size=32))
     assert sum(total_counts(data).values()) == 2624
-    four = load_dataset("elpv", None, DataOptions(image_size=32, elpv_classes=4))
+    four = load_dataset(
+        "elpv", None, DataOptions(image_size=32, loader_options=ElpvOptions(elpv_classes=4))
+    )
     assert four.class_names == ["p=0", "p=1/3", "p=2/3", "p=1"]

@@ -14,8 +14,13 @@ from sparsebench.errors import InputError
 from sparsebench.report import build_report
 from sparsebench.report.figures import BARS, CURVES
 from sparsebench.store import ResultsStore
-from sparsebench.store.db import EPOCH_COLUMNS, TEST_COLUMNS
-from sparsebench.store.records import RunSummary
+from sparsebench.store.records import (
+    EPOCH_COLUMNS,
+    TEST_COLUMNS,
+    EpochRecord,
+    RunSummary,
+    TestMetrics,
+)
 
 runner = CliRunner()
 RAPL_MISSING = "RAPL is not readable on this machine"
@@ -49,17 +54,19 @@ def add_run(
         **({"execution": execution} if execution else {}),
     }
     epochs = [
-        {
-            **{column: 0.5 for column in EPOCH_COLUMNS},
-            "epoch": epoch,
-            "train_accuracy": accuracy - 0.1 * (1 - epoch),
-            "train_loss": 1.0 - 0.2 * epoch,
-            "train_time_s": 10.0 + seed,
-            "memory_kind": "cpu-rss",
-            "energy_j": energy,
-            "energy_source": None if energy is None else "rapl",
-            "energy_missing_reason": RAPL_MISSING if energy is None else None,
-        }
+        EpochRecord.from_row(
+            {
+                **{column: 0.5 for column in EPOCH_COLUMNS},
+                "epoch": epoch,
+                "train_accuracy": accuracy - 0.1 * (1 - epoch),
+                "train_loss": 1.0 - 0.2 * epoch,
+                "train_time_s": 10.0 + seed,
+                "memory_kind": "cpu-rss",
+                "energy_j": energy,
+                "energy_source": None if energy is None else "rapl",
+                "energy_missing_reason": RAPL_MISSING if energy is None else None,
+            }
+        )
         for epoch in range(2)
     ]
     test = {column: 0.25 for column in TEST_COLUMNS}
@@ -71,6 +78,7 @@ def add_run(
         inference_energy_missing_reason=RAPL_MISSING if energy is None else None,
         confusion_matrix=[[1, 0], [0, 1]],
     )
+    test = TestMetrics(**test)
     store.begin_run(run_record(run_id, config), "cpu", {})
     summary = RunSummary(
         run_id=run_id,

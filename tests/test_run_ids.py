@@ -149,6 +149,40 @@ def test_a_method_setting_keeps_its_run_id_where_the_method_reads_it():
     assert ignored.run_id() == RunConfig(dataset="synthetic", method="pre").run_id()
 
 
+def test_a_loaders_own_setting_keeps_its_run_id_under_data_options():
+    """Ids (current and first-release) computed by the release that took the loaders'
+    settings beside `dataset:` (`git show 6fdfc5c`): `data_options:` is the same run."""
+    ids = [
+        (
+            "mvtec3d-objects",
+            "label_rule",
+            "majority",
+            "dense",
+            "0bda594984ee2493",
+            "22e57df8fe0cd9f5",
+        ),
+        ("visa", "visa_objects", ["pcb1", "pcb2"], "pre", "1a852061bfd99b09", "5357d11491346923"),
+        ("elpv", "elpv_classes", 4, "set", "199946412caa2c02", "1de0a36fa9b0b6cc"),
+    ]
+    for dataset, key, value, method, *stored in ids:
+        seed = 2 if dataset == "elpv" else 0
+        path = {"mvtec3d-objects": "/d", "visa": "/v"}.get(dataset)
+        common = {"dataset": dataset, "data_path": path, "method": method, "seed": seed}
+        flat = RunConfig(**common, **{key: value})
+        nested = RunConfig(**common, data_options={key: value})
+        assert flat == nested and nested.data_options == {key: value}
+        assert [nested.run_id(), nested.first_release_run_id()] == stored
+
+
+def test_a_loaders_setting_given_twice_must_agree():
+    with pytest.raises(ValueError, match="label_rule is given twice"):
+        RunConfig(
+            dataset="mvtec3d-objects", label_rule="first", data_options={"label_rule": "majority"}
+        )
+    with pytest.raises(ValueError, match="elpv_classes is not a setting of data set 'visa'"):
+        RunConfig(dataset="visa", data_options={"elpv_classes": 2})
+
+
 SCHEMA7 = Path(__file__).parent / "fixtures" / "release-schema7"
 # Written by the release before methods owned their settings (`git show 6fdfc5c`): runs of
 # `train --model resnet18 --width 0.0625 --dataset synthetic --epochs 1 --batch-size 64

@@ -63,20 +63,22 @@ def test_best_val_metrics_are_those_of_the_network_trained_to_that_epoch(tmp_pat
     computes the same weights, so its last-epoch test metrics must be the best-val ones."""
     data = make_synthetic()
     long = train_run(small_config(method="pre", epochs=4), data, tmp_path / "long.pt")
-    accuracies = [row["val_accuracy"] for row in long.epochs]
+    accuracies = [row.val_accuracy for row in long.epochs]
     best = accuracies.index(max(accuracies))  # the first of equals
-    assert long.test_best_val["epoch"] == best < 3
+    assert long.test_best_val.epoch == best < 3
     short = train_run(small_config(method="pre", epochs=best + 1), data, tmp_path / "short.pt")
     for key in ("loss", "accuracy", "f1"):
-        assert long.test_best_val[key] == pytest.approx(short.test[key], rel=1e-12), key
-    assert long.test_best_val["confusion_matrix"] == short.test["confusion_matrix"]
-    assert long.test_best_val["loss"] != pytest.approx(long.test["loss"], rel=1e-6)
+        assert getattr(long.test_best_val, key) == pytest.approx(
+            getattr(short.test, key), rel=1e-12
+        ), key
+    assert long.test_best_val.confusion_matrix == short.test.confusion_matrix
+    assert long.test_best_val.loss != pytest.approx(long.test.loss, rel=1e-6)
 
 
 def test_post_training_is_tested_as_pruned_in_both(tmp_path):
     result = train_run(small_config(method="post", epochs=3), make_synthetic(), tmp_path / "p.pt")
-    assert result.test_best_val["epoch"] == 2
-    assert result.test_best_val["accuracy"] == result.test["accuracy"]
+    assert result.test_best_val.epoch == 2
+    assert result.test_best_val.accuracy == result.test.accuracy
 
 
 def test_runs_and_report_select_the_best_validation_epoch(tmp_path):

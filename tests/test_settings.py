@@ -10,7 +10,11 @@ from typer.testing import CliRunner
 
 from sparsebench.cli import app
 from sparsebench.config import load_run_config, load_sweep_config
+from sparsebench.data.coco import CocoOptions
+from sparsebench.data.elpv import ElpvOptions
 from sparsebench.data.options import DataOptions
+from sparsebench.data.settings import data_options_of
+from sparsebench.data.visa import VisaOptions
 from sparsebench.errors import InputError
 from sparsebench.train import RunConfig
 
@@ -28,10 +32,31 @@ def test_every_run_setting_is_a_train_flag_with_the_fields_help():
         if name == "init_digest":  # computed from init_from, never typed
             assert "--init-digest" not in options
             continue
-        flag = "--method-option" if name == "method_options" else "--" + name.replace("_", "-")
+        pairs = {"method_options": "--method-option", "data_options": "--data-option"}
+        flag = pairs.get(name, "--" + name.replace("_", "-"))
         assert flag in options, name
-        if name != "method_options":
+        if name not in pairs:
             assert field.description in options[flag]
+
+
+def test_every_loaders_own_setting_is_a_train_flag_into_its_data_options(tmp_path, monkeypatch):
+    options = _train_options()
+    for own in (CocoOptions, VisaOptions, ElpvOptions):
+        for name, field in own.model_fields.items():
+            assert field.description in options["--" + name.replace("_", "-")]
+    given = {}
+
+    def load_run_config(path, **settings):
+        given.update(settings)
+        raise InputError("settings read")
+
+    monkeypatch.setattr("sparsebench.config.load_run_config", load_run_config)
+    result = runner.invoke(
+        app,
+        ["train", "--dataset", "visa", "--visa-objects", "pcb1,pcb2", "--data-option", "x=1"],
+    )
+    assert result.stderr.strip() == "error: settings read"
+    assert given["data_options"] == {"x": 1, "visa_objects": ["pcb1", "pcb2"]}
 
 
 def test_a_sweep_passes_data_and_training_settings_to_its_runs(tmp_path):
@@ -43,7 +68,7 @@ def test_a_sweep_passes_data_and_training_settings_to_its_runs(tmp_path):
         "training: {weight_decay: 0.01, conv_granularity: weight, epochs: 3}\n"
     )
     config = load_sweep_config(sweep_file).run_config("resnet18", 0, "set", "mixed", 0)
-    assert (config.elpv_classes, config.subset_size) == (4, 40)
+    assert (config.data_options, config.subset_size) == ({"elpv_classes": 4}, 40)
     assert (config.weight_decay, config.conv_granularity, config.epochs) == (0.01, "weight", 3)
 
 
@@ -95,8 +120,8 @@ def test_a_sweeps_data_entry_is_checked_by_the_loaders_options(tmp_path):
 def test_a_stored_config_without_later_settings_gives_their_defaults():
     # A first-release row: no max_image_pixels, allow_external_paths or granularities.
     stored = {"dataset": "elpv", "elpv_classes": 4, "image_size": 32, "seed": 3}
-    options = DataOptions.from_run_config(stored)
-    assert (options.elpv_classes, options.image_size, options.seed) == (4, 32, 3)
+    options = data_options_of(stored)
+    assert (options.own(ElpvOptions).elpv_classes, options.image_size, options.seed) == (4, 32, 3)
     assert options.allow_external_paths is False
     assert options.max_image_pixels == DataOptions().max_image_pixels
 

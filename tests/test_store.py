@@ -12,29 +12,31 @@ from sparsebench.store.checkpoint import (
     load_resumable,
     save_checkpoint,
 )
-from sparsebench.store.records import RunSummary
+from sparsebench.store.records import EpochRecord, RunSummary, TestMetrics
 
 
 def epoch_row(epoch, energy=None):
-    return {
-        "epoch": epoch,
-        "train_loss": 1.0 / (epoch + 1),
-        "train_accuracy": 0.5,
-        "train_f1": 0.4,
-        "train_precision": 0.4,
-        "train_recall": 0.4,
-        "val_loss": 1.0,
-        "val_accuracy": 0.5,
-        "val_f1": 0.5,
-        "val_precision": 0.5,
-        "val_recall": 0.5,
-        "train_time_s": 2.0,
-        "peak_memory_bytes": 1000,
-        "memory_kind": "cpu-rss",
-        "energy_j": energy,
-        "energy_source": None if energy is None else "cpu-rapl",
-        "energy_missing_reason": "no RAPL" if energy is None else None,
-    }
+    return EpochRecord.from_row(
+        {
+            "epoch": epoch,
+            "train_loss": 1.0 / (epoch + 1),
+            "train_accuracy": 0.5,
+            "train_f1": 0.4,
+            "train_precision": 0.4,
+            "train_recall": 0.4,
+            "val_loss": 1.0,
+            "val_accuracy": 0.5,
+            "val_f1": 0.5,
+            "val_precision": 0.5,
+            "val_recall": 0.5,
+            "train_time_s": 2.0,
+            "peak_memory_bytes": 1000,
+            "memory_kind": "cpu-rss",
+            "energy_j": energy,
+            "energy_source": None if energy is None else "cpu-rapl",
+            "energy_missing_reason": "no RAPL" if energy is None else None,
+        }
+    )
 
 
 CONFIG = {
@@ -58,22 +60,24 @@ def summary(epochs):
         data=None,
         epochs=epochs,
         test_best_val=None,
-        test={
-            "loss": 0.3,
-            "accuracy": 0.9,
-            "f1": 0.88,
-            "precision": 0.87,
-            "recall": 0.89,
-            "confusion_matrix": [[9, 1], [1, 9]],
-            "inference_time_per_sample_s": 1e-4,
-            "inference_energy_j": None,
-            "inference_energy_source": None,
-            "inference_energy_missing_reason": "no RAPL",
-            "params_dense": 100,
-            "params_effective": 40,
-            "macs_dense": 1000,
-            "macs_effective": 400,
-        },
+        test=TestMetrics(
+            **{
+                "loss": 0.3,
+                "accuracy": 0.9,
+                "f1": 0.88,
+                "precision": 0.87,
+                "recall": 0.89,
+                "confusion_matrix": [[9, 1], [1, 9]],
+                "inference_time_per_sample_s": 1e-4,
+                "inference_energy_j": None,
+                "inference_energy_source": None,
+                "inference_energy_missing_reason": "no RAPL",
+                "params_dense": 100,
+                "params_effective": 40,
+                "macs_dense": 1000,
+                "macs_effective": 400,
+            }
+        ),
         layers=[
             {
                 "layer": "conv1",
@@ -123,7 +127,7 @@ def test_resumed_epochs_replace_what_was_stored(tmp_path):
             store.record_epoch("abc", epoch_row(epoch))
         store.replace_epochs("abc", [epoch_row(0, energy=5.0)])
         epochs = store.run_summary("abc").epochs
-    assert len(epochs) == 1 and epochs[0]["energy_j"] == 5.0
+    assert len(epochs) == 1 and epochs[0].energy_j == 5.0
 
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path):
@@ -161,12 +165,12 @@ def test_a_checkpoint_is_its_runs_under_any_of_its_ids_and_set_aside_otherwise(t
         method={"masks": {}, "generator": generator, "step": 0},
         data_generator=generator,
         torch_rng=generator,
-        history=[{"epoch": 0}],
+        history=[epoch_row(0)],
     )
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(checkpoint, path)
     loaded = load_resumable(path, "aaa")
-    assert loaded is not None and loaded.run_id == "aaa" and loaded.history == [{"epoch": 0}]
+    assert loaded is not None and loaded.run_id == "aaa" and loaded.history == [epoch_row(0)]
     assert torch.equal(loaded.model["w"], torch.zeros(2))
     earlier = load_resumable(path, "bbb", "aaa")  # an id an earlier release gave the run
     assert earlier is not None and earlier.run_id == "aaa"

@@ -71,8 +71,8 @@ def run_case(settings: dict, folder: Path) -> dict[str, Any]:
         for name, keep in state["method"]["masks"].items()
     }
     return {
-        "epochs": [{key: row[key] for key in EPOCH_KEYS} for row in result.epochs],
-        "test": {"accuracy": result.test["accuracy"], "loss": result.test["loss"]},
+        "epochs": [{key: getattr(row, key) for key in EPOCH_KEYS} for row in result.epochs],
+        "test": {"accuracy": result.test.accuracy, "loss": result.test.loss},
         "masks": masks,
     }
 

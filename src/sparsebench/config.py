@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from sparsebench.data.options import DataSettings
+from sparsebench.data.settings import DataSettings
 from sparsebench.errors import InputError, validation_message
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS, SparsityTargets

@@ -70,6 +70,14 @@ def export(
         f"max difference to PyTorch {result['max_abs_difference']:.2e} "
         f"({result['max_rel_difference']:.2e} relative)"
     )
+    for table in export_tables(result, run_id, compact):
+        out.print(table)
+    if "onnx_int8" in result:
+        show(f"wrote {result['onnx_int8']} ({result['onnx_int8_bytes'] / 2**20:.2f} MiB)")
+
+
+def export_tables(result: dict[str, Any], run_id: str, compact: bool) -> list[Table]:
+    """The sizes of the masked and compact networks, and the test accuracy of each export."""
     sizes = Table(title="masked vs compact")
     for column in ("model", "parameters", "non-zero", "MACs/sample", "file MiB"):
         sizes.add_column(column, justify="left" if column == "model" else "right")
@@ -81,7 +89,6 @@ def export(
             f"{numbers['macs_dense']:,}",
             f"{numbers['file_bytes'] / 2**20:.2f}",
         )
-    out.print(sizes)
     table = Table(title=f"test accuracy of run {run_id}")
     for column in ("model", "accuracy"):
         table.add_column(column)
@@ -94,8 +101,7 @@ def export(
             f"ONNX Runtime, int8 ({result['calibration_samples']} calibration images)",
             f"{result['test_accuracy_int8']:.4f}",
         )
-        show(f"wrote {result['onnx_int8']} ({result['onnx_int8_bytes'] / 2**20:.2f} MiB)")
-    out.print(table)
+    return [sizes, table]
 
 
 def _int_list(text: str, flag: str) -> list[int]:
@@ -127,9 +133,7 @@ def bench(
     """Inference latency, throughput and energy: masked vs compact vs ONNX Runtime."""
     import torch
 
-    from sparsebench.deploy.bench import bench_subject, benchmark_models
-    from sparsebench.deploy.export import calibration_batches
-    from sparsebench.deploy.load import load_run
+    from sparsebench.deploy.bench import benchmark_models
     from sparsebench.train.results import open_results
 
     check_range("--width", width, 0, 4, above=True)
@@ -139,15 +143,10 @@ def bench(
     thread_counts = _int_list(threads, "--threads") if threads else [torch.get_num_threads()]
     if linear not in ("auto", "dense", "csr"):
         raise fail(f"--linear: expected auto, dense or csr, got {linear!r}")
-    calibration = None
     try:
-        if run_id is not None:
-            run = load_run(run_id, db, runs_dir)
-            network, shape = run.model, run.input_shape
-            subject = f"run {run_id}"
-            calibration = calibration_batches(run.dataset(), 256)
-        else:
-            network, shape, subject = bench_subject(model, method, scenario, width, image_size)
+        network, shape, subject, calibration = _bench_network(
+            run_id, (model, method, scenario, width, image_size), db, runs_dir
+        )
     except InputError as error:
         raise fail(str(error)) from None
     rows, difference = benchmark_models(
@@ -172,6 +171,26 @@ def bench(
         sys.stdout.write(json.dumps(payload) + "\n")
         return
     out.print(bench_table(subject, rows, difference))
+
+
+def _bench_network(
+    run_id: str | None,
+    subject: tuple[str, str, str, float, int],
+    db: Path,
+    runs_dir: Path | None,
+) -> tuple[Any, tuple[int, int, int], str, list[Any] | None]:
+    """The network to measure, its input shape, what it is, and calibration batches: a
+    stored run's, or `subject`'s (model, method, scenario, width, image size) masks on
+    random weights."""
+    from sparsebench.deploy.bench import bench_subject
+    from sparsebench.deploy.export import calibration_batches
+    from sparsebench.deploy.load import load_run
+
+    if run_id is None:
+        network, shape, name = bench_subject(*subject)
+        return network, shape, name, None
+    run = load_run(run_id, db, runs_dir)
+    return run.model, run.input_shape, f"run {run_id}", calibration_batches(run.dataset(), 256)
 
 
 def bench_table(subject: str, rows: list[Any], difference: float) -> Table:

@@ -15,12 +15,27 @@ import typer
 import yaml
 from pydantic.fields import FieldInfo
 
-from sparsebench.data.options import LOADER_OPTIONS, DataSettings, LoaderSettings
+from sparsebench.data.options import LoaderSettings
+from sparsebench.data.registry import loader_options_models
+from sparsebench.data.settings import DataSettings
 from sparsebench.errors import InputError
 from sparsebench.train.config import RunConfig
 
-# Settings whose command-line form is not the field's own.
-METHOD_OPTIONS_HELP = "the method's own setting KEY=VALUE (repeatable), e.g. update_every=50"
+# Settings whose command-line form is not the field's own: a mapping, given as pairs.
+PAIRS = {
+    "method_options": (
+        "method_option",
+        "the method's own setting KEY=VALUE (repeatable), e.g. update_every=50",
+        "Run settings",
+    ),
+    "data_options": (
+        "data_option",
+        "the data set's own setting KEY=VALUE (repeatable), e.g. label_rule=majority",
+        "A data set's own settings",
+    ),
+}
+_PAIR_FLAGS = {pair[0]: setting for setting, pair in PAIRS.items()}
+LOADER_PANEL = "A data set's own settings"
 
 
 def flag(name: str) -> str:
@@ -45,20 +60,23 @@ def _help(field: FieldInfo, base: Any) -> str:
     return text.strip()
 
 
-def _panel(name: str) -> str:
-    """The group `--help` lists a setting under."""
-    if any(name in options.model_fields for options in LOADER_OPTIONS):
-        return "A data set's own settings"
-    return "Data settings" if name in DataSettings.model_fields else "Run settings"
-
-
 def _settings_in_help_order() -> list[str]:
-    """Data settings first (the data set and its path leading), then each loader's own,
-    then the rest: pydantic lists inherited fields base classes first."""
+    """Data settings first (the data set and its path leading), then the rest: pydantic
+    lists inherited fields base classes first."""
     own = [*DataSettings.__annotations__, *LoaderSettings.__annotations__]
-    loaders = [name for options in LOADER_OPTIONS for name in options.model_fields]
-    rest = [name for name in RunConfig.model_fields if name not in own + loaders]
-    return [name for name in [*own, *loaders, *rest] if _is_flag(RunConfig.model_fields[name])]
+    rest = [name for name in RunConfig.model_fields if name not in own]
+    return [name for name in [*own, *rest] if _is_flag(RunConfig.model_fields[name])]
+
+
+def _loader_flags() -> dict[str, FieldInfo]:
+    """Each registered loader's own settings as flags of their own (`--label-rule`),
+    where the name is free; any of them is also `--data-option KEY=VALUE`."""
+    flags: dict[str, FieldInfo] = {}
+    for options in loader_options_models():
+        for name, field in options.model_fields.items():
+            if name not in RunConfig.model_fields and name not in _PAIR_FLAGS:
+                flags.setdefault(name, field)
+    return flags
 
 
 def _is_flag(field: FieldInfo) -> bool:
@@ -67,17 +85,16 @@ def _is_flag(field: FieldInfo) -> bool:
     return not (isinstance(extra, dict) and extra.get("flag") is False)
 
 
-def _option(name: str, field: FieldInfo) -> Any:
+def _option(name: str, field: FieldInfo, panel: str) -> Any:
     """The annotation of `name`'s option: None by default, so that a config file's value
     stands unless the flag is given."""
     base = _base_type(field.annotation)
     help_text = _help(field, base)
-    panel = _panel(name)
     if base is bool:
         negative = f"--no-{name.replace('_', '-')}"
         option = typer.Option(f"{flag(name)}/{negative}", help=help_text, rich_help_panel=panel)
         return Annotated[bool | None, option]
-    if typing.get_origin(base) is list:
+    if typing.get_origin(base) in (list, tuple):
         option = typer.Option(flag(name), help=help_text + " (repeatable)", rich_help_panel=panel)
         return Annotated[list[str] | None, option]
     if typing.get_origin(base) is Literal:
@@ -97,27 +114,24 @@ def run_settings_as_options(command: Callable[..., None]) -> Callable[..., None]
     ]
     settings = []
     for name in _settings_in_help_order():
-        field = RunConfig.model_fields[name]
-        if name == "method_options":
-            annotation = Annotated[
-                list[str] | None,
-                typer.Option(
-                    "--method-option", help=METHOD_OPTIONS_HELP, rich_help_panel="Run settings"
-                ),
-            ]
-            name = "method_option"
+        if name in PAIRS:
+            name, help_text, panel = PAIRS[name]
+            option = typer.Option(flag(name), help=help_text, rich_help_panel=panel)
+            annotation: Any = Annotated[list[str] | None, option]
         else:
-            annotation = _option(name, field)
-        settings.append(
-            inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
-            )
-        )
+            panel = "Data settings" if name in DataSettings.model_fields else "Run settings"
+            annotation = _option(name, RunConfig.model_fields[name], panel)
+        settings.append(_keyword(name, annotation))
+    loader_flags = _loader_flags()
+    settings += [
+        _keyword(name, _option(name, field, LOADER_PANEL)) for name, field in loader_flags.items()
+    ]
 
     @functools.wraps(command, assigned=("__module__", "__name__", "__qualname__", "__doc__"))
     def with_settings(**values: Any) -> None:
         given = {name: values.pop(name) for name in [p.name for p in settings]}
-        command(**values, **settings_given(given))
+        loader_given = {name: given.pop(name) for name in loader_flags}
+        command(**values, **settings_given(given, loader_given))
 
     with_settings.__signature__ = inspect.Signature(
         [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in own] + settings
@@ -125,33 +139,50 @@ def run_settings_as_options(command: Callable[..., None]) -> Callable[..., None]
     return with_settings
 
 
-def settings_given(values: dict[str, Any]) -> dict[str, Any]:
+def _keyword(name: str, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+    )
+
+
+def settings_given(
+    values: dict[str, Any], loader_values: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The options given on the command line as run settings: lists split at commas
-    (`--visa-objects a,b`), `--method-option KEY=VALUE` pairs as a mapping."""
-    given: dict[str, Any] = {}
-    for name, value in values.items():
-        if value is None or value == []:
-            continue
-        if name == "method_option":
-            given["method_options"] = parse_method_options(value)
-        elif isinstance(value, list):
-            given[name] = [
-                part.strip() for item in value for part in item.split(",") if part.strip()
-            ]
-        else:
-            given[name] = value
+    (`--visa-objects a,b`), `--method-option KEY=VALUE` pairs as a mapping, a loader's
+    own flags joining `--data-option`'s pairs."""
+    given = {
+        _PAIR_FLAGS[name]: parse_pairs(values.pop(name), flag(name))
+        for name in list(values)
+        if name in _PAIR_FLAGS and values[name]
+    }
+    given.update(_split_lists(values))
+    loader_given = _split_lists(loader_values or {})
+    if loader_given:
+        given["data_options"] = {**given.get("data_options", {}), **loader_given}
     return given
 
 
-def parse_method_options(pairs: list[str]) -> dict[str, Any]:
+def _split_lists(values: dict[str, Any]) -> dict[str, Any]:
+    """The options given (not None), each list's items split at commas."""
+    return {
+        name: [part.strip() for item in value for part in item.split(",") if part.strip()]
+        if isinstance(value, list)
+        else value
+        for name, value in values.items()
+        if value is not None and value != []
+    }
+
+
+def parse_pairs(pairs: list[str], option: str = "--method-option") -> dict[str, Any]:
     """`KEY=VALUE` pairs, each value read as YAML (`50` a number, `cosine` a word)."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--method-option: expected KEY=VALUE, got {pair!r}")
+            raise InputError(f"{option}: expected KEY=VALUE, got {pair!r}")
         try:
             options[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
-            raise InputError(f"--method-option {key}: cannot read value {value!r}") from None
+            raise InputError(f"{option} {key}: cannot read value {value!r}") from None
     return options

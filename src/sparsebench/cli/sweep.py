@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sparsebench.cli.app import app, check_range, err, fail, out, printable, say, show
+from sparsebench.cli.app import app, err, fail, out, printable, say, show
 from sparsebench.cli.options import (
     DEFAULT_DB,
     DEFAULT_TRACK_DIR,
@@ -76,7 +77,7 @@ class RichSweepProgress:
         what = f"{run.config.model} {run.config.dataset} {run.config.method} "
         what += f"{run.config.scenario_label} seed {run.config.seed}"
         if result["ok"]:
-            accuracy = result["summary"].test["accuracy"]
+            accuracy = result["summary"].test.accuracy
             self.progress.console.print(
                 f"{run.action:>6} {run.run_id} {what}: test accuracy {accuracy:.4f} "
                 f"({result['seconds']:.0f} s)",
@@ -97,7 +98,11 @@ def sweep(
     config: Annotated[Path, typer.Argument(help="sweep YAML, e.g. configs/quick.yaml")],
     db: ResultsDb = DEFAULT_DB,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
-    executor: Annotated[str, typer.Option(help="local or ray")] = "local",
+    executor: Annotated[str, typer.Option(help="local, ray or a registered executor")] = "local",
+    executor_option: Annotated[
+        list[str] | None,
+        typer.Option(help="the executor's own setting KEY=VALUE (repeatable)"),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(help="runs at once (local: one per core, at most 8; ray: what fits)"),
@@ -106,10 +111,14 @@ def sweep(
         int | None, typer.Option(help="local: torch threads per run (default: cores / workers)")
     ] = None,
     ray_address: Annotated[
-        str | None, typer.Option(help="join this Ray cluster instead of starting one")
+        str | None, typer.Option(help="ray: join this Ray cluster instead of starting one")
     ] = None,
-    cpus_per_run: Annotated[float, typer.Option(help="ray: CPUs each run reserves")] = 1.0,
-    gpus_per_run: Annotated[float, typer.Option(help="ray: GPUs each run reserves")] = 0.0,
+    cpus_per_run: Annotated[
+        float | None, typer.Option(help="ray: CPUs each run reserves (default 1)")
+    ] = None,
+    gpus_per_run: Annotated[
+        float | None, typer.Option(help="ray: GPUs each run reserves (default 0)")
+    ] = None,
     cache_dir: CacheDir = None,
     download: Download = False,
     dry_run: Annotated[
@@ -121,36 +130,76 @@ def sweep(
     track_experiment: TrackExperiment = "sparsebench",
 ) -> None:
     """Run a grid of runs; finished runs are skipped and interrupted ones resumed."""
+    from sparsebench.cli.settings import parse_pairs
+    from sparsebench.sweep.executors import executor_settings
+
+    flags = {
+        "workers": workers,
+        "threads_per_run": threads_per_run,
+        "ray_address": ray_address,
+        "cpus_per_run": cpus_per_run,
+        "gpus_per_run": gpus_per_run,
+    }
+    given = {key: value for key, value in flags.items() if value is not None}
+    given.update(parse_pairs(executor_option or [], "--executor-option"))
+    settings = executor_settings(executor, given)
+    tracker = tracker_named(track, track_dir, track_experiment) if not dry_run else None
+    where = SweepPlace(config, db, runs_dir, cache_dir, download)
+    sweep_file(where, executor, settings, dry_run=dry_run, as_json=as_json, tracker=tracker)
+
+
+@dataclass(frozen=True)
+class SweepPlace:
+    """A sweep's file, where its results go, and where its data comes from."""
+
+    config: Path
+    db: Path
+    runs_dir: Path
+    cache_dir: Path | None = None
+    download: bool = False
+
+
+def sweep_file(
+    where: SweepPlace,
+    executor: str,
+    settings: Any,
+    dry_run: bool = False,
+    as_json: bool = False,
+    tracker: Any = None,
+) -> None:
+    """Plan (`dry_run`) or run the sweep `where.config` with executor `executor`, and
+    say what became of it; exit code 1 if a run failed or diverged."""
     from sparsebench.config import load_sweep_config
-    from sparsebench.sweep.executors import EXECUTORS, ExecutorRequest
+    from sparsebench.sweep.executors import make_executor
     from sparsebench.sweep.plan import check_sweep_data, expand_grid
 
-    if executor not in EXECUTORS:
-        raise fail(f"--executor: expected {' or '.join(EXECUTORS)}, got {executor!r}")
-    if workers is not None:
-        check_range("--workers", workers, 1, 1024)
-    if threads_per_run is not None:
-        check_range("--threads-per-run", threads_per_run, 1, 1024)
-    check_range("--cpus-per-run", cpus_per_run, 0, 1024, above=True)
-    check_range("--gpus-per-run", gpus_per_run, 0, 64)
-    sweep_config = load_sweep_config(config)
+    sweep_config = load_sweep_config(where.config)
     grid = expand_grid(sweep_config)
     if dry_run:
-        show_plan(config, sweep_config, grid, db, runs_dir, download, as_json)
+        show_plan(
+            where.config, sweep_config, grid, where.db, where.runs_dir, where.download, as_json
+        )
         return
-    check_sweep_data(sweep_config, config, download)
-    tracker = tracker_named(track, track_dir, track_experiment)
-    request = ExecutorRequest(workers, threads_per_run, ray_address, cpus_per_run, gpus_per_run)
-    runner = EXECUTORS[executor](request)
-    state, counts = run_grid(sweep_config, grid, db, runs_dir, runner, cache_dir, download, tracker)
+    check_sweep_data(sweep_config, where.config, where.download)
+    runner = make_executor(executor, settings)
+    state, counts = run_grid(
+        sweep_config,
+        grid,
+        where.db,
+        where.runs_dir,
+        runner,
+        where.cache_dir,
+        where.download,
+        tracker,
+    )
     outcome = {
-        "config": str(config),
+        "config": str(where.config),
         "counts": counts,
         "finished": len(state.finished),
         "failed": state.failed,
         "diverged": state.diverged,
         "held": state.held,
-        "db": str(db),
+        "db": str(where.db),
     }
     if as_json:
         sys.stdout.write(json.dumps(outcome) + "\n")
@@ -159,7 +208,7 @@ def sweep(
             f"sweep {sweep_config.name}: {len(state.finished)} run(s) finished, "
             f"{counts['skip']} already done, {len(state.failed)} failed, "
             f"{len(state.diverged)} diverged, {len(state.held)} left to another process; "
-            f"results in {db}"
+            f"results in {where.db}"
         )
         for kind in ("failed", "diverged", "held"):
             for entry in outcome[kind]:
@@ -285,23 +334,12 @@ def demo(
     """The whole loop offline: the quick sweep, then the report.
 
     Every method and scenario on real solar-cell images (ELPV); prints index.html's path."""
+    from sparsebench.sweep.executors import executor_settings
+
     failed = False
     try:
-        sweep(
-            config,
-            db=db,
-            runs_dir=runs_dir,
-            executor="local",
-            workers=workers,
-            threads_per_run=None,
-            ray_address=None,
-            cpus_per_run=1.0,
-            gpus_per_run=0.0,
-            cache_dir=None,
-            download=False,
-            dry_run=False,
-            as_json=False,
-        )
+        settings = executor_settings("local", {"workers": workers})
+        sweep_file(SweepPlace(config, db, runs_dir), "local", settings)
     except typer.Exit as exit_:
         if exit_.exit_code != 1:  # 1: some runs failed; the report shows the others
             raise

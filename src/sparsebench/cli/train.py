@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -35,7 +35,11 @@ from sparsebench.cli.options import (
 from sparsebench.cli.settings import run_settings_as_options
 from sparsebench.errors import InputError
 from sparsebench.store.layout import DEFAULT_RUNS_DIR
-from sparsebench.store.records import RunSummary
+from sparsebench.store.records import EpochRecord, RunSummary, TestMetrics
+
+if TYPE_CHECKING:
+    from sparsebench.data.dataset import ImageDataset
+    from sparsebench.train.config import RunConfig
 
 
 class RichEpochProgress:
@@ -69,10 +73,10 @@ class RichEpochProgress:
     def advance(self) -> None:
         self.progress.advance(self.task)
 
-    def end_epoch(self, row: dict[str, Any]) -> None:
+    def end_epoch(self, row: EpochRecord) -> None:
         status = (
-            f"loss {row['train_loss']:.3f}  acc {row['train_accuracy']:.3f}  "
-            f"val acc {row['val_accuracy']:.3f}  {row['train_time_s']:.1f}s"
+            f"loss {row.train_loss:.3f}  acc {row.train_accuracy:.3f}  "
+            f"val acc {row.val_accuracy:.3f}  {row.train_time_s:.1f}s"
         )
         self.progress.update(self.task, status=status)
 
@@ -93,36 +97,13 @@ def train(
     **settings: Any,
 ) -> None:
     """Train one network with one pruning method and store every metric."""
-    from sparsebench.config import load_run_config
-    from sparsebench.data import load_dataset
-    from sparsebench.deploy.load import finished_run_checkpoint
-    from sparsebench.models import model_names
-    from sparsebench.models.pretrained import RUN_PREFIX
-    from sparsebench.store.db import StoreError
     from sparsebench.tracking import log_finished, tracker_named
-    from sparsebench.train.loop import RunDiverged, check_trainable, resolve_device
-    from sparsebench.train.results import open_results
-    from sparsebench.train.run import run_and_record
 
     try:
-        start = settings.get("init_from")
-        if start is not None and start.startswith(RUN_PREFIX):
-            settings["init_from"] = str(finished_run_checkpoint(start[len(RUN_PREFIX) :], db))
-        run_config = load_run_config(config, **settings)
-        known = model_names()
-        if run_config.model not in known:
-            raise InputError(
-                f"--model: unknown model {run_config.model!r} (choose from {', '.join(known)})"
-            )
-        resolve_device(run_config.device)
+        run_config, data = _config_and_data(settings, config, db, cache_dir, download)
         tracker = tracker_named(track, track_dir, track_experiment)
-        data = load_dataset(
-            run_config.dataset, run_config.data_path, run_config.data_options(cache_dir, download)
-        )
-        check_trainable(run_config, data)  # before the results database is opened
     except InputError as error:
         raise fail(str(error)) from None
-
     say(
         f"run {run_config.run_id()}: {run_config.model} x{run_config.width:g} on "
         f"{data.name} ({', '.join(f'{k} {v}' for k, v in data.summary()['samples'].items())}), "
@@ -130,11 +111,57 @@ def train(
     )
     if not as_json:  # the result goes to stdout; stderr keeps to progress and problems
         out.print(class_count_table(data.summary()))
+    summary = _train_and_store(run_config, data, db, runs_dir, force)
+    if summary.reused:
+        say(f"run {summary.run_id} was already finished in {db}; use --force to retrain")
+    else:
+        log_finished(tracker, summary.as_json())
+    if as_json:
+        sys.stdout.write(json.dumps(summary.as_json(), default=float) + "\n")
+    else:
+        out.print(summary_table(summary))
+
+
+def _config_and_data(
+    settings: dict[str, Any], config: Path | None, db: Path, cache_dir: Path | None, download: bool
+) -> tuple[RunConfig, ImageDataset]:
+    """The run's config and its data, checked trainable before the database is opened."""
+    from sparsebench.config import load_run_config
+    from sparsebench.data import load_dataset
+    from sparsebench.deploy.load import finished_run_checkpoint
+    from sparsebench.models import model_names
+    from sparsebench.models.pretrained import RUN_PREFIX
+    from sparsebench.train.loop import check_trainable, resolve_device
+
+    start = settings.get("init_from")
+    if start is not None and start.startswith(RUN_PREFIX):
+        settings["init_from"] = str(finished_run_checkpoint(start[len(RUN_PREFIX) :], db))
+    run_config = load_run_config(config, **settings)
+    known = model_names()
+    if run_config.model not in known:
+        raise InputError(
+            f"--model: unknown model {run_config.model!r} (choose from {', '.join(known)})"
+        )
+    resolve_device(run_config.device)
+    data = load_dataset(
+        run_config.dataset, run_config.data_path, run_config.loader_options(cache_dir, download)
+    )
+    check_trainable(run_config, data)
+    return run_config, data
+
+
+def _train_and_store(
+    run_config: RunConfig, data: ImageDataset, db: Path, runs_dir: Path, force: bool
+) -> RunSummary:
+    """Train (or resume) the run into `db`; each way it can stop is one line."""
+    from sparsebench.store.db import StoreError
+    from sparsebench.train.loop import RunDiverged
+    from sparsebench.train.results import open_results
+    from sparsebench.train.run import run_and_record
+
     try:
         with open_results(db) as store, RichEpochProgress(err) as progress:
-            summary = run_and_record(
-                run_config, data, store, runs_dir, progress=progress, force=force
-            )
+            return run_and_record(run_config, data, store, runs_dir, progress=progress, force=force)
     except KeyboardInterrupt:
         say(
             f"interrupted: run the same command again to resume run {run_config.run_id()} "
@@ -149,14 +176,6 @@ def train(
         raise fail(
             f"{line[0]}; run {run_config.run_id()} is interrupted, and this command resumes it"
         ) from None
-    if summary.reused:
-        say(f"run {summary.run_id} was already finished in {db}; use --force to retrain")
-    else:
-        log_finished(tracker, summary.as_json())
-    if as_json:
-        sys.stdout.write(json.dumps(summary.as_json(), default=float) + "\n")
-    else:
-        out.print(summary_table(summary))
 
 
 def class_count_table(data: dict[str, Any]) -> Table:
@@ -179,18 +198,17 @@ def _val_is_test(data: dict[str, Any]) -> bool:
     return data["samples"]["val"] == data["samples"]["test"] and counts["val"] == counts["test"]
 
 
-def _number(test: dict[str, Any], key: str) -> str:
-    value = test.get(key)
+def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _ranking(test: dict[str, Any]) -> str:
+def _ranking(test: TestMetrics) -> str:
     """AUROC and average precision, for two-class data, with the class they score."""
-    if test.get("positive_class") is None:
+    if test.positive_class is None:
         return ""
     return (
-        f"AUROC {_number(test, 'auroc')}  AP {_number(test, 'average_precision')} "
-        f"(positive: {plain(test['positive_class'])})  "
+        f"AUROC {_number(test.auroc)}  AP {_number(test.average_precision)} "
+        f"(positive: {plain(test.positive_class)})  "
     )
 
 
@@ -208,30 +226,31 @@ def summary_table(summary: RunSummary) -> Table:
     ):
         table.add_column(column, justify="right")
     for row in summary.epochs:
-        energy = "missing" if row["energy_j"] is None else f"{row['energy_j']:.1f}"
+        energy = "missing" if row.energy_j is None else f"{row.energy_j:.1f}"
+        peak = "n/a" if row.peak_memory_bytes is None else f"{row.peak_memory_bytes / 2**20:.0f}"
         table.add_row(
-            str(row["epoch"] + 1),
-            f"{row['train_loss']:.4f}",
-            f"{row['train_accuracy']:.4f}",
-            f"{row['val_accuracy']:.4f}",
-            f"{row['val_f1']:.4f}",
-            f"{row['train_time_s']:.1f}",
-            f"{row['peak_memory_bytes'] / 2**20:.0f}",
+            str(row.epoch + 1),
+            f"{row.train_loss:.4f}",
+            f"{row.train_accuracy:.4f}",
+            f"{row.val_accuracy:.4f}",
+            f"{row.val_f1:.4f}",
+            f"{row.train_time_s:.1f}",
+            peak,
             energy,
         )
     test = summary.test
     assert test is not None
     by_kind = summary.sparsity_by_kind
     caption = (
-        f"test: accuracy {test['accuracy']:.4f}  balanced {_number(test, 'balanced_accuracy')}  "
-        f"{_ranking(test)}F1 {test['f1']:.4f}  precision "
-        f"{test['precision']:.4f}  recall {test['recall']:.4f}  "
-        f"inference {test['inference_time_per_sample_s'] * 1e3:.3f} ms/sample\n"
+        f"test: accuracy {test.accuracy:.4f}  balanced {_number(test.balanced_accuracy)}  "
+        f"{_ranking(test)}F1 {test.f1:.4f}  precision "
+        f"{test.precision:.4f}  recall {test.recall:.4f}  "
+        f"inference {test.inference_time_per_sample_s * 1e3:.3f} ms/sample\n"
         f"sparsity: conv {by_kind.get('conv', 0):.3f}  linear {by_kind.get('linear', 0):.3f}  "
-        f"params {test['params_effective']:,}/{test['params_dense']:,}  "
-        f"MACs {test['macs_effective']:,}/{test['macs_dense']:,}"
+        f"params {test.params_effective:,}/{test.params_dense:,}  "
+        f"MACs {test.macs_effective:,}/{test.macs_dense:,}"
     )
-    if test["inference_energy_j"] is None and summary.epochs:
-        caption += f"\nenergy missing: {summary.epochs[-1]['energy_missing_reason']}"
+    if test.inference_energy_j is None and summary.epochs:
+        caption += f"\nenergy missing: {summary.epochs[-1].energy_missing_reason}"
     table.caption = caption
     return table

@@ -1,7 +1,7 @@
 """Data sets: loaders, splits held in memory, batches."""
 
 from sparsebench.data.dataset import BatchLoader, ImageDataset, Split
-from sparsebench.data.options import DataOptions
+from sparsebench.data.options import DataOptions, LoaderOptions
 from sparsebench.data.registry import (
     DatasetSpec,
     dataset_names,
@@ -16,6 +16,7 @@ __all__ = [
     "DataOptions",
     "DatasetSpec",
     "ImageDataset",
+    "LoaderOptions",
     "Split",
     "dataset_names",
     "dataset_spec",

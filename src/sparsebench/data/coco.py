@@ -5,16 +5,25 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from sparsebench.data.assemble import build_image_dataset, data_file
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.data.folder import load_image_folder, probe_image_folder
-from sparsebench.data.options import DataOptions
+from sparsebench.data.options import DataOptions, LoaderOptions
 from sparsebench.errors import InputError, validation_message
 
 LABEL_RULES = ("first", "majority", "largest-area")
+
+
+class CocoOptions(LoaderOptions):
+    """MVTec 3D objects (COCO annotations)."""
+
+    label_rule: Literal["first", "majority", "largest-area"] = Field(
+        "first", description="COCO: the label of an image with several annotations"
+    )
 
 
 def load_mvtec3d_objects(name: str, path: Path, options: DataOptions) -> ImageDataset:
@@ -139,5 +148,5 @@ def load_coco(name: str, json_file: Path, options: DataOptions) -> ImageDataset:
         paths.append(
             data_file(json_file.parent, image.file_name, where, options.allow_external_paths)
         )
-        labels.append(index_of[image_label(annotations, options.label_rule)])
+        labels.append(index_of[image_label(annotations, options.own(CocoOptions).label_rule)])
     return build_image_dataset(name, str(json_file), paths, labels, class_names, options)

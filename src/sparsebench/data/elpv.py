@@ -5,17 +5,23 @@ from __future__ import annotations
 
 from importlib import util
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from sparsebench.data.assemble import build_image_dataset, data_file
 from sparsebench.data.dataset import ImageDataset
-from sparsebench.data.options import DataOptions
+from sparsebench.data.options import DataOptions, LoaderOptions
 from sparsebench.errors import InputError
 
 BINARY_CLASSES = ["functional", "defective"]
 # Experts' defect probabilities are 0, 1/3, 2/3 and 1.
 FOUR_CLASSES = ["p=0", "p=1/3", "p=2/3", "p=1"]
+
+
+class ElpvOptions(LoaderOptions):
+    elpv_classes: Literal[2, 4] = Field(2, description="ELPV: 2 (defect >= 0.5) or 4 classes")
 
 
 def elpv_labels_file(path: Path | None) -> Path:
@@ -51,7 +57,7 @@ def load_elpv(name: str, path: Path | None, options: DataOptions) -> ImageDatase
         )
         for line, entry in enumerate(np.atleast_1d(table["path"]), start=1)
     ]
-    if options.elpv_classes == 2:
+    if options.own(ElpvOptions).elpv_classes == 2:
         labels, classes = (probabilities >= 0.5).astype(int).tolist(), BINARY_CLASSES
     else:
         labels, classes = np.rint(probabilities * 3).astype(int).tolist(), FOUR_CLASSES

@@ -8,12 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
-
-from sparsebench.data.coco import load_mvtec3d_objects, probe_mvtec3d
+from sparsebench.data.coco import CocoOptions, load_mvtec3d_objects, probe_mvtec3d
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.data.download import MEDMNIST_MD5, MEDMNIST_SIZES, download_medmnist
-from sparsebench.data.elpv import load_elpv, probe_elpv
+from sparsebench.data.elpv import ElpvOptions, load_elpv, probe_elpv
 from sparsebench.data.folder import load_image_folder, probe_image_folder
 from sparsebench.data.medmnist import (
     MEDMNIST_CLASSES,
@@ -21,9 +19,9 @@ from sparsebench.data.medmnist import (
     load_medmnist_npz,
     probe_medmnist_npz,
 )
-from sparsebench.data.options import CocoOptions, DataOptions, ElpvOptions, VisaOptions
+from sparsebench.data.options import DataOptions, LoaderOptions
 from sparsebench.data.synthetic import make_synthetic
-from sparsebench.data.visa import load_visa, probe_visa
+from sparsebench.data.visa import VisaOptions, load_visa, probe_visa
 from sparsebench.errors import InputError
 
 Loader = Callable[[Path | None, DataOptions], ImageDataset]
@@ -41,7 +39,7 @@ class DatasetSpec:
     loader: Loader
     probe: Probe | None = None  # None: nothing to check before loading
     display_name: str = ""  # the layout's name; a run's data_name names the data itself
-    options: type[BaseModel] | None = None  # its loader's own settings
+    options: type[LoaderOptions] | None = None  # its loader's own settings
     path_optional: bool = False  # generated, or shipped by a package
     # Images stored as arrays (npz) or generated: a new image file is decoded straight
     # at the model's input size (decoded image sets are stored at their decode size).
@@ -57,13 +55,13 @@ def register_dataset(
     path_optional: bool = False,
     probe: Probe | None = None,
     display_name: str = "",
-    options: type[BaseModel] | None = None,
+    options: type[LoaderOptions] | None = None,
     arrays: bool = False,
     downloadable: bool = False,
 ) -> Callable[[Loader], Loader]:
     """Register `loader(path, options) -> ImageDataset` under `name` (see `DatasetSpec`
-    for the rest). `options` is one of `data.options.LOADER_OPTIONS`: its settings are
-    refused for every other data set."""
+    for the rest). `options`, the loader's own settings, are given under `data_options:`
+    and refused for every other data set."""
 
     def decorate(loader: Loader) -> Loader:
         _DATASETS[name] = DatasetSpec(
@@ -92,10 +90,15 @@ def dataset_spec(name: str) -> DatasetSpec:
     return _DATASETS[name]
 
 
-def dataset_options(name: str) -> type[BaseModel] | None:
+def dataset_options(name: str) -> type[LoaderOptions] | None:
     """The options model of a data set's own settings, if its loader has one."""
     spec = _DATASETS.get(name)
     return None if spec is None else spec.options
+
+
+def loader_options_models() -> list[type[LoaderOptions]]:
+    """The own options of every registered loader, each once, in registration order."""
+    return list(dict.fromkeys(spec.options for spec in _DATASETS.values() if spec.options))
 
 
 def dataset_display_name(name: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from sparsebench.data.assemble import (
     build_image_dataset,
     list_images,
@@ -11,7 +13,7 @@ from sparsebench.data.assemble import (
     resolve_row_image,
 )
 from sparsebench.data.dataset import ImageDataset
-from sparsebench.data.options import DataOptions
+from sparsebench.data.options import DataOptions, LoaderOptions
 from sparsebench.errors import InputError
 
 CLASSES = ["normal", "anomaly"]
@@ -20,7 +22,11 @@ VISA_PAPER_FRACTIONS = {"train": 0.8, "test": 0.2}
 OFFICIAL_SPLITS = ("1cls", "2cls_highshot", "2cls_fewshot")
 
 
-def visa_objects(root: Path, wanted: list[str] | None) -> list[str]:
+class VisaOptions(LoaderOptions):
+    visa_objects: tuple[str, ...] | None = Field(None, description="VisA objects (default: all)")
+
+
+def visa_objects(root: Path, wanted: tuple[str, ...] | None) -> list[str]:
     found = sorted(p.name for p in root.iterdir() if (p / "Data" / "Images").is_dir())
     if not found:
         raise InputError(f"{root}: no VisA objects (expected <object>/Data/Images/Normal)")
@@ -38,7 +44,7 @@ def probe_visa(root: Path | None, options: DataOptions) -> None:
     assert root is not None
     if not root.is_dir():
         raise InputError(f"{root}: expected the VisA root folder")
-    visa_objects(root, options.visa_objects)
+    visa_objects(root, options.own(VisaOptions).visa_objects)
     if options.split.startswith("csv:"):
         read_split_csv(_split_csv(root, options.split), ("split", "label", "image"))
 
@@ -51,7 +57,7 @@ def _split_csv(root: Path, split: str) -> Path:
 def load_visa(name: str, root: Path, options: DataOptions) -> ImageDataset:
     if not root.is_dir():
         raise InputError(f"{root}: expected the VisA root folder")
-    objects = visa_objects(root, options.visa_objects)
+    objects = visa_objects(root, options.own(VisaOptions).visa_objects)
     if options.split == "paper":
         paths, labels = [], []
         for obj in objects:

@@ -98,19 +98,9 @@ def benchmark_models(
         "compact": count_model(compact, input_shape).macs_dense,
     }
     macs["onnx-float"] = macs["onnx-int8"] = count_model(onnx_compact, input_shape).macs_dense
-    runners: dict[str, Callable[[torch.Tensor, int], Callable[[], object]]] = {}
-
-    def torch_runner(model: nn.Module):
-        def prepare(x: torch.Tensor, n_threads: int):
-            torch.set_num_threads(n_threads)
-            return lambda: _torch_forward(model, x)
-
-        return prepare
-
-    runners["masked"] = torch_runner(masked)
-    runners["compact"] = torch_runner(compact)
     rows: list[BenchRow] = []
     with tempfile.TemporaryDirectory() as folder:
+        runners = {"masked": _torch_runner(masked), "compact": _torch_runner(compact)}
         if "onnx-float" in variants or "onnx-int8" in variants:
             float_path = export_onnx(onnx_compact, probe[:2], Path(folder) / "model.onnx")
             runners["onnx-float"] = _onnx_runner(float_path)
@@ -125,42 +115,69 @@ def benchmark_models(
                 for batch_size in batch_sizes:
                     x = torch.randn(batch_size, *input_shape)
                     calls = {variant: runners[variant](x, n_threads) for variant in variants}
-                    timings = time_interleaved(calls, repeats)
-                    group = []
-                    for variant, call in calls.items():
-                        seconds = timings[variant]
-                        reading = (
-                            energy_per_call(meter, call, repeats)
-                            if meter.available
-                            else meter.end()
-                        )
-                        median = statistics.median(seconds)
-                        energy = None
-                        if reading.joules is not None:
-                            energy = reading.joules / (repeats * batch_size)
-                        group.append(
-                            BenchRow(
-                                variant,
-                                batch_size,
-                                n_threads,
-                                median * 1e3,
-                                float(np.percentile(seconds, 95)) * 1e3,
-                                batch_size / median,
-                                macs[variant],
-                                energy,
-                                reading.source,
-                                reading.missing_reason,
-                            )
-                        )
+                    rows += _measure(calls, macs, Shape(batch_size, n_threads), repeats, meter)
                     del calls
-                    base = next((r for r in group if r.variant == "masked"), group[0])
-                    for row in group:
-                        row.speedup = base.latency_median_ms / row.latency_median_ms
-                        row.mac_ratio = base.macs_per_sample / row.macs_per_sample
-                    rows += group
         finally:
             torch.set_num_threads(previous_threads)
     return rows, difference
+
+
+Runner = Callable[[torch.Tensor, int], Callable[[], object]]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One cell of the benchmark grid."""
+
+    batch_size: int
+    threads: int
+
+
+def _torch_runner(model: nn.Module) -> Runner:
+    def prepare(x: torch.Tensor, n_threads: int) -> Callable[[], object]:
+        torch.set_num_threads(n_threads)
+        return lambda: _torch_forward(model, x)
+
+    return prepare
+
+
+def _measure(
+    calls: dict[str, Callable[[], object]],
+    macs: dict[str, float],
+    shape: Shape,
+    repeats: int,
+    meter: EnergyMeter,
+) -> list[BenchRow]:
+    """One row per variant of one batch size and thread count, timed taking turns, with
+    its speedup and MAC ratio over the masked network's."""
+    timings = time_interleaved(calls, repeats)
+    group = []
+    for variant, call in calls.items():
+        seconds = timings[variant]
+        reading = energy_per_call(meter, call, repeats) if meter.available else meter.end()
+        median = statistics.median(seconds)
+        energy = None
+        if reading.joules is not None:
+            energy = reading.joules / (repeats * shape.batch_size)
+        group.append(
+            BenchRow(
+                variant,
+                shape.batch_size,
+                shape.threads,
+                median * 1e3,
+                float(np.percentile(seconds, 95)) * 1e3,
+                shape.batch_size / median,
+                macs[variant],
+                energy,
+                reading.source,
+                reading.missing_reason,
+            )
+        )
+    base = next((r for r in group if r.variant == "masked"), group[0])
+    for row in group:
+        row.speedup = base.latency_median_ms / row.latency_median_ms
+        row.mac_ratio = base.macs_per_sample / row.macs_per_sample
+    return group
 
 
 def _torch_forward(model: nn.Module, x: torch.Tensor) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 from torch import nn
 
-from sparsebench.data import DataOptions, ImageDataset, load_dataset
+from sparsebench.data import ImageDataset, load_dataset
+from sparsebench.data.settings import data_options_of
 from sparsebench.errors import InputError
 from sparsebench.models import build_model
 from sparsebench.store.checkpoint import CheckpointError, load_checkpoint
@@ -37,7 +38,7 @@ class TrainedRun:
     def dataset(self) -> ImageDataset:
         """The run's data set, split and sized as it was trained."""
         config = self.config
-        options = DataOptions.from_run_config(config)
+        options = data_options_of(config)
         data = load_dataset(config["dataset"], config.get("data_path"), options)
         channels, size, _ = self.input_shape
         if (data.channels, data.image_size) != (channels, size):

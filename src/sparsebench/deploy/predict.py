@@ -16,8 +16,8 @@ import torch
 from sparsebench.data.assemble import IMAGE_SUFFIXES
 from sparsebench.data.dataset import adapt_images
 from sparsebench.data.images import decode_image
-from sparsebench.data.options import DataOptions
 from sparsebench.data.registry import dataset_spec
+from sparsebench.data.settings import data_options_of
 from sparsebench.deploy.load import TrainedRun
 from sparsebench.errors import InputError
 
@@ -48,7 +48,7 @@ class Preprocessing:
             )
             dataset = run.dataset()
             mean, std = dataset.mean.tolist(), dataset.std.tolist()
-        options = DataOptions.from_run_config(config)
+        options = data_options_of(config)
         arrays = dataset_spec(config["dataset"]).arrays
         return cls(
             decode_size=image_size if arrays else options.decode_size,

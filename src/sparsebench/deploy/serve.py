@@ -157,22 +157,9 @@ def make_app(
         except Exception as error:
             metrics.failed += 1
             return JSONResponse({"error": f"classification failed: {error}"}, 500)
-        best = probabilities.topk(top_k)
-        indices, values = best.indices.tolist(), best.values.tolist()
         metrics.answered += 1
         metrics.latencies.append(time.perf_counter() - started)
-        return JSONResponse(
-            {
-                "class": classes[indices[0]],
-                "class_index": indices[0],
-                "probability": values[0],
-                "top_k": [
-                    {"class": classes[i], "probability": p}
-                    for i, p in zip(indices, values, strict=True)
-                ],
-                "probabilities": dict(zip(classes, probabilities.tolist(), strict=True)),
-            }
-        )
+        return JSONResponse(_answer(probabilities, classes, top_k))
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "run_id": run_id, "classes": classes})
@@ -198,6 +185,21 @@ def make_app(
         ],
         lifespan=lifespan,
     )
+
+
+def _answer(probabilities: torch.Tensor, classes: list[str], top_k: int) -> dict[str, Any]:
+    """An image's answer: its class, the `top_k` classes, every class's probability."""
+    best = probabilities.topk(top_k)
+    indices, values = best.indices.tolist(), best.values.tolist()
+    return {
+        "class": classes[indices[0]],
+        "class_index": indices[0],
+        "probability": values[0],
+        "top_k": [
+            {"class": classes[i], "probability": p} for i, p in zip(indices, values, strict=True)
+        ],
+        "probabilities": dict(zip(classes, probabilities.tolist(), strict=True)),
+    }
 
 
 async def _image_bytes(request: Request, limit: int) -> bytes:

@@ -134,6 +134,13 @@ def _write(
     report = Report(out_dir=folder, index=folder / "index.html", svg=svg)
     (folder / MARKER).write_text("written by sparsebench report; replaced by the next one\n")
     (folder / "figures").mkdir()
+    _draw_figures(results, report)
+    tables = _write_tables(results, report, latency_budget_ms)
+    (folder / "index.html").write_text(_index_html(results, db, report, tables))
+    return report
+
+
+def _draw_figures(results: Results, report: Report) -> None:
     for cost, title in (
         ("inference_ms", "Test accuracy against inference time per image"),
         ("train_s", "Test accuracy against total training time"),
@@ -153,10 +160,6 @@ def _write(
         figure = confusion_figure(results, dataset)
         title = f"Test confusion matrices on {dataset}"
         report.figures.append(_save(figure, report, "confusion", str(index), title))
-    advice = recommendations(results, latency_budget_ms)
-    advice.to_csv(folder / "recommendations.csv", index=False)
-    comparisons = against_dense(results)
-    comparisons.to_csv(folder / "comparisons.csv", index=False)
     for scenario in _sections(results):
         for metric in CURVES:
             figure, notes = curve_figure(results, scenario, metric)
@@ -167,36 +170,31 @@ def _write(
             entry = _save(figure, report, scenario, metric.column, metric.title, metric.energy)
             entry.notes = notes
             report.figures.append(entry)
+
+
+def _write_tables(results: Results, report: Report, latency_budget_ms: float | None) -> Tables:
+    """Every table of the report as CSV (the per-run one also as Parquet), listed in
+    `report.tables`; the tables the page shows."""
+    folder = report.out_dir
+    advice = recommendations(results, latency_budget_ms)
+    comparisons = against_dense(results)
     runs = per_run_table(results)
-    runs.to_csv(folder / "runs.csv", index=False)
-    runs.to_parquet(folder / "runs.parquet", index=False)
     first = table_one(results)
-    first.to_csv(folder / "table1.csv", index=False)
     references = references_table(results)
-    references.to_csv(folder / "references.csv", index=False)
     bench = bench_table(results)
-    report.tables = [
-        folder / name
-        for name in (
-            "runs.csv",
-            "runs.parquet",
-            "table1.csv",
-            "recommendations.csv",
-            "comparisons.csv",
-        )
-    ]
-    if not bench.empty:
-        bench.to_csv(folder / "inference_bench.csv", index=False)
-        report.tables.append(folder / "inference_bench.csv")
-    (folder / "index.html").write_text(
-        _index_html(
-            results,
-            db,
-            report,
-            Tables(*table_one_page(results), references, bench, runs, advice, comparisons),
-        )
-    )
-    return report
+    for table, name in (
+        (runs, "runs.csv"),
+        (first, "table1.csv"),
+        (advice, "recommendations.csv"),
+        (comparisons, "comparisons.csv"),
+        *([(bench, "inference_bench.csv")] if not bench.empty else []),
+    ):
+        table.to_csv(folder / name, index=False)
+        report.tables.append(folder / name)
+    runs.to_parquet(folder / "runs.parquet", index=False)
+    report.tables.insert(1, folder / "runs.parquet")
+    references.to_csv(folder / "references.csv", index=False)
+    return Tables(*table_one_page(results), references, bench, runs, advice, comparisons)
 
 
 def _save(
@@ -264,11 +262,38 @@ class Tables:
 
 
 def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> str:
-    first, references, bench = tables.first, tables.references, tables.bench
-    runs, advice = tables.runs, tables.advice
-    e = html.escape
     scenarios = _sections(results)
     parts = [
+        *_page_head(results, db, report, scenarios),
+        *_choice_section(report, tables),
+        *_table1_section(results, tables),
+        *_confusion_section(report, tables.references),
+        *(part for scenario in scenarios for part in _scenario_section(report, scenario)),
+        *_bench_section(tables.bench),
+        *_unfinished_section(results),
+        "<h2 id='runs'>Every run</h2>",
+        "<p><a href='runs.csv'>CSV</a> · <a href='runs.parquet'>Parquet</a>. "
+        "Empty energy cells are missing measurements (reason in the next column).</p>",
+        "<div class='scroll'>",
+        _html_table(tables.runs, _number_formats(tables.runs)),
+        "</div></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _figure(report: Report, entry: FigureEntry, caption: str | None = None) -> str:
+    """A figure as PNG, its caption (the title, escaped, unless given) and SVG link."""
+    e = html.escape
+    caption = e(entry.title) if caption is None else caption
+    return (
+        f"<figure><img src='{e(entry.stem)}.png' alt='{e(entry.title)}'>"
+        f"<figcaption>{caption}{_svg_link(report, entry)}</figcaption></figure>"
+    )
+
+
+def _page_head(results: Results, db: Path, report: Report, scenarios: list[str]) -> list[str]:
+    e = html.escape
+    return [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<title>sparsebench report</title>",
         f"<style>{_STYLE}</style></head><body>",
@@ -283,6 +308,16 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         "<a href='#confusion'>confusion matrices</a>",
         *(f"<a href='#{e(s)}'>scenario {e(s)}</a>" for s in scenarios),
         "<a href='#bench'>inference benchmark</a><a href='#runs'>every run</a></nav>",
+    ]
+
+
+def _choice_section(report: Report, tables: Tables) -> list[str]:
+    e = html.escape
+    curve_caption = (
+        ": one curve per method through the mean over seeds, the band from the lowest to "
+        "the highest seed, dense as the grey band"
+    )
+    return [
         "<h2 id='choice'>Which method and sparsity for this box?</h2>",
         "<p>Each point is one method and scenario (seeds averaged, whiskers one standard "
         "deviation); the line joins the Pareto front, the configurations no other one "
@@ -294,18 +329,10 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         "the one to run more seeds of. Most accurate within the latency budget "
         "(<code>report --latency-budget-ms</code>), by the mean, with how many others are "
         "within noise of it. <a href='recommendations.csv'>CSV</a></p>",
-        _html_table(advice, _number_formats(advice)),
+        _html_table(tables.advice, _number_formats(tables.advice)),
+        *(_figure(report, f) for f in report.figures if f.scenario == "tradeoff"),
         *(
-            f"<figure><img src='{e(f.stem)}.png' alt='{e(f.title)}'><figcaption>{e(f.title)}"
-            f"{_svg_link(report, f)}</figcaption></figure>"
-            for f in report.figures
-            if f.scenario == "tradeoff"
-        ),
-        *(
-            f"<figure><img src='{e(f.stem)}.png' alt='{e(f.title)}'><figcaption>{e(f.title)}: "
-            "one curve per method through the mean over seeds, the band from the lowest to "
-            f"the highest seed, dense as the grey band{_svg_link(report, f)}</figcaption>"
-            "</figure>"
+            _figure(report, f, e(f.title) + curve_caption)
             for f in report.figures
             if f.scenario == "sparsity"
         ),
@@ -319,7 +346,13 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         f"<details><summary>{len(tables.comparisons)} configurations</summary>",
         _html_table(tables.comparisons, {}),
         "</details>",
-        f"<h2 id='table1'>Table 1: {e(results.metric.label)}, dense and mixed scenario</h2>",
+    ]
+
+
+def _table1_section(results: Results, tables: Tables) -> list[str]:
+    return [
+        f"<h2 id='table1'>Table 1: {html.escape(results.metric.label)}, dense and mixed "
+        "scenario</h2>",
         "<p>Mean ± standard deviation over seeds (number of seeds); a cell without a "
         "result says whether its run was not run, diverged or failed. The best over seeds, "
         "the 95% interval of each mean and the literature's accuracies with their "
@@ -327,20 +360,18 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         "accuracies are in the table below with their sources and protocols: none was "
         "measured here, and none follows the study's protocol (from scratch at 28x28, "
         "Adam 1e-4, 50 epochs).</p>",
-        _titled_table(first, tables.first_intervals),
+        _titled_table(tables.first, tables.first_intervals),
     ]
-    parts += [
+
+
+def _confusion_section(report: Report, references: pd.DataFrame) -> list[str]:
+    parts = [
         "<h2 id='confusion'>Where the networks err</h2>",
         "<p>Per data set, the test confusion matrices of dense and of every method in the "
         "mixed scenario, summed over seeds; each row is a true class, shaded by the share of "
         "its images predicted as each class, so the diagonal is the per-class recall "
         "(<code>recall_per_class</code> in <code>train --json</code>).</p>",
-        *(
-            f"<figure><img src='{e(f.stem)}.png' alt='{e(f.title)}'><figcaption>{e(f.title)}"
-            f"{_svg_link(report, f)}</figcaption></figure>"
-            for f in report.figures
-            if f.scenario == "confusion"
-        ),
+        *(_figure(report, f) for f in report.figures if f.scenario == "confusion"),
     ]
     if not references.empty:
         parts += [
@@ -349,65 +380,61 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
             "BloodMNIST-style data in <code>../shared/data</code> uses its own split.</p>",
             _html_table(references, {"accuracy": "{:.4g}", "sd": "{:.4f}"}),
         ]
-    for scenario in scenarios:
-        parts.append(
-            f"<h2 id='{e(scenario)}'>Scenario {e(SCENARIO_NAMES.get(scenario, scenario))}</h2>"
-        )
-        parts.append(
-            "<p>Dense is the same baseline in every scenario. Post-Training shares its dense "
-            "run's training (it is derived from the dense weights), so its curves and "
-            "training time are the dense ones.</p>"
-        )
-        for entry in (f for f in report.figures if f.scenario == scenario):
-            caption = e(entry.title)
-            if entry.energy:
-                caption += f" <span class='missing'>{e(_energy_statement(entry.notes))}</span>"
-            if entry.notes.executions:
-                caption += " " + e(_execution_statement(entry.notes))
-            if entry.notes.not_run:
-                caption += " Not run: " + e(", ".join(sorted(set(entry.notes.not_run)))) + "."
-            parts.append(
-                f"<figure><img src='{e(entry.stem)}.png' alt='{e(entry.title)}'>"
-                f"<figcaption>{caption}{_svg_link(report, entry)}</figcaption>"
-                "</figure>"
-            )
-    parts.append("<h2 id='bench'>Inference benchmark (sparsebench bench)</h2>")
+    return parts
+
+
+def _scenario_section(report: Report, scenario: str) -> list[str]:
+    e = html.escape
+    parts = [
+        f"<h2 id='{e(scenario)}'>Scenario {e(SCENARIO_NAMES.get(scenario, scenario))}</h2>",
+        "<p>Dense is the same baseline in every scenario. Post-Training shares its dense "
+        "run's training (it is derived from the dense weights), so its curves and "
+        "training time are the dense ones.</p>",
+    ]
+    for entry in (f for f in report.figures if f.scenario == scenario):
+        caption = e(entry.title)
+        if entry.energy:
+            caption += f" <span class='missing'>{e(_energy_statement(entry.notes))}</span>"
+        if entry.notes.executions:
+            caption += " " + e(_execution_statement(entry.notes))
+        if entry.notes.not_run:
+            caption += " Not run: " + e(", ".join(sorted(set(entry.notes.not_run)))) + "."
+        parts.append(_figure(report, entry, caption))
+    return parts
+
+
+def _bench_section(bench: pd.DataFrame) -> list[str]:
+    parts = ["<h2 id='bench'>Inference benchmark (sparsebench bench)</h2>"]
     if bench.empty:
-        parts.append(
+        return parts + [
             "<p>No benchmark in this database yet: <code>sparsebench bench RUN_ID</code> "
             "measures masked vs compact vs ONNX Runtime latency and stores it here.</p>"
-        )
-    else:
-        parts += [
-            "<p>Latest measurement of each subject, variant, batch size and thread count; "
-            "speedup is over the masked model, efficiency = speedup / MAC ratio. "
-            "<a href='inference_bench.csv'>CSV</a></p>",
-            "<div class='scroll'>",
-            _html_table(bench, _number_formats(bench)),
-            "</div>",
         ]
-    if not results.unfinished.empty:
-        unfinished = results.unfinished[
-            ["run_id", "model", "data_label", "method", "scenario", "seed", "status", "error"]
-        ].rename(columns={"data_label": "data set"})
-        parts += [
-            "<h2 id='unfinished'>Runs that diverged or failed</h2>",
-            "<p>Not drawn in the figures (their slot says so). A diverged run's training "
-            "loss became NaN or infinite; the same settings diverge again, so a sweep does "
-            "not retrain it: lower the learning rate.</p>",
-            "<div class='scroll'>",
-            _html_table(unfinished, {}),
-            "</div>",
-        ]
-    parts += [
-        "<h2 id='runs'>Every run</h2>",
-        "<p><a href='runs.csv'>CSV</a> · <a href='runs.parquet'>Parquet</a>. "
-        "Empty energy cells are missing measurements (reason in the next column).</p>",
+    return parts + [
+        "<p>Latest measurement of each subject, variant, batch size and thread count; "
+        "speedup is over the masked model, efficiency = speedup / MAC ratio. "
+        "<a href='inference_bench.csv'>CSV</a></p>",
         "<div class='scroll'>",
-        _html_table(runs, _number_formats(runs)),
-        "</div></body></html>",
+        _html_table(bench, _number_formats(bench)),
+        "</div>",
     ]
-    return "\n".join(parts)
+
+
+def _unfinished_section(results: Results) -> list[str]:
+    if results.unfinished.empty:
+        return []
+    unfinished = results.unfinished[
+        ["run_id", "model", "data_label", "method", "scenario", "seed", "status", "error"]
+    ].rename(columns={"data_label": "data set"})
+    return [
+        "<h2 id='unfinished'>Runs that diverged or failed</h2>",
+        "<p>Not drawn in the figures (their slot says so). A diverged run's training "
+        "loss became NaN or infinite; the same settings diverge again, so a sweep does "
+        "not retrain it: lower the learning rate.</p>",
+        "<div class='scroll'>",
+        _html_table(unfinished, {}),
+        "</div>",
+    ]
 
 
 def _sections(results: Results) -> list[str]:

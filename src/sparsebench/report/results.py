@@ -155,6 +155,22 @@ def load_results(db: str | Path, select: str = "last") -> Results:
                FROM runs WHERE status IN ('diverged', 'failed') ORDER BY created_at""",
             store.connection,
         )
+    runs, unfinished, epochs = _derived_columns(runs, unfinished, epochs)
+    return Results(
+        runs=runs,
+        epochs=epochs,
+        bench=bench,
+        unfinished=unfinished,
+        select=select,
+        left_out=finished - len(runs),
+    )
+
+
+def _derived_columns(
+    runs: pd.DataFrame, unfinished: pd.DataFrame, epochs: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What the report reads off the stored rows: the config's settings it shows, the
+    data's own names, the metrics the confusion matrices give, the runs' keys on epochs."""
     for frame in (runs, unfinished):
         configs = frame.config_json.map(json.loads)
         frame["data_path"] = configs.map(lambda c: c.get("data_path"))
@@ -181,14 +197,7 @@ def load_results(db: str | Path, select: str = "last") -> Results:
     runs = runs.drop(columns=["config_json", "confusion_json", "data_json"])
     keys = ["run_id", "model", "data_label", "method", "scenario", "seed", "derived_from"]
     epochs = epochs.merge(runs[keys], on="run_id")
-    return Results(
-        runs=runs,
-        epochs=epochs,
-        bench=bench,
-        unfinished=unfinished,
-        select=select,
-        left_out=finished - len(runs),
-    )
+    return runs, unfinished, epochs
 
 
 def data_label(dataset: str, data_path: str | None, data_name: str | None) -> str:

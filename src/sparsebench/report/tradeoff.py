@@ -10,9 +10,12 @@ latency budget the user sets.
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from sparsebench.models.registry import model_display_name
@@ -75,33 +78,7 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
             subset=[cost]
         )
         for row in panel.itertuples():
-            method = METHODS.get(row.method)
-            if row.accuracy_sd > 0:  # several seeds: one standard deviation either way
-                axis.errorbar(
-                    getattr(row, cost),
-                    row.accuracy,
-                    yerr=row.accuracy_sd,
-                    color=method_colour(row.method),
-                    lw=0.8,
-                    alpha=0.6,
-                    zorder=2,
-                )
-            axis.scatter(
-                getattr(row, cost),
-                row.accuracy,
-                color=method_colour(row.method),
-                marker=method.marker if method else "o",
-                s=40,
-                zorder=3,
-            )
-            point = row.method if is_baseline(row.method) else row.scenario
-            axis.annotate(
-                literal(point),
-                (getattr(row, cost), row.accuracy),
-                fontsize=6,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
+            _draw_point(axis, row, getattr(row, cost))
         front = panel[pareto_front(panel[cost], panel.accuracy)].sort_values(cost)
         axis.plot(front[cost], front.accuracy, color="black", lw=1, alpha=0.6, zorder=2)
         axis.set_xlabel(AXES[cost], fontsize=8)
@@ -128,6 +105,33 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
     )
     figure.tight_layout(rect=(0, 0.06, 1, 0.95))
     return figure
+
+
+def _draw_point(axis: Axes, row: Any, cost: float) -> None:
+    """One configuration: its marker, its seeds' sd as a whisker, its scenario named."""
+    method = METHODS.get(row.method)
+    if row.accuracy_sd > 0:  # several seeds: one standard deviation either way
+        axis.errorbar(
+            cost,
+            row.accuracy,
+            yerr=row.accuracy_sd,
+            color=method_colour(row.method),
+            lw=0.8,
+            alpha=0.6,
+            zorder=2,
+        )
+    axis.scatter(
+        cost,
+        row.accuracy,
+        color=method_colour(row.method),
+        marker=method.marker if method else "o",
+        s=40,
+        zorder=3,
+    )
+    point = row.method if is_baseline(row.method) else row.scenario
+    axis.annotate(
+        literal(point), (cost, row.accuracy), fontsize=6, xytext=(3, 3), textcoords="offset points"
+    )
 
 
 def recommendations(results: Results, latency_budget_ms: float | None = None) -> pd.DataFrame:

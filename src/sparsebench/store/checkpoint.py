@@ -21,6 +21,7 @@ import torch
 
 from sparsebench.errors import InputError
 from sparsebench.files import written_whole
+from sparsebench.store.records import EpochRecord
 
 # 1: the first format (model, optimizer, method, data generator, RNG, history).
 CHECKPOINT_VERSION = 1
@@ -47,7 +48,7 @@ class Checkpoint:
     method: dict[str, Any]
     data_generator: torch.Tensor
     torch_rng: torch.Tensor
-    history: list[dict[str, Any]]
+    history: list[EpochRecord]
     cuda_rng: torch.Tensor | None = None
     config: dict[str, Any] | None = None  # the first release kept none
 
@@ -109,9 +110,9 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
     problem = format_problem(state)
     if problem is not None:
         raise CheckpointError(f"{path}: not a whole sparsebench checkpoint: {problem}")
-    return Checkpoint(
-        **{key: value for key, value in state.items() if key in Checkpoint.__dataclass_fields__}
-    )
+    fields = {key: value for key, value in state.items() if key in Checkpoint.__dataclass_fields__}
+    fields["history"] = [EpochRecord.from_row(row) for row in state["history"]]
+    return Checkpoint(**fields)
 
 
 def _is_tensor_dict(value: Any, dtype: torch.dtype | None = None) -> bool:

@@ -23,14 +23,21 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import pandas as pd
 
-from sparsebench.confusion import Confusion, balanced_accuracy, recall_per_class
+from sparsebench.confusion import balanced_accuracy
 from sparsebench.errors import InputError
 from sparsebench.store.locks import ProcessIdentity, RunBusy
-from sparsebench.store.records import RunRecord, RunSummary
+from sparsebench.store.records import (
+    EPOCH_COLUMNS,
+    TEST_COLUMNS,
+    EpochRecord,
+    RunRecord,
+    RunSummary,
+    TestMetrics,
+)
 
 # 1: the first release; 2: runs.derived_from; 3: status `diverged`, table run_locks;
 # 4: run ids of settings version 2, the first release's kept in runs.legacy_run_id;
@@ -46,29 +53,6 @@ SCHEMA_VERSION = 8
 SELECTIONS = ("last", "best-val")
 STATUSES = ("running", "interrupted", "finished", "failed", "diverged")
 
-EPOCH_COLUMNS = [
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "train_f1",
-    "train_precision",
-    "train_recall",
-    "val_loss",
-    "val_accuracy",
-    "val_f1",
-    "val_precision",
-    "val_recall",
-    "train_time_s",
-    "peak_memory_bytes",
-    "memory_kind",
-    "energy_j",
-    "energy_source",
-    "energy_missing_reason",
-    "execution",
-    "train_macs_per_sample",
-    "train_macs_dense_per_sample",
-    "val_balanced_accuracy",
-]
 # Added to `epochs` after the first schema, with their SQL types.
 LATER_EPOCH_COLUMNS = {
     "execution": "TEXT",
@@ -77,24 +61,6 @@ LATER_EPOCH_COLUMNS = {
     "val_balanced_accuracy": "REAL",
 }
 
-TEST_COLUMNS = [
-    "loss",
-    "accuracy",
-    "f1",
-    "precision",
-    "recall",
-    "inference_time_per_sample_s",
-    "inference_energy_j",
-    "inference_energy_source",
-    "inference_energy_missing_reason",
-    "params_dense",
-    "params_effective",
-    "macs_dense",
-    "macs_effective",
-    "auroc",
-    "average_precision",
-    "positive_class",
-]
 # Added to `test_metrics` after the first schema, with their SQL types.
 LATER_TEST_COLUMNS = {"auroc": "REAL", "average_precision": "REAL", "positive_class": "TEXT"}
 
@@ -500,7 +466,7 @@ class ResultsStore:
         return created
 
     @_named_errors
-    def replace_epochs(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+    def replace_epochs(self, run_id: str, rows: list[EpochRecord]) -> None:
         """Make the stored epochs exactly `rows` (a resumed run's checkpointed history)."""
         with self.transaction() as cursor:
             cursor.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
@@ -508,16 +474,17 @@ class ResultsStore:
                 self._insert_epoch(cursor, run_id, row)
 
     @_named_errors
-    def record_epoch(self, run_id: str, row: dict[str, Any]) -> None:
+    def record_epoch(self, run_id: str, row: EpochRecord) -> None:
         with self.transaction() as cursor:
             self._insert_epoch(cursor, run_id, row)
 
-    def _insert_epoch(self, cursor: sqlite3.Cursor, run_id: str, row: dict[str, Any]) -> None:
+    def _insert_epoch(self, cursor: sqlite3.Cursor, run_id: str, row: EpochRecord) -> None:
         columns = ", ".join(EPOCH_COLUMNS)
         marks = ", ".join("?" for _ in EPOCH_COLUMNS)
+        stored = row.as_row()
         cursor.execute(
             f"INSERT OR REPLACE INTO epochs (run_id, {columns}) VALUES (?, {marks})",
-            (run_id, *(row.get(c) for c in EPOCH_COLUMNS)),
+            (run_id, *(stored[c] for c in EPOCH_COLUMNS)),
         )
 
     @_named_errors
@@ -526,7 +493,7 @@ class ResultsStore:
         `derived_from` names the dense run whose training a derived `post` run reuses."""
         test, epochs, best_val = summary.test, summary.epochs, summary.test_best_val
         assert test is not None, f"run {run_id} finished without test metrics"
-        energies = [row.get("energy_j") for row in epochs]
+        energies = [row.energy_j for row in epochs]
         total_energy = None if any(e is None for e in energies) else float(sum(energies))
         by_kind = summary.sparsity_by_kind
         with self.transaction() as cursor:
@@ -538,11 +505,7 @@ class ResultsStore:
             cursor.execute(
                 f"""INSERT OR REPLACE INTO test_metrics (run_id, {columns}, confusion_json)
                     VALUES (?, {marks}, ?)""",
-                (
-                    run_id,
-                    *(test.get(c) for c in TEST_COLUMNS),
-                    json.dumps(test["confusion_matrix"]),
-                ),
+                (run_id, *test.stored(), json.dumps(test.confusion_matrix)),
             )
             cursor.execute("DELETE FROM best_val_metrics WHERE run_id = ?", (run_id,))
             if best_val is not None:
@@ -551,9 +514,9 @@ class ResultsStore:
                         VALUES (?, ?, {marks}, ?)""",
                     (
                         run_id,
-                        best_val["epoch"],
-                        *(best_val.get(c) for c in TEST_COLUMNS),
-                        json.dumps(best_val["confusion_matrix"]),
+                        best_val.epoch,
+                        *best_val.stored(),
+                        json.dumps(best_val.confusion_matrix),
                     ),
                 )
             cursor.execute("DELETE FROM layer_sparsity WHERE run_id = ?", (run_id,))
@@ -570,7 +533,7 @@ class ResultsStore:
                    WHERE run_id=?""",
                 (
                     time.time(),
-                    float(sum(row["train_time_s"] for row in epochs)),
+                    float(sum(row.train_time_s for row in epochs)),
                     total_energy,
                     by_kind.get("conv"),
                     by_kind.get("linear"),
@@ -678,7 +641,7 @@ class ResultsStore:
         if run is None:
             return None
         epochs = [
-            {c: row[c] for c in EPOCH_COLUMNS}
+            EpochRecord.from_row(row)
             for row in self.connection.execute(
                 "SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
             )
@@ -714,17 +677,13 @@ class ResultsStore:
             checkpoint=run["checkpoint"],
         )
 
-    def _test_metrics(self, table: str, run_id: str) -> dict[str, Any] | None:
+    def _test_metrics(self, table: str, run_id: str) -> TestMetrics | None:
         row = self.connection.execute(
             f"SELECT * FROM {table} WHERE run_id = ?", (run_id,)
         ).fetchone()
         if row is None:
             return None
-        test = {c: row[c] for c in TEST_COLUMNS}
-        if table == "best_val_metrics":
-            test["epoch"] = row["epoch"]
-        test.update(confusion_metrics(json.loads(row["confusion_json"])))
-        return test
+        return TestMetrics.from_row(row, json.loads(row["confusion_json"]))
 
     @_named_errors
     def table(self, name: str) -> pd.DataFrame:
@@ -774,12 +733,3 @@ class ResultsStore:
         stale = (frame.status == "running") & ~frame.run_id.isin(live)
         frame.loc[stale, "status"] = "interrupted"
         return frame
-
-
-def confusion_metrics(confusion: Confusion) -> dict[str, Any]:
-    """A run's confusion matrix with what follows from it alone, as a summary shows it."""
-    return {
-        "confusion_matrix": confusion,
-        "balanced_accuracy": balanced_accuracy(confusion),
-        "recall_per_class": recall_per_class(confusion),
-    }

@@ -1,11 +1,15 @@
-"""The typed records the results database is written with: what the store files a
-run under, built by whoever knows the run's settings (the store knows records, not
-settings)."""
+"""The typed records the results database is written with and read back as: a run as
+the store files it, each epoch, each test, and the run's summary. Each record converts
+to and from its stored row here and nowhere else; the store knows records, not settings.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from sparsebench.confusion import Confusion, balanced_accuracy, recall_per_class
 
 
 @dataclass(frozen=True)
@@ -25,9 +29,126 @@ class RunRecord:
     epochs: int  # every epoch the run trains
 
 
+@dataclass(frozen=True)
+class EpochRecord:
+    """One finished epoch: how training went, what validation said, what it cost."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    train_f1: float
+    train_precision: float
+    train_recall: float
+    val_loss: float
+    val_accuracy: float
+    val_f1: float
+    val_precision: float
+    val_recall: float
+    train_time_s: float
+    peak_memory_bytes: float | None
+    memory_kind: str | None
+    energy_j: float | None
+    energy_source: str | None
+    energy_missing_reason: str | None
+    # Later than the first release: None in epochs an earlier release stored.
+    execution: str | None = None  # compact or masked
+    train_macs_per_sample: float | None = None  # as executed
+    train_macs_dense_per_sample: float | None = None  # of the full-size network
+    val_balanced_accuracy: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> EpochRecord:
+        """From a stored row (a dict or a `sqlite3.Row`) or a checkpoint's history, as
+        any release wrote it."""
+        present = set(row.keys())
+        return cls(**{name: row[name] if name in present else None for name in EPOCH_COLUMNS})
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+EPOCH_COLUMNS = [column.name for column in fields(EpochRecord)]
+
+
+@dataclass(frozen=True)
+class TestMetrics:
+    """A network's test on the held-out split: the stored metrics, its confusion matrix,
+    and for the best-validation selection the epoch whose weights were tested."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    loss: float
+    accuracy: float
+    f1: float
+    precision: float
+    recall: float
+    inference_time_per_sample_s: float
+    inference_energy_j: float | None
+    inference_energy_source: str | None
+    inference_energy_missing_reason: str | None
+    params_dense: int
+    params_effective: int
+    macs_dense: int
+    macs_effective: int
+    confusion_matrix: Confusion
+    # Later than the first release: None in tests an earlier release stored.
+    auroc: float | None = None  # two-class data, of the positive class
+    average_precision: float | None = None
+    positive_class: str | None = None
+    epoch: int | None = None  # the best-validation selection's epoch
+
+    @property
+    def balanced_accuracy(self) -> float | None:
+        return balanced_accuracy(self.confusion_matrix)
+
+    @property
+    def recall_per_class(self) -> list[float | None]:
+        return recall_per_class(self.confusion_matrix)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], confusion: Confusion) -> TestMetrics:
+        """From a stored row (`TEST_COLUMNS`, maybe an `epoch`) and its confusion matrix."""
+        epoch = row["epoch"] if "epoch" in set(row.keys()) else None
+        values = {name: row[name] for name in TEST_COLUMNS}
+        return cls(**values, confusion_matrix=confusion, epoch=epoch)
+
+    def stored(self) -> list[Any]:
+        """The values of `TEST_COLUMNS`, in their order."""
+        return [getattr(self, name) for name in TEST_COLUMNS]
+
+    def as_json(self) -> dict[str, Any]:
+        shown = asdict(self)
+        if self.epoch is None:
+            del shown["epoch"]
+        shown["balanced_accuracy"] = self.balanced_accuracy
+        shown["recall_per_class"] = self.recall_per_class
+        return shown
+
+
+# The test's columns in the test_metrics table, in the first release's order.
+TEST_COLUMNS = [
+    "loss",
+    "accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "inference_time_per_sample_s",
+    "inference_energy_j",
+    "inference_energy_source",
+    "inference_energy_missing_reason",
+    "params_dense",
+    "params_effective",
+    "macs_dense",
+    "macs_effective",
+    "auroc",
+    "average_precision",
+    "positive_class",
+]
+
+
 @dataclass
 class RunSummary:
-    """A run in one shape, whether it just trained (`RunResult.summary`) or was read
+    """A run in one shape, whether it just trained (`train_run`'s result) or was read
     back from the store (`ResultsStore.run_summary`); `as_json` is what
     `sparsebench train --json` prints and trackers receive."""
 
@@ -36,9 +157,9 @@ class RunSummary:
     config: dict[str, Any]
     device: str | None
     data: dict[str, Any] | None
-    epochs: list[dict[str, Any]]
-    test: dict[str, Any] | None  # the last epoch's weights
-    test_best_val: dict[str, Any] | None  # the best validation epoch's, with its epoch
+    epochs: list[EpochRecord]
+    test: TestMetrics | None  # the last epoch's weights
+    test_best_val: TestMetrics | None  # the best validation epoch's, with its epoch
     layers: list[dict[str, Any]]  # achieved sparsity per layer
     sparsity_by_kind: dict[str, float]
     error: str | None = None
@@ -53,15 +174,18 @@ class RunSummary:
     @property
     def execution(self) -> str | None:
         """compact or masked: how the last epoch trained (None before any epoch)."""
-        return self.epochs[-1].get("execution") if self.epochs else None
+        return self.epochs[-1].execution if self.epochs else None
 
     def epoch_mean(self, key: str) -> float | None:
         """The mean of `key` over the epochs that have it (a resumed older run may not)."""
-        values = [row[key] for row in self.epochs if row.get(key) is not None]
+        values = [getattr(row, key) for row in self.epochs if getattr(row, key) is not None]
         return sum(values) / len(values) if values else None
 
     def as_json(self) -> dict[str, Any]:
         shown = asdict(self)
+        for key in ("test", "test_best_val"):
+            tested = getattr(self, key)
+            shown[key] = None if tested is None else tested.as_json()
         shown["sparsity"] = {
             "layers": shown.pop("layers"),
             "by_kind": shown.pop("sparsity_by_kind"),

@@ -10,13 +10,16 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sparsebench.errors import InputError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sparsebench.errors import InputError, validation_message
 from sparsebench.sweep.runner import Executor
 from sparsebench.sweep.worker import RunTask, execute_task, prepare_local_worker
 
@@ -145,21 +148,86 @@ def _hide_broken_amdsmi() -> None:
         os.environ["PYTHONPATH"] = shims if not path else f"{shims}{os.pathsep}{path}"
 
 
+class ExecutorOptions(BaseModel):
+    """An executor's own settings: `--executor-option KEY=VALUE`, or a flag of the sweep
+    command where one is named the same (`--workers`); refused for another executor."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalOptions(ExecutorOptions):
+    workers: int | None = Field(
+        None, ge=1, le=1024, description="runs at once (default: one per core, at most 8)"
+    )
+    threads_per_run: int | None = Field(
+        None, ge=1, le=1024, description="torch threads per run (default: cores / workers)"
+    )
+
+
+class RayOptions(ExecutorOptions):
+    ray_address: str | None = Field(None, description="join this Ray cluster, not a new one")
+    cpus_per_run: float = Field(1.0, gt=0, le=1024, description="CPUs each run reserves")
+    gpus_per_run: float = Field(0.0, ge=0, le=64, description="GPUs each run reserves")
+    workers: int | None = Field(
+        None, ge=1, le=1024, description="runs at once (default: what the cluster fits)"
+    )
+
+
+Options = TypeVar("Options", bound=ExecutorOptions)
+
+
 @dataclass(frozen=True)
-class ExecutorRequest:
-    """What the sweep command asks of an executor; each one reads what it needs."""
+class ExecutorSpec:
+    """A registered executor: how it is built from its settings, and what they are."""
 
-    workers: int | None = None
-    threads_per_run: int | None = None
-    ray_address: str | None = None
-    cpus_per_run: float = 1.0
-    gpus_per_run: float = 0.0
+    name: str
+    build: Callable[[Any], Executor]
+    options: type[ExecutorOptions]
 
 
-# Executors by name, with what `--executor NAME` builds: a new one is one entry here.
-EXECUTORS: dict[str, Callable[[ExecutorRequest], Executor]] = {
-    "local": lambda request: LocalExecutor(request.workers, request.threads_per_run),
-    "ray": lambda request: RayExecutor(
-        request.ray_address, request.cpus_per_run, request.gpus_per_run, request.workers
-    ),
-}
+EXECUTORS: dict[str, ExecutorSpec] = {}
+
+
+def register_executor(
+    name: str, options: type[Options]
+) -> Callable[[Callable[[Options], Executor]], Callable[[Options], Executor]]:
+    """Register `build(options) -> Executor` as `--executor NAME`, its settings checked by
+    `options`."""
+
+    def decorate(build: Callable[[Options], Executor]) -> Callable[[Options], Executor]:
+        EXECUTORS[name] = ExecutorSpec(name, build, options)
+        return build
+
+    return decorate
+
+
+def executor_settings(name: str, given: Mapping[str, Any]) -> ExecutorOptions:
+    """The settings `given` for executor `name`, checked by its options model; each
+    problem an InputError naming the flag."""
+    if name not in EXECUTORS:
+        raise InputError(f"--executor: expected {' or '.join(EXECUTORS)}, got {name!r}")
+    options = EXECUTORS[name].options
+    for key in given:
+        if key not in options.model_fields:
+            flag = "--" + key.replace("_", "-")
+            raise InputError(f"{flag} is not a setting of executor {name!r}")
+    try:
+        return options(**given)
+    except ValidationError as error:
+        raise InputError(validation_message(error, flags=True)) from None
+
+
+def make_executor(name: str, settings: ExecutorOptions) -> Executor:
+    return EXECUTORS[name].build(settings)
+
+
+@register_executor("local", LocalOptions)
+def _local(options: LocalOptions) -> Executor:
+    return LocalExecutor(options.workers, options.threads_per_run)
+
+
+@register_executor("ray", RayOptions)
+def _ray(options: RayOptions) -> Executor:
+    return RayExecutor(
+        options.ray_address, options.cpus_per_run, options.gpus_per_run, options.workers
+    )

@@ -82,7 +82,7 @@ def check_sweep_data(sweep: SweepConfig, source: str | Path, download: bool = Fa
             sweep.models[0], index, sweep.methods[0], sweep.points()[0], sweep.seeds_of(index)[0]
         )
         try:
-            probe_dataset(config.dataset, config.data_path, config.data_options(None, download))
+            probe_dataset(config.dataset, config.data_path, config.loader_options(None, download))
         except InputError as error:
             problems.append(f"datasets[{index}] ({config.dataset}): {error}")
     if problems:

@@ -78,80 +78,62 @@ def run_sweep(
 ) -> SweepState:
     """Execute every planned run that is not finished; return what happened.
     `on_finished` receives each run's summary once it is stored (a tracker)."""
-    progress = progress or SweepProgress()
-    todo = [run for run in planned if run.action != "skip"]
-    state = SweepState(total=len(todo))
-    waiting: dict[str, list[PlannedRun]] = defaultdict(list)
-    # Derived runs are quick: they go first whenever they are ready.
-    ready = deque(
-        sorted(
-            (run for run in todo if run.waits_for is None),
-            key=lambda run: run.action != "derive",
-        )
-    )
-    for run in todo:
-        if run.waits_for is not None:
-            waiting[run.waits_for].append(run)
-
-    def task_for(run: PlannedRun) -> RunTask:
-        return RunTask(
-            action=run.action,
-            config=run.config.model_dump(),
-            runs_dir=str(runs_dir),
-            dense_config=None if run.dense is None else run.dense.model_dump(),
-            cache_dir=None if cache_dir is None else str(cache_dir),
-            download=download,
-        )
-
-    def record(run: PlannedRun, result: dict[str, Any]) -> None:
-        if result["ok"]:
-            derived_from = None if run.dense is None else run.dense.run_id()
-            store.finish_run(run.run_id, result["summary"], derived_from=derived_from)
-            if on_finished is not None:
-                on_finished(result["summary"])
-            state.done += 1
-            state.finished.append(run.run_id)
-            ready.extendleft(waiting.pop(run.run_id, []))
-        else:
-            status = result.get("status", "failed")
-            store.end_run(run.run_id, status, result["error"], created.pop(run.run_id, False))
-            ended = state.diverged if status == "diverged" else state.failed
-            ended.append({"run_id": run.run_id, "error": result["error"]})
-            for dependent in waiting.pop(run.run_id, []):
-                error = f"its dense run {run.run_id} {status}: {result['error']}"
-                if status != "refused":  # a refused input leaves no row, here neither
-                    store.begin_run(dependent.config.record(), "", {})
-                    store.mark_run(dependent.run_id, "failed", error)
-                state.failed.append({"run_id": dependent.run_id, "error": error})
-        progress.run_ended(run, result)
-
-    def leave_to_holder(run: PlannedRun, busy: RunBusy) -> None:
-        for held in [run, *waiting.pop(run.run_id, [])]:
-            state.held.append({"run_id": held.run_id, "error": str(busy)})
-
-    in_flight: dict[Future, PlannedRun] = {}
-    created: dict[str, bool] = {}  # run ids begun by this sweep: was the row new?
+    data = {"cache_dir": None if cache_dir is None else str(cache_dir), "download": download}
+    driver = _Driver(planned, store, Path(runs_dir), executor, data)
+    driver.progress = progress or SweepProgress()
+    driver.on_finished = on_finished
     try:
-        while ready or in_flight:
-            while ready and len(in_flight) < executor.slots:
-                run = ready.popleft()
-                try:
-                    created[run.run_id] = store.begin_run(
-                        run.config.record(),
-                        run.config.device,
-                        {},
-                        checkpoint_path(runs_dir, run.run_id),
-                    )
-                except RunBusy as busy:
-                    leave_to_holder(run, busy)
-                    continue
-                in_flight[executor.submit(task_for(run))] = run
-            state.running = len(in_flight)
-            progress.update(state)
-            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        driver.drive()
+    except BaseException:
+        executor.close(cancel=True)
+        with contextlib.suppress(StoreError):  # a full disk: they show as interrupted anyway
+            for run in driver.in_flight.values():
+                store.mark_run(run.run_id, "interrupted")
+        raise
+    executor.close()
+    return driver.state
+
+
+class _Driver:
+    """One sweep's runs: those ready to start, those waiting for their dense run, those
+    in flight; each result written to the store as it comes back."""
+
+    def __init__(
+        self,
+        planned: list[PlannedRun],
+        store: ResultsStore,
+        runs_dir: Path,
+        executor: Executor,
+        data: dict[str, Any],
+    ) -> None:
+        self.store, self.runs_dir, self.executor, self.data = store, runs_dir, executor, data
+        self.progress = SweepProgress()
+        self.on_finished: Callable[[dict[str, Any]], None] | None = None
+        todo = [run for run in planned if run.action != "skip"]
+        self.state = SweepState(total=len(todo))
+        self.waiting: dict[str, list[PlannedRun]] = defaultdict(list)
+        # Derived runs are quick: they go first whenever they are ready.
+        self.ready = deque(
+            sorted(
+                (run for run in todo if run.waits_for is None),
+                key=lambda run: run.action != "derive",
+            )
+        )
+        for run in todo:
+            if run.waits_for is not None:
+                self.waiting[run.waits_for].append(run)
+        self.in_flight: dict[Future, PlannedRun] = {}
+        self.created: dict[str, bool] = {}  # run ids begun by this sweep: was the row new?
+
+    def drive(self) -> None:
+        while self.ready or self.in_flight:
+            self._start_ready()
+            self.state.running = len(self.in_flight)
+            self.progress.update(self.state)
+            finished, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
             broken = False
             for future in finished:
-                run = in_flight.pop(future)
+                run = self.in_flight.pop(future)
                 try:
                     result = future.result()
                 except BrokenProcessPool:
@@ -159,19 +141,60 @@ def run_sweep(
                     result = _lost(run, "its worker process died (killed, or out of memory)")
                 except Exception as error:
                     result = _lost(run, f"{type(error).__name__}: {error}")
-                record(run, result)
+                self._record(run, result)
             if broken:
-                executor.restart()
-            state.running = len(in_flight)
-            progress.update(state)
-    except BaseException:
-        executor.close(cancel=True)
-        with contextlib.suppress(StoreError):  # a full disk: they show as interrupted anyway
-            for run in in_flight.values():
-                store.mark_run(run.run_id, "interrupted")
-        raise
-    executor.close()
-    return state
+                self.executor.restart()
+            self.state.running = len(self.in_flight)
+            self.progress.update(self.state)
+
+    def _start_ready(self) -> None:
+        while self.ready and len(self.in_flight) < self.executor.slots:
+            run = self.ready.popleft()
+            try:
+                self.created[run.run_id] = self.store.begin_run(
+                    run.config.record(),
+                    run.config.device,
+                    {},
+                    checkpoint_path(self.runs_dir, run.run_id),
+                )
+            except RunBusy as busy:
+                for held in [run, *self.waiting.pop(run.run_id, [])]:
+                    self.state.held.append({"run_id": held.run_id, "error": str(busy)})
+                continue
+            self.in_flight[self.executor.submit(self._task_for(run))] = run
+
+    def _task_for(self, run: PlannedRun) -> RunTask:
+        return RunTask(
+            action=run.action,
+            config=run.config.model_dump(),
+            runs_dir=str(self.runs_dir),
+            dense_config=None if run.dense is None else run.dense.model_dump(),
+            **self.data,
+        )
+
+    def _record(self, run: PlannedRun, result: dict[str, Any]) -> None:
+        state = self.state
+        if result["ok"]:
+            derived_from = None if run.dense is None else run.dense.run_id()
+            self.store.finish_run(run.run_id, result["summary"], derived_from=derived_from)
+            if self.on_finished is not None:
+                self.on_finished(result["summary"])
+            state.done += 1
+            state.finished.append(run.run_id)
+            self.ready.extendleft(self.waiting.pop(run.run_id, []))
+        else:
+            status = result.get("status", "failed")
+            created = self.created.pop(run.run_id, False)
+            self.store.end_run(run.run_id, status, result["error"], created)
+            ended = state.diverged if status == "diverged" else state.failed
+            ended.append({"run_id": run.run_id, "error": result["error"]})
+            for dependent in self.waiting.pop(run.run_id, []):
+                error = f"its dense run {run.run_id} {status}: {result['error']}"
+                if status != "refused":  # a refused input leaves no row, here neither
+                    self.store.begin_run(dependent.config.record(), "", {})
+                    self.store.mark_run(dependent.run_id, "failed", error)
+                state.failed.append({"run_id": dependent.run_id, "error": error})
+        self.progress.run_ended(run, result)
 
 
 def _lost(run: PlannedRun, error: str) -> dict[str, Any]:

@@ -92,7 +92,7 @@ def execute_task(task: RunTask) -> dict[str, Any]:
     return {
         "run_id": config.run_id(),
         "ok": True,
-        "summary": result.summary(),
+        "summary": result,
         "worker": worker,
         "seconds": time.perf_counter() - started,
     }
@@ -100,7 +100,7 @@ def execute_task(task: RunTask) -> dict[str, Any]:
 
 def _options(config: RunConfig, task: RunTask) -> DataOptions:
     cache_dir = Path(task.cache_dir) if task.cache_dir else None
-    return config.data_options(cache_dir, task.download)
+    return config.loader_options(cache_dir, task.download)
 
 
 @lru_cache(maxsize=2)

@@ -2,13 +2,12 @@
 checkpoint and resume."""
 
 from sparsebench.train.config import RunConfig
-from sparsebench.train.loop import RunResult, evaluate, train_run
+from sparsebench.train.loop import evaluate, train_run
 from sparsebench.train.metrics import confusion_matrix, metrics_from_confusion
 from sparsebench.train.trainer import SparseTrainer
 
 __all__ = [
     "RunConfig",
-    "RunResult",
     "SparseTrainer",
     "confusion_matrix",
     "evaluate",

@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from sparsebench.data.options import DataOptions, DataSettings
+from sparsebench.data.options import DataOptions
+from sparsebench.data.settings import FLAT_LOADER_SETTINGS, DataSettings, data_options_of
 from sparsebench.models.pretrained import source_digest
 from sparsebench.sparsity.methods import (
     MAX_EPOCHS,
@@ -251,8 +252,9 @@ class RunConfig(DataSettings):
             object.__setattr__(self, key, value)
         return self
 
-    def data_options(self, cache_dir: Path | None = None, download: bool = False) -> DataOptions:
-        return DataOptions.from_run_config(self.model_dump(), cache_dir, download)
+    def loader_options(self, cache_dir: Path | None = None, download: bool = False) -> DataOptions:
+        """What this run's loader is handed."""
+        return data_options_of(self.model_dump(), cache_dir, download)
 
     @property
     def total_epochs(self) -> int:
@@ -290,12 +292,16 @@ class RunConfig(DataSettings):
             if key not in type(self).model_fields
             or value != type(self).model_fields[key].get_default(call_default_factory=True)
         }
-        # A moved setting is hashed where it was a run setting, so that runs keep their
-        # ids; one the method does not declare is no longer hashed at all.
-        options = dict(identity.pop("method_options", {}))
-        identity.update({key: options.pop(key) for key in MOVED_SETTINGS if key in options})
-        if options:
-            identity["method_options"] = options
+        # A moved setting (a method's or a loader's) is hashed where it was a run setting,
+        # so that runs keep their ids; one the method does not declare is no longer hashed.
+        for nested, moved in (
+            ("method_options", MOVED_SETTINGS),
+            ("data_options", FLAT_LOADER_SETTINGS),
+        ):
+            options = dict(identity.pop(nested, {}))
+            identity.update({key: options.pop(key) for key in moved if key in options})
+            if options:
+                identity[nested] = options
         return _digest({"settings_version": SETTINGS_VERSION, **identity})
 
     def first_release_run_id(self) -> str:
@@ -304,6 +310,8 @@ class RunConfig(DataSettings):
         settings = self.model_dump(include=set(FIRST_RELEASE_SETTINGS))
         for key, default in FIRST_RELEASE_DEFAULTS.items():
             settings[key] = self.method_options.get(key, default)
+        for key, default in FLAT_LOADER_SETTINGS.items():
+            settings[key] = self.data_options.get(key, default)
         return _digest(settings)
 
 

@@ -14,9 +14,9 @@ from sparsebench.errors import InputError
 from sparsebench.measure.energy import EnergyMeter
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.store.checkpoint import load_checkpoint, save_checkpoint
+from sparsebench.store.records import RunSummary
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import (
-    RunResult,
     build_run,
     checkpoint_state,
     finish_training,
@@ -44,7 +44,7 @@ def derive_post_run(
     dataset: ImageDataset,
     dense_checkpoint: Path,
     checkpoint_path: Path,
-) -> RunResult:
+) -> RunSummary:
     """Prune `dense`'s final weights as `config` says, checkpoint them as `config`'s run
     (so it can be exported and benchmarked like a trained one), and test them."""
     if not derivable_from(config, dense):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,44 +37,12 @@ from sparsebench.store.checkpoint import (
     load_resumable,
     save_checkpoint,
 )
-from sparsebench.store.db import confusion_metrics
-from sparsebench.store.records import RunSummary
+from sparsebench.store.records import EpochRecord, RunSummary, TestMetrics
 from sparsebench.train.compact import TRAINING_PASSES
 from sparsebench.train.config import RunConfig
 from sparsebench.train.metrics import MetricAccumulator
 from sparsebench.train.selection import BestValidation, best_val_path
 from sparsebench.train.trainer import NonFiniteLoss, SparseTrainer
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    config: dict[str, Any]
-    device: str
-    data: dict[str, Any]
-    epochs: list[dict[str, Any]]
-    test: dict[str, Any]
-    layers: list[dict[str, Any]]
-    sparsity_by_kind: dict[str, float]
-    test_best_val: dict[str, Any] | None = None  # the best validation epoch's weights
-    resumed_from_epoch: int = 0
-    mask_updates_every: int | None = None  # optimiser steps; None: the masks never change
-
-    def summary(self) -> RunSummary:
-        return RunSummary(
-            run_id=self.run_id,
-            status="finished",
-            config=self.config,
-            device=self.device,
-            data=self.data,
-            epochs=self.epochs,
-            test=self.test,
-            test_best_val=self.test_best_val,
-            layers=self.layers,
-            sparsity_by_kind=self.sparsity_by_kind,
-            mask_updates_every=self.mask_updates_every,
-            resumed_from_epoch=self.resumed_from_epoch,
-        )
 
 
 class EpochProgress:
@@ -84,7 +52,7 @@ class EpochProgress:
 
     def advance(self) -> None: ...
 
-    def end_epoch(self, row: dict[str, Any]) -> None: ...
+    def end_epoch(self, row: EpochRecord) -> None: ...
 
 
 def resolve_device(name: str) -> torch.device:
@@ -215,12 +183,12 @@ def train_run(
     dataset: ImageDataset,
     checkpoint_path: Path,
     *,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    on_resume: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_resume: Callable[[list[EpochRecord]], None] | None = None,
     progress: EpochProgress | None = None,
     stop_after_epoch: int | None = None,
     earlier_ids: tuple[str, ...] = (),
-) -> RunResult:
+) -> RunSummary:
     """Train `config` on `dataset`, resuming from `checkpoint_path` if it holds this run.
 
     `on_resume` receives the epochs already done when a run resumes; `on_epoch` each
@@ -237,7 +205,7 @@ def train_run(
     train_loader = _train_loader(dataset, config, device)
     warn_if_few_steps(trainer.model, config, len(train_loader))
     val_loader = _eval_loader(dataset, "val", config, device)
-    history: list[dict[str, Any]] = []
+    history: list[EpochRecord] = []
     best = BestValidation(best_val_path(checkpoint_path), run_id)
     state = load_resumable(checkpoint_path, run_id, config.first_release_run_id(), *earlier_ids)
     if state is not None:
@@ -254,21 +222,15 @@ def train_run(
         row = _train_epoch(
             trainer, train_loader, dataset, memory, energy, progress, epoch, config.lr
         )
-        # Validation sees the network as this epoch trained it, before the method changes
-        # its masks (units regrown now are untrained until the next epoch).
-        val = evaluate(trainer.eval_network(), val_loader, dataset.num_classes)
-        validated = _validation_row(val)
-        best.consider(epoch, validated["val_accuracy"], trainer.full_model(), trainer.method)
-        trainer.end_epoch(epoch)
-        row = {"epoch": epoch, **row, **validated}
-        history.append(row)
+        record = _end_epoch(trainer, epoch, row, val_loader, dataset, best)
+        history.append(record)
         save_checkpoint(
             checkpoint_state(config, trainer, train_loader.generator.get_state(), history),
             checkpoint_path,
         )
-        progress.end_epoch(row)
+        progress.end_epoch(record)
         if on_epoch is not None:
-            on_epoch(row)
+            on_epoch(record)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             raise RunInterrupted(epoch)
 
@@ -283,7 +245,7 @@ def _resume(
     state: Checkpoint,
     path: Path,
     run_id: str,
-) -> list[dict[str, Any]]:
+) -> list[EpochRecord]:
     """Put the trainer, the batch order and the random streams where the checkpoint left
     them; the epochs done so far."""
     device = loader.device
@@ -302,18 +264,33 @@ def _resume(
     return list(state.history)
 
 
-def _validation_row(val: MetricAccumulator) -> dict[str, Any]:
-    return {
+def _end_epoch(
+    trainer: SparseTrainer,
+    epoch: int,
+    trained: dict[str, Any],
+    val_loader: BatchLoader,
+    dataset: ImageDataset,
+    best: BestValidation,
+) -> EpochRecord:
+    """Validate the network as this epoch trained it, before the method changes its
+    masks (units regrown now are untrained until the next epoch); then end the epoch."""
+    val = evaluate(trainer.eval_network(), val_loader, dataset.num_classes)
+    record = EpochRecord(
+        epoch=epoch,
+        **trained,
         **val.result().as_dict("val_"),
-        "val_balanced_accuracy": balanced_accuracy(val.confusion.cpu().tolist()),
-    }
+        val_balanced_accuracy=balanced_accuracy(val.confusion.cpu().tolist()),
+    )
+    best.consider(epoch, record.val_accuracy, trainer.full_model(), trainer.method)
+    trainer.end_epoch(epoch)
+    return record
 
 
 def checkpoint_state(
     config: RunConfig,
     trainer: SparseTrainer,
     data_generator_state: torch.Tensor,
-    history: list[dict[str, Any]],
+    history: list[EpochRecord],
 ) -> Checkpoint:
     """Everything a run needs to go on exactly where it stopped."""
     device = next(trainer.model.parameters()).device
@@ -335,10 +312,10 @@ def finish_training(
     dataset: ImageDataset,
     device: torch.device,
     energy: EnergyMeter,
-    history: list[dict[str, Any]],
+    history: list[EpochRecord],
     start_epoch: int,
     best: BestValidation | None = None,
-) -> RunResult:
+) -> RunSummary:
     """End the method's training, test the checkpointed network and the best validation
     epoch's (see `selection`), report the trained network's sparsity."""
     trainer.finish()
@@ -347,15 +324,14 @@ def finish_training(
     last = len(history) - 1
     kept = None if best is None else best.weights_to_test(trainer.method.masks, last)
     if kept is None:
-        test_best_val = {**test, "epoch": last}
+        test_best_val = replace(test, epoch=last)
     else:
         trainer.load_state_dict({"model": kept["model"], "method": kept["method"]})
-        test_best_val = {
-            **test_model(trainer, None, dataset, config, device, energy),
-            "epoch": kept["epoch"],
-        }
-    return RunResult(
+        tested = test_model(trainer, None, dataset, config, device, energy)
+        test_best_val = replace(tested, epoch=kept["epoch"])
+    return RunSummary(
         run_id=config.run_id(),
+        status="finished",
         config=config.model_dump(),
         device=str(device),
         data=dataset.summary(),
@@ -475,7 +451,7 @@ def test_model(
     config: RunConfig,
     device: torch.device,
     energy: EnergyMeter,
-) -> dict[str, Any]:
+) -> TestMetrics:
     """Test metrics, confusion matrix, inference time per sample, and the inference
     energy of loading the trained weights from disk and classifying the test split
     (without a checkpoint: of classifying it with the network as it is)."""
@@ -494,17 +470,17 @@ def test_model(
     reading = energy.end()
     metrics = accumulator.result()
     counts = count_model(trainer.model, tuple(dataset.splits["test"].images.shape[1:]))
-    return {
+    return TestMetrics(
         **metrics.as_dict(),
-        **confusion_metrics(accumulator.confusion.cpu().tolist()),
+        confusion_matrix=accumulator.confusion.cpu().tolist(),
         **accumulator.ranking(),
-        "positive_class": None if positive is None else dataset.class_names[positive],
-        "inference_time_per_sample_s": elapsed / max(len(dataset.splits["test"]), 1),
-        "inference_energy_j": reading.joules,
-        "inference_energy_source": reading.source,
-        "inference_energy_missing_reason": reading.missing_reason,
+        positive_class=None if positive is None else dataset.class_names[positive],
+        inference_time_per_sample_s=elapsed / max(len(dataset.splits["test"]), 1),
+        inference_energy_j=reading.joules,
+        inference_energy_source=reading.source,
+        inference_energy_missing_reason=reading.missing_reason,
         **counts.as_dict(),
-    }
+    )
 
 
 def positive_class_of(dataset: ImageDataset, config: RunConfig) -> int | None:

@@ -81,6 +81,5 @@ def run_and_record(
         with contextlib.suppress(StoreError):
             store.end_run(run_id, ending.status, ending.error, created)
         raise
-    summary = result.summary()
-    store.finish_run(run_id, summary)
-    return summary
+    store.finish_run(run_id, result)
+    return result
