@@ -22,6 +22,7 @@ from sparsebench.store.layout import checkpoint_path
 from sparsebench.store.locks import RunBusy
 from sparsebench.sweep.plan import PlannedRun
 from sparsebench.sweep.worker import RunTask
+from sparsebench.train.recorder import RunRecorder
 
 
 class Executor(Protocol):
@@ -88,7 +89,7 @@ def run_sweep(
         executor.close(cancel=True)
         with contextlib.suppress(StoreError):  # a full disk: they show as interrupted anyway
             for run in driver.in_flight.values():
-                store.mark_run(run.run_id, "interrupted")
+                driver.recorders[run.run_id].end("interrupted", None)
         raise
     executor.close()
     return driver.state
@@ -123,7 +124,7 @@ class _Driver:
             if run.waits_for is not None:
                 self.waiting[run.waits_for].append(run)
         self.in_flight: dict[Future, PlannedRun] = {}
-        self.created: dict[str, bool] = {}  # run ids begun by this sweep: was the row new?
+        self.recorders: dict[str, RunRecorder] = {}  # the runs this sweep has begun
 
     def drive(self) -> None:
         while self.ready or self.in_flight:
@@ -150,17 +151,14 @@ class _Driver:
     def _start_ready(self) -> None:
         while self.ready and len(self.in_flight) < self.executor.slots:
             run = self.ready.popleft()
+            recorder = RunRecorder(self.store, run.config)
             try:
-                self.created[run.run_id] = self.store.begin_run(
-                    run.config.record(),
-                    run.config.device,
-                    {},
-                    checkpoint_path(self.runs_dir, run.run_id),
-                )
+                recorder.begin(run.config.device, {}, checkpoint_path(self.runs_dir, run.run_id))
             except RunBusy as busy:
                 for held in [run, *self.waiting.pop(run.run_id, [])]:
                     self.state.held.append({"run_id": held.run_id, "error": str(busy)})
                 continue
+            self.recorders[run.run_id] = recorder
             self.in_flight[self.executor.submit(self._task_for(run))] = run
 
     def _task_for(self, run: PlannedRun) -> RunTask:
@@ -174,9 +172,10 @@ class _Driver:
 
     def _record(self, run: PlannedRun, result: dict[str, Any]) -> None:
         state = self.state
+        recorder = self.recorders.pop(run.run_id)
         if result["ok"]:
             derived_from = None if run.dense is None else run.dense.run_id()
-            self.store.finish_run(run.run_id, result["summary"], derived_from=derived_from)
+            recorder.finish(result["summary"], derived_from=derived_from)
             if self.on_finished is not None:
                 self.on_finished(result["summary"])
             state.done += 1
@@ -184,15 +183,13 @@ class _Driver:
             self.ready.extendleft(self.waiting.pop(run.run_id, []))
         else:
             status = result.get("status", "failed")
-            created = self.created.pop(run.run_id, False)
-            self.store.end_run(run.run_id, status, result["error"], created)
+            recorder.end(status, result["error"])
             ended = state.diverged if status == "diverged" else state.failed
             ended.append({"run_id": run.run_id, "error": result["error"]})
             for dependent in self.waiting.pop(run.run_id, []):
                 error = f"its dense run {run.run_id} {status}: {result['error']}"
                 if status != "refused":  # a refused input leaves no row, here neither
-                    self.store.begin_run(dependent.config.record(), "", {})
-                    self.store.mark_run(dependent.run_id, "failed", error)
+                    RunRecorder(self.store, dependent.config).fail_unstarted(error)
                 state.failed.append({"run_id": dependent.run_id, "error": error})
         self.progress.run_ended(run, result)
 

@@ -14,6 +14,7 @@ from sparsebench.store.records import RunSummary
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import EpochProgress, check_trainable, resolve_device, train_run
 from sparsebench.train.outcome import ending_of
+from sparsebench.train.recorder import RunRecorder
 
 # A run that ended so stays so: training it again gives the same result (`force` does).
 SETTLED = ("finished", "diverged")
@@ -57,7 +58,8 @@ def run_and_record(
     check_trainable(config, dataset)  # a refused input writes nothing
     checkpoint = checkpoint_path(runs_dir, run_id)
     device = resolve_device(config.device)
-    created = store.begin_run(config.record(), str(device), dataset.summary(), checkpoint)
+    recorder = RunRecorder(store, config)
+    recorder.begin(str(device), dataset.summary(), checkpoint)
     earlier = store.earlier_run_ids(run_id)
     adopt_earlier_folder(runs_dir, run_id, config.first_release_run_id(), *earlier)
     if force:  # only once the run is ours: a busy run keeps its files
@@ -68,8 +70,8 @@ def run_and_record(
             config,
             dataset,
             checkpoint,
-            on_epoch=lambda row: store.record_epoch(run_id, row),
-            on_resume=lambda rows: store.replace_epochs(run_id, rows),
+            on_epoch=recorder.epoch,
+            on_resume=recorder.resumed,
             progress=progress,
             stop_after_epoch=stop_after_epoch,
             earlier_ids=tuple(earlier),
@@ -79,7 +81,7 @@ def run_and_record(
         # When even that cannot be written (the disk is full), the run shows as
         # interrupted anyway once this process has gone.
         with contextlib.suppress(StoreError):
-            store.end_run(run_id, ending.status, ending.error, created)
+            recorder.end(ending.status, ending.error)
         raise
-    store.finish_run(run_id, result)
+    recorder.finish(result)
     return result

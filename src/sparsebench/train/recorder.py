@@ -1,0 +1,47 @@
+"""One run's rows in the results database, from its start to its ending. `train` and a
+sweep's driver record every run, trained or derived, through a `RunRecorder`, so a run
+is claimed, its epochs stored, and its ending written the same way everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sparsebench.store.db import ResultsStore
+from sparsebench.store.records import EpochRecord, RunSummary
+from sparsebench.train.config import RunConfig
+
+
+class RunRecorder:
+    """Begin (claim the run for this process), store each epoch or a resumed run's
+    epochs, then finish it or end it as `sparsebench.train.outcome` says."""
+
+    def __init__(self, store: ResultsStore, config: RunConfig) -> None:
+        self.store = store
+        self.config = config
+        self.run_id = config.run_id()
+        self.created = False  # whether `begin` made the run's row (a refusal removes it)
+
+    def begin(self, device: str, data: dict[str, Any], checkpoint: Path | None = None) -> None:
+        """Claim the run; RunBusy if another live process trains it."""
+        self.created = self.store.begin_run(self.config.record(), device, data, checkpoint)
+
+    def epoch(self, row: EpochRecord) -> None:
+        self.store.record_epoch(self.run_id, row)
+
+    def resumed(self, rows: list[EpochRecord]) -> None:
+        """The epochs a resumed run's checkpoint holds replace those stored."""
+        self.store.replace_epochs(self.run_id, rows)
+
+    def finish(self, summary: RunSummary, derived_from: str | None = None) -> None:
+        self.store.finish_run(self.run_id, summary, derived_from=derived_from)
+
+    def end(self, status: str, error: str | None) -> None:
+        """Store an ending other than finished (a refused run this recorder began
+        leaves no row)."""
+        self.store.end_run(self.run_id, status, error, self.created)
+
+    def fail_unstarted(self, error: str) -> None:
+        """A run that never started because the run it needs failed."""
+        self.store.begin_run(self.config.record(), "", {})
+        self.store.mark_run(self.run_id, "failed", error)
