@@ -1,0 +1,423 @@
+"""Coupled channels, found by tracing a network with torch.fx.
+
+Removing a conv's filter removes a channel from every layer that reads it, and from
+every tensor that channel is added to or multiplied with: the channels of a residual
+sum, of a squeeze-and-excitation gate and of the features it scales, of a depthwise
+conv and of the layer feeding it, are one channel, kept or removed together. A
+`ChannelGroup` is such a set: the layers that produce its channels (weight rows), read
+them (weight columns, at an offset where a concatenation put them, and `repeat`
+features per channel where a feature map was flattened before a linear layer), and
+normalise them, or filter them one by one (a depthwise conv). A group that holds the
+network's input or output cannot lose a channel.
+
+Tracing follows the operations a network is built of; anything else is refused in one
+line that names the operation, so an unusual network is never compacted wrongly.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from sparsebench.errors import InputError
+
+
+class UngroupableNetwork(InputError):
+    """A network whose channels cannot be grouped: its operation is named."""
+
+
+@dataclass(frozen=True)
+class Use:
+    """A module's share of a group: its channels start at `offset` in the module's
+    dimension; a linear layer reading a flattened map sees `repeat` features each."""
+
+    module: str
+    offset: int = 0
+    repeat: int = 1
+
+
+@dataclass
+class ChannelGroup:
+    channels: int
+    producers: list[Use] = field(default_factory=list)  # conv or linear output rows
+    consumers: list[Use] = field(default_factory=list)  # conv or linear input columns
+    norms: list[Use] = field(default_factory=list)  # batch norms of these channels
+    depthwise: list[Use] = field(default_factory=list)  # one filter per channel
+    fixed: str | None = None  # why no channel may go: the network's input or output
+
+    @property
+    def prunable(self) -> bool:
+        return self.fixed is None
+
+    def modules(self) -> set[str]:
+        uses = [*self.producers, *self.consumers, *self.norms, *self.depthwise]
+        return {use.module for use in uses}
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A run of a tensor's channels (dim 1) that belong to one group."""
+
+    group: int
+    channels: int
+    repeat: int = 1  # features per channel once flattened
+
+
+# Operations that keep each channel where it is (elementwise, or over space only).
+_PASS_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.SiLU,
+    nn.GELU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.LeakyReLU,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+)
+_PASS_FUNCTIONS = {
+    F.relu,
+    F.relu6,
+    F.silu,
+    F.gelu,
+    F.hardswish,
+    F.hardsigmoid,
+    F.leaky_relu,
+    F.dropout,
+    F.max_pool2d,
+    F.avg_pool2d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_max_pool2d,
+    torch.relu,
+    torch.sigmoid,
+    torch.tanh,
+}
+_PASS_METHODS = {"relu", "sigmoid", "tanh", "contiguous", "clone", "relu_", "sigmoid_"}
+# Two tensors combined channel by channel (a residual sum, a gate).
+_JOIN = {operator.add, operator.mul, operator.sub, torch.add, torch.mul, torch.sub}
+_JOIN_METHODS = {"add", "mul", "sub", "add_", "mul_"}
+_FLATTEN_METHODS = {"flatten", "view", "reshape"}
+_SHAPE_METHODS = {"size", "dim"}
+
+
+def trace_channels(model: nn.Module, input_shape: tuple[int, int, int]) -> list[ChannelGroup]:
+    """The channel groups of `model` for inputs of `input_shape` (channels, height,
+    width); an UngroupableNetwork naming the first operation that cannot be followed."""
+    try:
+        traced = fx.symbolic_trace(model)
+    except Exception as error:  # fx raises several kinds, all meaning "not traceable"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UngroupableNetwork(
+            f"{type(model).__name__} cannot be traced by torch.fx ({type(error).__name__}: "
+            f"{first}); compaction needs a network without data-dependent control flow"
+        ) from None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ShapeProp(traced).propagate(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+    return _ChannelTracer(traced).run()
+
+
+class _ChannelTracer:
+    def __init__(self, traced: fx.GraphModule) -> None:
+        self.graph = traced.graph
+        self.modules = dict(traced.named_modules())
+        self.parent: list[int] = []
+        self.groups: list[ChannelGroup] = []
+        self.values: dict[fx.Node, list[_Segment] | None] = {}
+        # A group whose channels turned out to be coupled with two groups part by part
+        # (a gate over a concatenation) is split at a channel: (first part, second part).
+        self.split: dict[int, tuple[int, int]] = {}
+
+    def run(self) -> list[ChannelGroup]:
+        for node in self.graph.nodes:
+            self.values[node] = self._follow(node)
+        roots = {self._root(index) for index in range(len(self.groups))}
+        return [self.groups[root] for root in sorted(roots) if root not in self.split]
+
+    # Groups, merged by a union-find over their indices.
+
+    def _new_group(self, channels: int, fixed: str | None = None) -> int:
+        self.parent.append(len(self.groups))
+        self.groups.append(ChannelGroup(channels, fixed=fixed))
+        return len(self.groups) - 1
+
+    def _root(self, index: int) -> int:
+        while self.parent[index] != index:
+            self.parent[index] = self.parent[self.parent[index]]
+            index = self.parent[index]
+        return index
+
+    def _group(self, index: int) -> ChannelGroup:
+        return self.groups[self._root(index)]
+
+    def _union(self, a: int, b: int) -> None:
+        a, b = self._root(a), self._root(b)
+        if a == b:
+            return
+        kept, gone = self.groups[a], self.groups[b]
+        for name in ("producers", "consumers", "norms", "depthwise"):
+            getattr(kept, name).extend(getattr(gone, name))
+        kept.fixed = kept.fixed or gone.fixed
+        self.parent[b] = a
+
+    def _split(self, index: int, at: int) -> None:
+        """Split a group's channels in two at `at`: every use of it becomes two."""
+        root = self._root(index)
+        group = self.groups[root]
+        first = self._new_group(at, group.fixed)
+        second = self._new_group(group.channels - at, group.fixed)
+        for role in ("producers", "norms", "depthwise"):
+            for use in getattr(group, role):
+                getattr(self.groups[first], role).append(use)
+                getattr(self.groups[second], role).append(Use(use.module, use.offset + at))
+        for use in group.consumers:
+            self.groups[first].consumers.append(use)
+            shifted = use.offset + at * use.repeat
+            self.groups[second].consumers.append(Use(use.module, shifted, use.repeat))
+        self.split[root] = (first, second)
+
+    def _expand(self, layout: list[_Segment]) -> list[_Segment]:
+        """`layout` in terms of groups that are not split."""
+        expanded = []
+        for segment in layout:
+            root = self._root(segment.group)
+            if root in self.split:
+                first, second = self.split[root]
+                at = self.groups[first].channels
+                parts = [
+                    _Segment(first, at, segment.repeat),
+                    _Segment(second, segment.channels - at, segment.repeat),
+                ]
+                expanded += self._expand(parts)
+            else:
+                expanded.append(_Segment(root, segment.channels, segment.repeat))
+        return expanded
+
+    def _refine(self, layout: list[_Segment], cuts: set[int]) -> list[_Segment]:
+        """Split the groups of `layout` so that a segment ends at every cut."""
+        while True:
+            layout = self._expand(layout)
+            start = 0
+            for segment in layout:
+                inside = [cut for cut in cuts if start < cut < start + segment.channels]
+                if inside:
+                    self._split(segment.group, min(inside) - start)
+                    break
+                start += segment.channels
+            else:
+                return layout
+
+    # What each operation does to the channels of its input.
+
+    def _follow(self, node: fx.Node) -> list[_Segment] | None:
+        if node.op == "placeholder":
+            return [
+                _Segment(self._new_group(_shape(node)[1], "the network's input"), _shape(node)[1])
+            ]
+        if node.op == "get_attr":
+            return None
+        if node.op == "output":
+            for segment in self._tensor_args(node) or []:
+                self._group(segment.group).fixed = "the network's output"
+            return None
+        if node.op == "call_module":
+            return self._module(node, self.modules[str(node.target)])
+        return self._function(node)
+
+    def _module(self, node: fx.Node, module: nn.Module) -> list[_Segment] | None:
+        name = str(node.target)
+        source = self._input(node)
+        if isinstance(module, nn.Conv2d):
+            return self._conv(name, module, source)
+        if isinstance(module, nn.Linear):
+            self._consume(name, source)
+            return [self._produce(name, module.out_features)]
+        if isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+            self._record(source, "norms", name)
+            return source
+        if isinstance(module, nn.Flatten):
+            return self._flatten(node, source)
+        if isinstance(module, _PASS_MODULES):
+            return source
+        raise UngroupableNetwork(
+            f"cannot follow channels through {name} ({type(module).__name__}): "
+            "compaction knows convolutions, linear layers, batch norms, activations, "
+            "pooling, sums, products and concatenations"
+        )
+
+    def _conv(self, name: str, conv: nn.Conv2d, source: list[_Segment]) -> list[_Segment]:
+        if conv.groups == 1:
+            self._consume(name, source)
+            return [self._produce(name, conv.out_channels)]
+        if conv.groups == conv.in_channels == conv.out_channels:
+            self._record(source, "depthwise", name)
+            return source
+        raise UngroupableNetwork(
+            f"cannot group the channels of {name}: a grouped convolution (groups="
+            f"{conv.groups}, {conv.in_channels} in, {conv.out_channels} out) that is not "
+            "depthwise"
+        )
+
+    def _function(self, node: fx.Node) -> list[_Segment] | None:
+        target = node.target
+        method = node.op == "call_method"
+        tensors = [arg for arg in node.args if self._has_channels(arg)]
+        if method and target in _SHAPE_METHODS or target is getattr:
+            return None
+        if not tensors and not _tensor_like(node):
+            return None
+        if (method and target in _PASS_METHODS) or (not method and target in _PASS_FUNCTIONS):
+            return self._input(node)
+        if (method and target in _JOIN_METHODS) or (not method and target in _JOIN):
+            return self._join(node, tensors)
+        if target is torch.cat:
+            return self._concatenate(node)
+        if target is torch.flatten or (method and target in _FLATTEN_METHODS):
+            return self._flatten(node, self._input(node))
+        if method and target == "mean":
+            return self._mean(node)
+        raise UngroupableNetwork(
+            f"cannot follow channels through {node.name} ({_describe(node)}): compaction "
+            "knows convolutions, linear layers, batch norms, activations, pooling, sums, "
+            "products and concatenations"
+        )
+
+    def _join(self, node: fx.Node, tensors: list[fx.Node]) -> list[_Segment]:
+        """A sum or product of two tensors couples their channels one to one; with a
+        constant, or a tensor broadcast over channels, each channel stays as it is."""
+        layouts = [self.values[t] for t in tensors if _shape(t)[1:2] != (1,)]
+        layouts = [self._expand(layout) for layout in layouts if layout is not None]
+        if not layouts:
+            return self._input(node)
+        if len({sum(s.channels for s in layout) for layout in layouts}) > 1:
+            raise UngroupableNetwork(
+                f"cannot group the channels joined at {node.name} ({_describe(node)}): "
+                "its operands have different numbers of channels"
+            )
+        cuts = {end for layout in layouts for end in _ends(layout)}
+        layouts = [self._refine(layout, cuts) for layout in layouts]
+        layouts = [self._expand(layout) for layout in layouts]
+        first = layouts[0]
+        for other in layouts[1:]:
+            for a, b in zip(first, other, strict=True):
+                self._union(a.group, b.group)
+        return self._expand(first)
+
+    def _concatenate(self, node: fx.Node) -> list[_Segment]:
+        tensors = node.args[0]
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if dim not in (1, -3) or not isinstance(tensors, list | tuple):
+            raise UngroupableNetwork(
+                f"cannot group the channels at {node.name}: a concatenation over dim {dim} "
+                "(only the channel dim, 1, is followed)"
+            )
+        joined: list[_Segment] = []
+        for tensor in tensors:
+            joined += self._layout(tensor, node)
+        return joined
+
+    def _flatten(self, node: fx.Node, source: list[_Segment]) -> list[_Segment]:
+        """A (N, C, H, W) map flattened to (N, C*H*W): each channel becomes H*W features."""
+        before, after = _shape(node.args[0]), _shape(node)
+        if len(after) != 2 or after[0] != before[0] or len(before) < 2:
+            raise UngroupableNetwork(
+                f"cannot follow channels through {node.name} ({_describe(node)}): a reshape "
+                f"of {tuple(before)} to {tuple(after)} is not a flatten of all but the batch"
+            )
+        spatial = 1
+        for size in before[2:]:
+            spatial *= size
+        return [_Segment(s.group, s.channels, s.repeat * spatial) for s in source]
+
+    def _mean(self, node: fx.Node) -> list[_Segment]:
+        """A mean over the spatial dims (a global average pool) keeps the channels."""
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        dims = tuple(dims) if isinstance(dims, list | tuple) else (dims,)
+        if sorted(d % len(_shape(node.args[0])) for d in dims) != [2, 3]:
+            raise UngroupableNetwork(
+                f"cannot follow channels through {node.name}: a mean over dims {dims} "
+                "(only the spatial dims, 2 and 3, are followed)"
+            )
+        return self._input(node)
+
+    # Recording a module's use of a group.
+
+    def _produce(self, name: str, channels: int) -> _Segment:
+        group = self._new_group(channels)
+        self.groups[group].producers.append(Use(name))
+        return _Segment(group, channels)
+
+    def _consume(self, name: str, source: list[_Segment]) -> None:
+        offset = 0
+        for segment in source:
+            self._group(segment.group).consumers.append(Use(name, offset, segment.repeat))
+            offset += segment.channels * segment.repeat
+
+    def _record(self, source: list[_Segment], role: str, name: str) -> None:
+        offset = 0
+        for segment in source:
+            getattr(self._group(segment.group), role).append(Use(name, offset))
+            offset += segment.channels
+
+    # Reading a node's inputs.
+
+    def _has_channels(self, arg: object) -> bool:
+        return isinstance(arg, fx.Node) and self.values.get(arg) is not None
+
+    def _input(self, node: fx.Node) -> list[_Segment]:
+        return self._layout(node.args[0], node)
+
+    def _layout(self, arg: object, node: fx.Node) -> list[_Segment]:
+        layout = self.values.get(arg) if isinstance(arg, fx.Node) else None
+        if layout is None:
+            raise UngroupableNetwork(
+                f"cannot follow channels into {node.name} ({_describe(node)}): its input "
+                "is not a feature map the trace followed"
+            )
+        return self._expand(layout)
+
+    def _tensor_args(self, node: fx.Node) -> list[_Segment] | None:
+        arg = node.args[0]
+        if isinstance(arg, list | tuple):
+            arg = arg[0] if len(arg) == 1 else None
+        layout = self.values.get(arg) if isinstance(arg, fx.Node) else None
+        return None if layout is None else self._expand(layout)
+
+
+def _ends(layout: list[_Segment]) -> list[int]:
+    ends, total = [], 0
+    for segment in layout:
+        total += segment.channels
+        ends.append(total)
+    return ends
+
+
+def _shape(node: object) -> tuple[int, ...]:
+    meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else ()
+
+
+def _tensor_like(node: fx.Node) -> bool:
+    return len(_shape(node)) >= 2
+
+
+def _describe(node: fx.Node) -> str:
+    target = node.target
+    name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+    return f"{node.op} {name}"

@@ -1,0 +1,196 @@
+"""Coupled channels found by tracing: the groups of the study's networks, checked against
+their architecture by hand, and of small networks with each coupling a user's own
+network may have (a concatenation, a depthwise conv, a squeeze-and-excitation gate, a
+flatten); what cannot be followed is refused in one line that names it."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsebench.models import build_model
+from sparsebench.models.channels import UngroupableNetwork, trace_channels
+
+
+def producers(groups):
+    """Each group as the sorted names of the layers producing it, with its channels."""
+    return {tuple(sorted(u.module for u in g.producers)): g for g in groups}
+
+
+def test_resnet18_groups_each_stages_residual_stream_and_each_blocks_inner_channels():
+    model = build_model("resnet18", num_classes=4, image_size=32, width=0.0625)
+    groups = producers(trace_channels(model, (3, 32, 32)))
+    # One stream per stage: the stem (or the downsample) and every block's second conv.
+    assert groups[("conv1", "layer1.0.conv2", "layer1.1.conv2")].channels == 4
+    for stage, channels in ((2, 8), (3, 16), (4, 32)):
+        stream = groups[
+            (f"layer{stage}.0.conv2", f"layer{stage}.0.downsample.0", f"layer{stage}.1.conv2")
+        ]
+        assert stream.channels == channels and stream.prunable
+        assert {u.module for u in stream.norms} == {
+            f"layer{stage}.0.bn2",
+            f"layer{stage}.0.downsample.1",
+            f"layer{stage}.1.bn2",
+        }
+    # Inside a block, a conv's filters are read by the next conv alone.
+    inner = groups[("layer3.1.conv1",)]
+    assert [u.module for u in inner.consumers] == ["layer3.1.conv2"]
+    assert [u.module for u in inner.norms] == ["layer3.1.bn1"]
+    # 4 streams, 8 inner groups, the input and the classifier's output.
+    assert len(groups) == 14
+    assert groups[("fc",)].fixed == "the network's output"
+    assert groups[()].fixed == "the network's input"
+
+
+def test_vgg16_flattened_map_gives_each_channel_its_spatial_features():
+    model = build_model("vgg16", num_classes=4, image_size=224, width=0.0625)
+    groups = producers(trace_channels(model, (3, 224, 224)))
+    last_conv = groups[("features.28",)]
+    [first_linear] = last_conv.consumers
+    assert (first_linear.module, first_linear.offset, first_linear.repeat) == (
+        "classifier.0",
+        0,
+        49,  # a 7x7 map per channel, as classifier.0's 32 * 49 inputs say
+    )
+    assert model.classifier[0].in_features == last_conv.channels * 49
+
+
+class Branches(nn.Module):
+    """Two branches concatenated, a depthwise conv, and a squeeze-and-excitation gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = nn.Conv2d(3, 4, 3, padding=1)
+        self.right = nn.Conv2d(3, 6, 1)
+        self.bn = nn.BatchNorm2d(10)
+        self.depthwise = nn.Conv2d(10, 10, 3, padding=1, groups=10)
+        self.squeeze = nn.Conv2d(10, 2, 1)
+        self.excite = nn.Conv2d(2, 10, 1)
+        self.fc = nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn(torch.cat([self.left(x), self.right(x)], dim=1)))
+        x = self.depthwise(x)
+        gate = torch.sigmoid(self.excite(F.relu(self.squeeze(x.mean((2, 3), keepdim=True)))))
+        x = x * gate
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def test_a_concatenation_a_depthwise_conv_and_a_gate_couple_the_right_channels():
+    groups = producers(trace_channels(Branches(), (3, 16, 16)))
+    # The gate's rows multiply the concatenated channels one to one: left's 4 are
+    # coupled with excite's first 4 rows, right's 6 with its last 6.
+    four, six = groups[("excite", "left")], groups[("excite", "right")]
+    assert (four.channels, six.channels) == (4, 6)
+    assert {(u.module, u.offset) for u in four.producers} == {("left", 0), ("excite", 0)}
+    assert {(u.module, u.offset) for u in six.producers} == {("right", 0), ("excite", 4)}
+    # ... consumed where the concatenation put them.
+    assert {(u.module, u.offset) for u in four.consumers} == {("squeeze", 0), ("fc", 0)}
+    assert {(u.module, u.offset) for u in six.consumers} == {("squeeze", 4), ("fc", 4)}
+    assert {(u.module, u.offset) for u in six.depthwise} == {("depthwise", 4)}
+    assert {(u.module, u.offset) for u in six.norms} == {("bn", 4)}
+    squeeze = groups[("squeeze",)]
+    assert [u.module for u in squeeze.consumers] == ["excite"] and squeeze.prunable
+
+
+class DataDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.conv(x)
+        return self.conv(-x)
+
+
+class Grouped(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.grouped = nn.Conv2d(8, 8, 3, groups=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.grouped(self.conv(x))
+
+
+class Normalised(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.norm = nn.GroupNorm(2, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))
+
+
+@pytest.mark.parametrize(
+    ("network", "said"),
+    [
+        (DataDependent(), "DataDependent cannot be traced by torch.fx"),
+        (Grouped(), "cannot group the channels of grouped: a grouped convolution (groups=2"),
+        (Normalised(), "cannot follow channels through norm (GroupNorm)"),
+    ],
+)
+def test_what_cannot_be_followed_is_refused_in_one_line_naming_it(network, said):
+    with pytest.raises(UngroupableNetwork) as refused:
+        trace_channels(network, (3, 16, 16))
+    assert said in str(refused.value) and "\n" not in str(refused.value)
+
+
+@torch.no_grad()
+def zero_channel(model: nn.Module, group, channel: int, consumers: bool) -> None:
+    """Remove one channel of `group` as compaction would: its producers' rows, its batch
+    norms' scale and shift and its depthwise filters, and with `consumers` the columns
+    that read it."""
+    modules = dict(model.named_modules())
+    for use in group.producers:
+        layer = modules[use.module]
+        layer.weight[use.offset + channel] = 0
+        if layer.bias is not None:
+            layer.bias[use.offset + channel] = 0
+    for use in [*group.norms, *group.depthwise]:
+        layer = modules[use.module]
+        layer.weight[use.offset + channel] = 0
+        layer.bias[use.offset + channel] = 0
+    if consumers:
+        for use in group.consumers:
+            start = use.offset + channel * use.repeat
+            modules[use.module].weight[:, start : start + use.repeat] = 0
+
+
+@pytest.mark.parametrize(
+    ("network", "shape"),
+    [
+        (lambda: build_model("resnet18", num_classes=4, image_size=32, width=0.125), (3, 32, 32)),
+        (lambda: build_model("vgg16", num_classes=4, image_size=64, width=0.0625), (3, 64, 64)),
+        (Branches, (3, 16, 16)),
+    ],
+)
+def test_a_channel_whose_producers_are_zeroed_is_read_by_no_one(network, shape):
+    """Were a coupling missed (a stream member, a gate row, a flattened feature), the
+    channel would not be zero where it is read, and zeroing the columns that read it
+    would change the output."""
+    torch.manual_seed(0)
+    model = network().eval()
+    with torch.no_grad():  # batch norms that do not normalise to zero mean: a missed
+        for module in model.modules():  # coupling then shows in the output
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, *shape)
+    for group in trace_channels(model, shape):
+        if not group.prunable:
+            continue
+        channel = group.channels - 1
+        producers_only = copy.deepcopy(model)
+        zero_channel(producers_only, group, channel, consumers=False)
+        before = producers_only(x)
+        zero_channel(producers_only, group, channel, consumers=True)
+        assert torch.equal(producers_only(x), before), [u.module for u in group.producers]
