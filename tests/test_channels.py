@@ -15,6 +15,15 @@ from torch import nn
 from sparsebench.models import build_model
 from sparsebench.models.channels import UngroupableNetwork, trace_channels
 
+EDGE_MODELS = [
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+]
+
 
 def producers(groups):
     """Each group as the sorted names of the layers producing it, with its channels."""
@@ -156,7 +165,8 @@ def zero_channel(model: nn.Module, group, channel: int, consumers: bool) -> None
     for use in [*group.norms, *group.depthwise]:
         layer = modules[use.module]
         layer.weight[use.offset + channel] = 0
-        layer.bias[use.offset + channel] = 0
+        if layer.bias is not None:
+            layer.bias[use.offset + channel] = 0
     if consumers:
         for use in group.consumers:
             start = use.offset + channel * use.repeat
@@ -169,6 +179,13 @@ def zero_channel(model: nn.Module, group, channel: int, consumers: bool) -> None
         (lambda: build_model("resnet18", num_classes=4, image_size=32, width=0.125), (3, 32, 32)),
         (lambda: build_model("vgg16", num_classes=4, image_size=64, width=0.0625), (3, 64, 64)),
         (Branches, (3, 16, 16)),
+        *(
+            (
+                lambda name=name: build_model(name, num_classes=4, image_size=64, width=0.25),
+                (3, 64, 64),
+            )
+            for name in EDGE_MODELS
+        ),
     ],
 )
 def test_a_channel_whose_producers_are_zeroed_is_read_by_no_one(network, shape):

@@ -11,9 +11,74 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize(("name", "params"), [("vgg16", 138_357_544), ("resnet18", 11_689_512)])
+# torchvision's `num_params` of each model's IMAGENET1K_V1 weights (1000 classes).
+PUBLISHED_PARAMETERS = {
+    "vgg16": 138_357_544,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "mobilenet_v2": 3_504_872,
+    "mobilenet_v3_small": 2_542_856,
+    "mobilenet_v3_large": 5_483_032,
+    "efficientnet_b0": 5_288_548,
+}
+EDGE_MODELS = [name for name in PUBLISHED_PARAMETERS if name not in ("vgg16", "resnet18")]
+
+
+@pytest.mark.parametrize(("name", "params"), PUBLISHED_PARAMETERS.items())
 def test_full_models_have_torchvision_parameter_counts(name, params):
     assert count(build_model(name, num_classes=1000, image_size=224)) == params
+
+
+@pytest.mark.parametrize("name", [n for n in EDGE_MODELS if not n.startswith("resnet")])
+def test_the_mobile_networks_small_image_stem_changes_strides_not_weights(name):
+    assert count(build_model(name, num_classes=1000, image_size=28)) == (PUBLISHED_PARAMETERS[name])
+
+
+# Parameters of torchvision's state dicts, with their shapes: `--init-from` loads them.
+TORCHVISION_PARAMETERS = {
+    "resnet50": {"layer1.0.conv3.weight": (256, 64, 1, 1), "layer4.2.bn3.bias": (2048,)},
+    "mobilenet_v2": {
+        "features.1.conv.1.weight": (16, 32, 1, 1),
+        "features.2.conv.1.0.weight": (96, 1, 3, 3),
+        "features.18.0.weight": (1280, 320, 1, 1),
+        "classifier.1.weight": (1000, 1280),
+    },
+    "mobilenet_v3_small": {
+        "features.1.block.1.fc1.weight": (8, 16, 1, 1),
+        "features.12.0.weight": (576, 96, 1, 1),
+        "classifier.0.weight": (1024, 576),
+        "classifier.3.weight": (1000, 1024),
+    },
+    "mobilenet_v3_large": {
+        "features.4.block.2.fc2.weight": (72, 24, 1, 1),
+        "features.16.0.weight": (960, 160, 1, 1),
+        "classifier.0.weight": (1280, 960),
+    },
+    "efficientnet_b0": {
+        "features.1.0.block.1.fc1.weight": (8, 32, 1, 1),
+        "features.2.0.block.2.fc1.weight": (4, 96, 1, 1),
+        "features.8.0.weight": (1280, 320, 1, 1),
+        "classifier.1.weight": (1000, 1280),
+    },
+}
+
+
+@pytest.mark.parametrize("name", TORCHVISION_PARAMETERS)
+def test_edge_models_use_torchvision_parameter_names(name):
+    shapes = {
+        key: tuple(value.shape)
+        for key, value in build_model(name, num_classes=1000).state_dict().items()
+    }
+    for key, shape in TORCHVISION_PARAMETERS[name].items():
+        assert shapes.get(key) == shape, key
+
+
+@pytest.mark.parametrize("name", EDGE_MODELS)
+@pytest.mark.parametrize(("size", "width"), [(28, 0.25), (64, 0.5), (224, 0.25)])
+def test_edge_models_give_logits_at_the_studys_sizes_and_widths(name, size, width):
+    model = build_model(name, num_classes=7, in_channels=1, image_size=size, width=width).eval()
+    assert model(torch.randn(2, 1, size, size)).shape == (2, 7)
 
 
 def test_layer_names_match_torchvision():

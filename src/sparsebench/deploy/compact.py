@@ -170,11 +170,12 @@ def compact_model(model: nn.Module, linear: LinearStorage = "dense") -> nn.Modul
     model = copy.deepcopy(model).cpu().eval()
     if isinstance(model, VGG):
         return _compact_vgg(model, linear).eval()
-    if isinstance(model, ResNet):
+    if isinstance(model, ResNet) and model.block is BasicBlock:
         return _compact_resnet(model, linear).eval()
     raise InputError(
-        f"compaction knows VGG and ResNet models, not {type(model).__name__}: "
-        "register a compactor for it or deploy the masked model"
+        f"compaction knows VGG and ResNets of basic blocks (resnet18, resnet34), not "
+        f"{type(model).__name__}{' of bottlenecks' if isinstance(model, ResNet) else ''}: "
+        "deploy the masked model (export --no-compact)"
     )
 
 

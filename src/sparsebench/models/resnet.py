@@ -1,4 +1,5 @@
-"""ResNet18 with torchvision's layer names."""
+"""ResNet-18, -34 and -50 with torchvision's layer names (so `--init-from` takes its state
+dicts)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,36 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
+class Bottleneck(nn.Module):
+    """torchvision's ResNet v1.5 bottleneck: the stride is on the 3x3 conv."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        outplanes = planes * self.expansion
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, outplanes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(outplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inplanes != outplanes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, outplanes, 1, stride, bias=False), nn.BatchNorm2d(outplanes)
+            )
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
 class ResNet(nn.Module):
     def __init__(
         self,
@@ -44,6 +75,7 @@ class ResNet(nn.Module):
         in_channels: int,
         image_size: int,
         width: float,
+        block: type[BasicBlock] | type[Bottleneck] = BasicBlock,
     ) -> None:
         super().__init__()
         stem = scaled(64, width)
@@ -55,15 +87,16 @@ class ResNet(nn.Module):
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(stem)
         self.relu = nn.ReLU(inplace=True)
+        self.block = block
         inplanes = stem
         stages = []
         for index, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks, strict=True)):
             planes = scaled(planes, width)
             stride = 1 if index == 0 else 2
-            layer = []
+            layer: list[nn.Module] = []
             for b in range(count):
-                layer.append(BasicBlock(inplanes, planes, stride if b == 0 else 1))
-                inplanes = planes
+                layer.append(block(inplanes, planes, stride if b == 0 else 1))
+                inplanes = planes * block.expansion
             stages.append(nn.Sequential(*layer))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
@@ -93,3 +126,23 @@ def resnet18(
     num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, width: float = 1.0
 ) -> ResNet:
     return ResNet([2, 2, 2, 2], num_classes, in_channels, image_size, width)
+
+
+@register_model(
+    "resnet34", "ResNet34, torchvision layer names; small-image stem below 96 px", "ResNet34"
+)
+def resnet34(
+    num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, width: float = 1.0
+) -> ResNet:
+    return ResNet([3, 4, 6, 3], num_classes, in_channels, image_size, width)
+
+
+@register_model(
+    "resnet50",
+    "ResNet50 (bottlenecks, v1.5), torchvision layer names; small-image stem below 96 px",
+    "ResNet50",
+)
+def resnet50(
+    num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, width: float = 1.0
+) -> ResNet:
+    return ResNet([3, 4, 6, 3], num_classes, in_channels, image_size, width, Bottleneck)

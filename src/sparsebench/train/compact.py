@@ -27,7 +27,7 @@ from torch.nn.utils import skip_init
 
 from sparsebench.deploy.compact import compact_resnet_with
 from sparsebench.measure.counting import count_model
-from sparsebench.models.resnet import ResNet
+from sparsebench.models.resnet import BasicBlock, ResNet
 from sparsebench.models.vgg import VGG
 from sparsebench.sparsity.masks import LayerMask
 from sparsebench.sparsity.methods import PruningMethod
@@ -221,7 +221,8 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def compactable(model: nn.Module) -> bool:
-    return isinstance(model, VGG | ResNet)
+    """Whether compact training knows the network's architecture (else it trains masked)."""
+    return isinstance(model, VGG) or (isinstance(model, ResNet) and model.block is BasicBlock)
 
 
 def build_compact(

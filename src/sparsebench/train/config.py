@@ -87,7 +87,11 @@ class RunConfig(DataSettings):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = Field("resnet18", description="vgg16, resnet18 or a registered model")
+    model: str = Field(
+        "resnet18",
+        description="vgg16, resnet18 (the study's), resnet34, resnet50, mobilenet_v2, "
+        "mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, or a registered model",
+    )
     width: float = Field(1.0, gt=0, le=4, description="channel multiplier; 1 is the real model")
     init_from: str | None = Field(
         None,

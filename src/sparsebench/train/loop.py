@@ -27,7 +27,7 @@ from sparsebench.models import build_model
 from sparsebench.models.pretrained import load_pretrained, read_state_dict, source_digest
 from sparsebench.models.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from sparsebench.ranking import positive_index
-from sparsebench.sparsity.methods import make_method
+from sparsebench.sparsity.methods import METHODS, make_method
 from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
 from sparsebench.sparsity.scenarios import SparsityTargets
 from sparsebench.store.checkpoint import (
@@ -170,6 +170,21 @@ def warn_if_few_steps(model: nn.Module, config: RunConfig, steps_per_epoch: int)
     )
 
 
+def warn_if_trained_masked(trainer: SparseTrainer, config: RunConfig) -> None:
+    """Compact execution asked for a network it cannot build yet: the run trains masked,
+    the same computation without the saving. Say so rather than let the times mislead."""
+    if config.execution != "compact" or trainer.execution_name == "compact":
+        return
+    if METHODS[config.method].baseline:
+        return
+    warnings.warn(
+        f"compact execution does not know {config.model}'s architecture yet: this run "
+        "trains masked (the same result, without compact training's saving)",
+        TrainingWarning,
+        stacklevel=2,
+    )
+
+
 def prepare_dataset(config: RunConfig, dataset: ImageDataset) -> ImageDataset:
     image_size = config.image_size or dataset.image_size
     in_channels = config.in_channels or dataset.channels
@@ -204,6 +219,7 @@ def train_run(
     trainer = build_run(config, dataset, device)
     train_loader = _train_loader(dataset, config, device)
     warn_if_few_steps(trainer.model, config, len(train_loader))
+    warn_if_trained_masked(trainer, config)
     val_loader = _eval_loader(dataset, "val", config, device)
     history: list[EpochRecord] = []
     best = BestValidation(best_val_path(checkpoint_path), run_id)
