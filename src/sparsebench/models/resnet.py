@@ -13,6 +13,16 @@ from sparsebench.models.registry import register_model, scaled
 SMALL_STEM_BELOW = 96
 
 
+def shortcut(inplanes: int, outplanes: int, stride: int) -> nn.Sequential | None:
+    """The projection a block's input takes to its output's shape (torchvision's
+    `downsample`), where the two differ."""
+    if stride == 1 and inplanes == outplanes:
+        return None
+    return nn.Sequential(
+        nn.Conv2d(inplanes, outplanes, 1, stride, bias=False), nn.BatchNorm2d(outplanes)
+    )
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -23,11 +33,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or inplanes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-            )
+        self.downsample = shortcut(inplanes, planes, stride)
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,11 +58,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, outplanes, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(outplanes)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or inplanes != outplanes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(inplanes, outplanes, 1, stride, bias=False), nn.BatchNorm2d(outplanes)
-            )
+        self.downsample = shortcut(inplanes, outplanes, stride)
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
