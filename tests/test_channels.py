@@ -211,3 +211,32 @@ def test_a_channel_whose_producers_are_zeroed_is_read_by_no_one(network, shape):
         before = producers_only(x)
         zero_channel(producers_only, group, channel, consumers=True)
         assert torch.equal(producers_only(x), before), [u.module for u in group.producers]
+
+
+class Squashed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(3, 4, 3)
+        self.second = nn.Conv2d(4, 4, 3)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.second(torch.sigmoid(self.first(x)))
+        return self.fc(F.adaptive_avg_pool2d(x + 1, 1).flatten(1))
+
+
+def test_a_channel_read_where_zero_became_another_value_is_kept():
+    """A removed filter's channel is 0.5 after a sigmoid, and 1 after adding one: the
+    layers reading it there would see a change, so its group cannot lose a channel. A
+    gate's sigmoid scales a product, where zero stays zero: those groups stay prunable."""
+    groups = producers(trace_channels(Squashed(), (3, 16, 16)))
+    assert groups[("first",)].fixed == "second reads these channels where 0 became another value"
+    assert groups[("second",)].fixed == "fc reads these channels where 0 became another value"
+    for name in ("efficientnet_b0", "mobilenet_v3_small"):
+        model = build_model(name, num_classes=4, image_size=64, width=0.25)
+        gated = [
+            g
+            for g in trace_channels(model, (3, 64, 64))
+            if any(u.module.endswith("fc2") for u in g.producers)
+        ]
+        assert gated and all(g.prunable for g in gated), name

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from sparsebench.deploy.compact import CSRLinear, compact_model, live_filters
+from sparsebench.deploy.compact import compact_model, live_filters
+from sparsebench.deploy.slices import CSRLinear
 from sparsebench.measure.counting import count_model
 from sparsebench.models import build_model
 from sparsebench.sparsity import SCENARIOS, make_method
@@ -98,11 +99,15 @@ def test_csr_linear_storage_gives_the_same_outputs():
         assert relative_error(dense(x), sparse(x)) < 1e-5
 
 
-def test_compacting_an_unknown_architecture_is_refused():
+def test_a_network_that_cannot_be_grouped_is_refused_in_one_line():
+    from test_channels import DataDependent
+
     from sparsebench.errors import InputError
 
-    with pytest.raises(InputError, match="compaction knows VGG and ResNet"):
-        compact_model(torch.nn.Sequential(torch.nn.Linear(3, 2)))
+    with pytest.raises(InputError, match="compacting Sequential needs its input shape"):
+        compact_model(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1)))
+    with pytest.raises(InputError, match="DataDependent cannot be traced by torch.fx"):
+        compact_model(DataDependent(), input_shape=(3, 8, 8))
 
 
 def test_a_model_trained_by_sparsebench_train_compacts_exactly(tmp_path):
@@ -131,3 +136,46 @@ def test_a_model_trained_by_sparsebench_train_compacts_exactly(tmp_path):
         count_model(compact, (3, 28, 28)).macs_dense
         < 0.5 * count_model(model, (3, 28, 28)).macs_dense
     )
+
+
+EDGE = [
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+]
+
+
+@pytest.mark.parametrize("name", EDGE)
+@pytest.mark.parametrize("size", [28, 64])
+def test_edge_networks_compact_by_their_channel_groups_to_the_masked_outputs(name, size):
+    model = masked(name, size, 0.25, "uniform")
+    compact = compact_model(model, input_shape=(3, size, size))
+    x = torch.randn(5, 3, size, size)
+    with torch.no_grad():
+        assert relative_error(model(x), compact(x)) < 1e-5
+    shape = (3, size, size)
+    assert count_model(compact, shape).macs_dense < count_model(model, shape).macs_dense
+
+
+def test_a_network_of_ones_own_compacts_through_a_concatenation_and_a_gate():
+    """Channels removed together where branches are concatenated and gated: the second
+    branch's first two filters and the gate's matching rows, read at their offset."""
+    from test_channels import Branches
+
+    torch.manual_seed(0)
+    model = Branches().eval()
+    with torch.no_grad():
+        for layer, rows in ((model.right, [0, 1]), (model.excite, [4, 5])):
+            layer.weight[rows] = 0
+            layer.bias[rows] = 0
+        model.bn.weight[[4, 5]] = 0  # the batch norm over the concatenation, zeroed
+        model.bn.bias[[4, 5]] = 0  # as pruning zeroes a filter's
+        model.depthwise.bias[[4, 5]] = 0
+    compact = compact_model(model, input_shape=(3, 16, 16))
+    assert (compact.right.out_channels, compact.excite.out_channels) == (4, 8)
+    assert (compact.depthwise.out_channels, compact.fc.in_features) == (8, 8)
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        assert relative_error(model(x), compact(x)) < 1e-5

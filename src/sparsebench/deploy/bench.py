@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparsebench.deploy.compact import LinearStorage, compact_model
+from sparsebench.deploy.compact import compact_model
 from sparsebench.deploy.export import export_onnx, onnx_session, quantize_int8
+from sparsebench.deploy.slices import LinearStorage
 from sparsebench.measure.counting import count_model
 from sparsebench.measure.energy import EnergyMeter
 
@@ -87,8 +88,9 @@ def benchmark_models(
     """Rows for every variant, batch size and thread count, and the largest relative
     output difference between the compact and the masked network."""
     masked = masked.eval().cpu()
-    compact = compact_model(masked, linear=linear)
-    onnx_compact = compact_model(masked, linear="dense")  # ONNX has no CSR matmul
+    compact = compact_model(masked, linear=linear, input_shape=input_shape)
+    # ONNX has no CSR matmul
+    onnx_compact = compact_model(masked, linear="dense", input_shape=input_shape)
     probe = torch.randn(8, *input_shape)
     with torch.inference_mode():
         reference = masked(probe)

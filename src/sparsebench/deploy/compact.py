@@ -16,20 +16,22 @@ Compaction is for inference: batch norms use their running statistics (eval mode
 from __future__ import annotations
 
 import copy
-import time
-import warnings
-from typing import Literal, Protocol
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparsebench.deploy.grouped import compact_by_groups
+from sparsebench.deploy.slices import (
+    LinearStorage,
+    slice_bn,
+    slice_conv,
+    store_linear,
+)
 from sparsebench.errors import InputError
 from sparsebench.models.resnet import BasicBlock, ResNet
 from sparsebench.models.vgg import VGG
-
-LinearStorage = Literal["auto", "dense", "csr"]
-
 
 # Which channels a conv (+ batch norm) really produces.
 
@@ -48,65 +50,6 @@ def live_filters(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> torch.Tensor:
         constant = (constant - bn.running_mean) * scale + (bn.bias if bn.affine else 0.0)
     dead = weight_dead & constant.eq(0)
     return (~dead).nonzero().flatten()
-
-
-@torch.no_grad()
-def slice_conv(conv: nn.Conv2d, out_index: torch.Tensor, in_index: torch.Tensor) -> nn.Conv2d:
-    sliced = nn.Conv2d(
-        len(in_index),
-        len(out_index),
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        bias=conv.bias is not None,
-        padding_mode=conv.padding_mode,
-    )
-    sliced.weight.copy_(conv.weight[out_index][:, in_index])
-    if conv.bias is not None:
-        sliced.bias.copy_(conv.bias[out_index])
-    return sliced
-
-
-@torch.no_grad()
-def slice_bn(bn: nn.BatchNorm2d, index: torch.Tensor) -> nn.BatchNorm2d:
-    sliced = nn.BatchNorm2d(len(index), bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
-    if bn.affine:
-        sliced.weight.copy_(bn.weight[index])
-        sliced.bias.copy_(bn.bias[index])
-    if bn.track_running_stats:
-        sliced.running_mean.copy_(bn.running_mean[index])
-        sliced.running_var.copy_(bn.running_var[index])
-        sliced.num_batches_tracked.copy_(bn.num_batches_tracked)
-    return sliced
-
-
-# Linear layers: unstructured sparsity, dense or CSR storage.
-
-
-class CSRLinear(nn.Module):
-    """A linear layer whose weight is stored as a CSR sparse matrix."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
-        with warnings.catch_warnings():  # "sparse CSR support is in beta"
-            warnings.simplefilter("ignore", UserWarning)
-            csr = weight.detach().to_sparse_csr()
-            # int32 indices halve the file of a layer with fewer than 2**31 weights.
-            csr = torch.sparse_csr_tensor(
-                csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape
-            )
-        self.register_buffer("weight", csr)
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.sparse.mm(self.weight, x.t()).t()
-        return out if self.bias is None else out + self.bias
-
-    def extra_repr(self) -> str:
-        nnz = self.weight.values().numel()
-        return f"in_features={self.in_features}, out_features={self.out_features}, nnz={nnz}"
 
 
 @torch.no_grad()
@@ -137,46 +80,25 @@ def compact_linear_chain(linears: list[nn.Linear], in_index: torch.Tensor) -> li
     return out
 
 
-@torch.no_grad()
-def store_linear(
-    layer: nn.Linear, storage: LinearStorage, sample: torch.Tensor | None = None
-) -> nn.Module:
-    """Keep `layer` dense or as CSR; `auto` times both on `sample` and keeps the faster."""
-    if storage == "dense":
-        return layer
-    sparse = CSRLinear(layer.weight, layer.bias)
-    if storage == "csr":
-        return sparse
-    sample = sample if sample is not None else torch.randn(64, layer.in_features)
-    return sparse if _seconds(sparse, sample) < _seconds(layer, sample) else layer
-
-
-def _seconds(module: nn.Module, x: torch.Tensor, repeats: int = 20) -> float:
-    module(x)
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        for _ in range(repeats):
-            module(x)
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 # The architectures.
 
 
-def compact_model(model: nn.Module, linear: LinearStorage = "dense") -> nn.Module:
-    """The compact equivalent of a masked VGG or ResNet, in eval mode."""
+def compact_model(
+    model: nn.Module,
+    linear: LinearStorage = "dense",
+    input_shape: tuple[int, int, int] | None = None,
+) -> nn.Module:
+    """The compact equivalent of a masked network, in eval mode: VGG and ResNets of
+    basic blocks by their own walks, any other traceable network by its channel groups
+    (`deploy.grouped`, which needs the input shape)."""
     model = copy.deepcopy(model).cpu().eval()
     if isinstance(model, VGG):
         return _compact_vgg(model, linear).eval()
     if isinstance(model, ResNet) and model.block is BasicBlock:
         return _compact_resnet(model, linear).eval()
-    raise InputError(
-        f"compaction knows VGG and ResNets of basic blocks (resnet18, resnet34), not "
-        f"{type(model).__name__}{' of bottlenecks' if isinstance(model, ResNet) else ''}: "
-        "deploy the masked model (export --no-compact)"
-    )
+    if input_shape is None:
+        raise InputError(f"compacting {type(model).__name__} needs its input shape")
+    return compact_by_groups(model, input_shape, linear)
 
 
 class CompactVGG(nn.Module):

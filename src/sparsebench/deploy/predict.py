@@ -91,10 +91,11 @@ def image_paths(images: Sequence[Path], folder: Path | None) -> list[Path]:
 def torch_classifier(run: TrainedRun) -> Callable[[torch.Tensor], torch.Tensor]:
     """The run's compact network (the masked one where it cannot be compacted)."""
     from sparsebench.deploy.compact import compact_model
+    from sparsebench.models.channels import UngroupableNetwork
 
     try:
-        network = compact_model(run.model, linear="dense")
-    except InputError:
+        network = compact_model(run.model, "dense", run.input_shape)
+    except UngroupableNetwork:
         network = run.model.eval()
 
     @torch.inference_mode()

@@ -17,7 +17,7 @@ line that names the operation, so an unusual network is never compacted wrongly.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,9 @@ class _Segment:
     group: int
     channels: int
     repeat: int = 1  # features per channel once flattened
+    # Whether a removed channel (zero where it is produced) is still zero here: not
+    # after a sigmoid, or a constant added.
+    zero: bool = True
 
 
 # Operations that keep each channel where it is (elementwise, or over space only).
@@ -105,6 +108,9 @@ _PASS_FUNCTIONS = {
     torch.tanh,
 }
 _PASS_METHODS = {"relu", "sigmoid", "tanh", "contiguous", "clone", "relu_", "sigmoid_"}
+# Of those, the ones that map 0 elsewhere (a gate's 0.5).
+_NOT_ZERO_MODULES = (nn.Sigmoid, nn.Hardsigmoid)
+_NOT_ZERO_FUNCTIONS = {torch.sigmoid, F.hardsigmoid, "sigmoid", "sigmoid_"}
 # Two tensors combined channel by channel (a residual sum, a gate).
 _JOIN = {operator.add, operator.mul, operator.sub, torch.add, torch.mul, torch.sub}
 _JOIN_METHODS = {"add", "mul", "sub", "add_", "mul_"}
@@ -204,9 +210,9 @@ class _ChannelTracer:
                     _Segment(first, at, segment.repeat),
                     _Segment(second, segment.channels - at, segment.repeat),
                 ]
-                expanded += self._expand(parts)
+                expanded += [replace(part, zero=segment.zero) for part in self._expand(parts)]
             else:
-                expanded.append(_Segment(root, segment.channels, segment.repeat))
+                expanded.append(replace(segment, group=root))
         return expanded
 
     def _refine(self, layout: list[_Segment], cuts: set[int]) -> list[_Segment]:
@@ -254,7 +260,7 @@ class _ChannelTracer:
         if isinstance(module, nn.Flatten):
             return self._flatten(node, source)
         if isinstance(module, _PASS_MODULES):
-            return source
+            return _not_zero(source) if isinstance(module, _NOT_ZERO_MODULES) else source
         raise UngroupableNetwork(
             f"cannot follow channels through {name} ({type(module).__name__}): "
             "compaction knows convolutions, linear layers, batch norms, activations, "
@@ -283,7 +289,8 @@ class _ChannelTracer:
         if not tensors and not _tensor_like(node):
             return None
         if (method and target in _PASS_METHODS) or (not method and target in _PASS_FUNCTIONS):
-            return self._input(node)
+            source = self._input(node)
+            return _not_zero(source) if target in _NOT_ZERO_FUNCTIONS else source
         if (method and target in _JOIN_METHODS) or (not method and target in _JOIN):
             return self._join(node, tensors)
         if target is torch.cat:
@@ -305,6 +312,10 @@ class _ChannelTracer:
         layouts = [self._expand(layout) for layout in layouts if layout is not None]
         if not layouts:
             return self._input(node)
+        product = node.target in (operator.mul, torch.mul, "mul", "mul_")
+        # A sum with a constant, or with a map broadcast over channels, is not zero where
+        # the channel is; a product with anything is.
+        constant = len(layouts) < len([*node.args, *node.kwargs.values()])
         if len({sum(s.channels for s in layout) for layout in layouts}) > 1:
             raise UngroupableNetwork(
                 f"cannot group the channels joined at {node.name} ({_describe(node)}): "
@@ -317,7 +328,14 @@ class _ChannelTracer:
         for other in layouts[1:]:
             for a, b in zip(first, other, strict=True):
                 self._union(a.group, b.group)
-        return self._expand(first)
+        zeros = [all(parts) for parts in zip(*[[s.zero for s in x] for x in layouts], strict=True)]
+        if product:
+            zeros = [
+                any(parts) for parts in zip(*[[s.zero for s in x] for x in layouts], strict=True)
+            ]
+        elif constant:
+            zeros = [False for _ in zeros]
+        return [replace(s, zero=z) for s, z in zip(self._expand(first), zeros, strict=True)]
 
     def _concatenate(self, node: fx.Node) -> list[_Segment]:
         tensors = node.args[0]
@@ -343,7 +361,7 @@ class _ChannelTracer:
         spatial = 1
         for size in before[2:]:
             spatial *= size
-        return [_Segment(s.group, s.channels, s.repeat * spatial) for s in source]
+        return [replace(s, repeat=s.repeat * spatial) for s in source]
 
     def _mean(self, node: fx.Node) -> list[_Segment]:
         """A mean over the spatial dims (a global average pool) keeps the channels."""
@@ -366,7 +384,12 @@ class _ChannelTracer:
     def _consume(self, name: str, source: list[_Segment]) -> None:
         offset = 0
         for segment in source:
-            self._group(segment.group).consumers.append(Use(name, offset, segment.repeat))
+            group = self._group(segment.group)
+            group.consumers.append(Use(name, offset, segment.repeat))
+            if not segment.zero:
+                group.fixed = (
+                    group.fixed or f"{name} reads these channels where 0 became another value"
+                )
             offset += segment.channels * segment.repeat
 
     def _record(self, source: list[_Segment], role: str, name: str) -> None:
@@ -398,6 +421,10 @@ class _ChannelTracer:
             arg = arg[0] if len(arg) == 1 else None
         layout = self.values.get(arg) if isinstance(arg, fx.Node) else None
         return None if layout is None else self._expand(layout)
+
+
+def _not_zero(layout: list[_Segment]) -> list[_Segment]:
+    return [replace(segment, zero=False) for segment in layout]
 
 
 def _ends(layout: list[_Segment]) -> list[int]:
