@@ -102,9 +102,6 @@ def _sliced(
     if rows is None and columns is None:
         return None
     if isinstance(module, nn.Conv2d):
-        if module.groups > 1:  # depthwise: one filter per kept channel
-            assert rows is not None
-            return _slice_depthwise(module, rows)
         out = rows if rows is not None else torch.arange(module.out_channels)
         into = columns if columns is not None else torch.arange(module.in_channels)
         return slice_conv(module, out, into)
@@ -120,24 +117,6 @@ def _sliced(
         assert rows is not None
         return slice_bn(module, rows)
     return None
-
-
-def _slice_depthwise(conv: nn.Conv2d, index: torch.Tensor) -> nn.Conv2d:
-    sliced = nn.Conv2d(
-        len(index),
-        len(index),
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        groups=len(index),
-        bias=conv.bias is not None,
-        padding_mode=conv.padding_mode,
-    )
-    sliced.weight.copy_(conv.weight[index])
-    if conv.bias is not None:
-        sliced.bias.copy_(conv.bias[index])
-    return sliced
 
 
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:

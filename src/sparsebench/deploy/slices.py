@@ -5,27 +5,47 @@ from __future__ import annotations
 
 import time
 import warnings
+from functools import partial
 from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 LinearStorage = Literal["auto", "dense", "csr"]
 
 
-@torch.no_grad()
-def slice_conv(conv: nn.Conv2d, out_index: torch.Tensor, in_index: torch.Tensor) -> nn.Conv2d:
-    sliced = nn.Conv2d(
-        len(in_index),
-        len(out_index),
+def conv_like(
+    conv: nn.Conv2d, in_channels: int, out_channels: int, groups: int = 1, empty: bool = False
+) -> nn.Conv2d:
+    """A conv of `conv`'s kind (kernel, stride, padding, dilation, bias, device) on other
+    channels; `empty`: its parameters left uninitialised, for values copied in."""
+    make = partial(skip_init, nn.Conv2d) if empty else nn.Conv2d
+    return make(
+        in_channels,
+        out_channels,
         conv.kernel_size,
         conv.stride,
         conv.padding,
         conv.dilation,
+        groups=groups,
         bias=conv.bias is not None,
         padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
     )
-    sliced.weight.copy_(conv.weight[out_index][:, in_index])
+
+
+@torch.no_grad()
+def slice_conv(conv: nn.Conv2d, out_index: torch.Tensor, in_index: torch.Tensor) -> nn.Conv2d:
+    """`conv` on the output channels `out_index` and input channels `in_index`; a
+    depthwise conv (one filter per channel) keeps the filters of `out_index`."""
+    if conv.groups > 1:
+        sliced = conv_like(conv, len(out_index), len(out_index), groups=len(out_index))
+        sliced.weight.copy_(conv.weight[out_index])
+    else:
+        sliced = conv_like(conv, len(in_index), len(out_index))
+        sliced.weight.copy_(conv.weight[out_index][:, in_index])
     if conv.bias is not None:
         sliced.bias.copy_(conv.bias[out_index])
     return sliced

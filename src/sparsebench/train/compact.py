@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.utils import skip_init
 
 from sparsebench.deploy.compact import compact_resnet_with
+from sparsebench.deploy.slices import conv_like
 from sparsebench.measure.counting import count_model
 from sparsebench.models.resnet import BasicBlock, ResNet
 from sparsebench.models.vgg import VGG
@@ -122,19 +123,7 @@ class _Slicer:
         self.slices.append(piece)
 
     def conv(self, conv: nn.Conv2d, rows: torch.Tensor, cols: torch.Tensor) -> nn.Conv2d:
-        sliced = skip_init(
-            nn.Conv2d,
-            len(cols),
-            len(rows),
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            bias=conv.bias is not None,
-            padding_mode=conv.padding_mode,
-            device=conv.weight.device,
-            dtype=conv.weight.dtype,
-        )
+        sliced = conv_like(conv, len(cols), len(rows), empty=True)
         self._take(conv.weight, sliced.weight, rows, cols, self.masks.get(conv))
         if conv.bias is not None:
             self._take(conv.bias, sliced.bias, rows, None)
