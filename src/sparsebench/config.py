@@ -170,9 +170,14 @@ class SweepConfig(BaseModel):
     @field_validator("models")
     @classmethod
     def _known_models(cls, values: list[str]) -> list[str]:
-        from sparsebench.models import model_names
+        from sparsebench.models.registry import model_spec
 
-        return _all_known(values, model_names(), "model")
+        for value in values:
+            try:
+                model_spec(value)  # a registered model, or package.module:factory
+            except InputError as error:
+                raise ValueError(str(error)) from None
+        return _all_known(values, values, "model")
 
     @field_validator("methods")
     @classmethod

@@ -129,19 +129,18 @@ def _config_and_data(
     from sparsebench.config import load_run_config
     from sparsebench.data import load_dataset
     from sparsebench.deploy.load import finished_run_checkpoint
-    from sparsebench.models import model_names
     from sparsebench.models.pretrained import RUN_PREFIX
+    from sparsebench.models.registry import model_spec
     from sparsebench.train.loop import check_trainable, resolve_device
 
     start = settings.get("init_from")
     if start is not None and start.startswith(RUN_PREFIX):
         settings["init_from"] = str(finished_run_checkpoint(start[len(RUN_PREFIX) :], db))
     run_config = load_run_config(config, **settings)
-    known = model_names()
-    if run_config.model not in known:
-        raise InputError(
-            f"--model: unknown model {run_config.model!r} (choose from {', '.join(known)})"
-        )
+    try:
+        model_spec(run_config.model)
+    except InputError as error:
+        raise InputError(f"--model: {error}") from None
     resolve_device(run_config.device)
     data = load_dataset(
         run_config.dataset, run_config.data_path, run_config.loader_options(cache_dir, download)
