@@ -91,14 +91,14 @@ def compact_model(
     """The compact equivalent of a masked network, in eval mode: VGG and ResNets of
     basic blocks by their own walks, any other traceable network by its channel groups
     (`deploy.grouped`, which needs the input shape)."""
+    if not isinstance(model, VGG) and not (isinstance(model, ResNet) and model.block is BasicBlock):
+        if input_shape is None:
+            raise InputError(f"compacting {type(model).__name__} needs its input shape")
+        return compact_by_groups(model, input_shape, linear)  # it copies the model itself
     model = copy.deepcopy(model).cpu().eval()
     if isinstance(model, VGG):
         return _compact_vgg(model, linear).eval()
-    if isinstance(model, ResNet) and model.block is BasicBlock:
-        return _compact_resnet(model, linear).eval()
-    if input_shape is None:
-        raise InputError(f"compacting {type(model).__name__} needs its input shape")
-    return compact_by_groups(model, input_shape, linear)
+    return _compact_resnet(model, linear).eval()
 
 
 class CompactVGG(nn.Module):

@@ -54,10 +54,6 @@ class ChannelGroup:
     def prunable(self) -> bool:
         return self.fixed is None
 
-    def modules(self) -> set[str]:
-        uses = [*self.producers, *self.consumers, *self.norms, *self.depthwise]
-        return {use.module for use in uses}
-
 
 @dataclass(frozen=True)
 class _Segment:
@@ -328,13 +324,8 @@ class _ChannelTracer:
         for other in layouts[1:]:
             for a, b in zip(first, other, strict=True):
                 self._union(a.group, b.group)
-        zeros = [all(parts) for parts in zip(*[[s.zero for s in x] for x in layouts], strict=True)]
-        if product:
-            zeros = [
-                any(parts) for parts in zip(*[[s.zero for s in x] for x in layouts], strict=True)
-            ]
-        elif constant:
-            zeros = [False for _ in zeros]
+        operands = zip(*[[s.zero for s in layout] for layout in layouts], strict=True)
+        zeros = [any(z) if product else (all(z) and not constant) for z in operands]
         return [replace(s, zero=z) for s, z in zip(self._expand(first), zeros, strict=True)]
 
     def _concatenate(self, node: fx.Node) -> list[_Segment]:

@@ -182,8 +182,10 @@ def _write_tables(results: Results, report: Report, latency_budget_ms: float | N
     first = table_one(results)
     references = references_table(results)
     bench = bench_table(results)
+    runs.to_csv(folder / "runs.csv", index=False)
+    runs.to_parquet(folder / "runs.parquet", index=False)
+    report.tables += [folder / "runs.csv", folder / "runs.parquet"]
     for table, name in (
-        (runs, "runs.csv"),
         (first, "table1.csv"),
         (advice, "recommendations.csv"),
         (comparisons, "comparisons.csv"),
@@ -191,8 +193,6 @@ def _write_tables(results: Results, report: Report, latency_budget_ms: float | N
     ):
         table.to_csv(folder / name, index=False)
         report.tables.append(folder / name)
-    runs.to_parquet(folder / "runs.parquet", index=False)
-    report.tables.insert(1, folder / "runs.parquet")
     references.to_csv(folder / "references.csv", index=False)
     return Tables(*table_one_page(results), references, bench, runs, advice, comparisons)
 
