@@ -1,12 +1,15 @@
 """Real CPU inference saving of compaction: masked vs compact vs ONNX Runtime (float32,
-int8), for full-width VGG16 and ResNet18 at 32x32 and 64x64 inputs, the three scenarios,
-batch 1 and 64, one thread and two, all measured side by side in this one process.
-Weights come from initialisation with `pre` masks: speed does not depend on training.
+int8), for full-width networks (VGG16 and ResNet18 by default; any registered one, such
+as mobilenet_v3_small, efficientnet_b0 or resnet50, by --models) at 32x32 and 64x64
+inputs, the three scenarios, batch 1 and 64, one thread and two, all measured side by
+side in this one process. Weights come from initialisation with `pre` masks: speed does
+not depend on training.
 
-Optional comparison: Torch-Pruning (`pip install torch-pruning`) removing the same VGG16
-filters; our compact latency is printed relative to its. Skipped, with the reason, when
-the package is missing. (On ResNet18 Torch-Pruning removes whole coupled channel groups
-across residual additions, which are not the same filters, so it is left out there.)
+Optional comparison: Torch-Pruning (`pip install torch-pruning`, the `compare` extra)
+removing the same channel groups (the channels our compaction removes, given to its
+dependency graph by their first producer); our compact latency is printed relative to
+its, once both are checked against the masked network. Skipped, with the reason, when
+the package is missing.
 
     python benchmarks/inference_speedup.py [--repeats 5] [--sizes 32,64] [--threads 1,2]
         [--models vgg16,resnet18] [--scenarios uniform,mixed] [--linear-granularity neuron]
@@ -15,37 +18,50 @@ across residual additions, which are not the same filters, so it is left out the
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 
 import torch
 
 from sparsebench.deploy.bench import bench_subject, benchmark_models, time_interleaved
-from sparsebench.deploy.compact import compact_model, live_filters
+from sparsebench.deploy.compact import compact_model
+from sparsebench.deploy.grouped import kept_channels
+from sparsebench.models.channels import trace_channels
 
 SCENARIOS = ("uniform", "mixed", "linear-only")
 
 
 def torch_pruning_ratio(model_name: str, size: int, scenario: str, repeats: int) -> str:
-    """Our compact latency over Torch-Pruning's, batch 64, current threads."""
-    if model_name != "vgg16":
-        return "n/a (residual coupling)"
+    """Our compact latency over Torch-Pruning's removing the same channel groups (batch
+    64, current threads), after checking both compute the masked network's outputs."""
     try:
         import torch_pruning as tp
     except ImportError:
         return "skipped: torch-pruning is not installed"
     masked, shape, _ = bench_subject(model_name, "pre", scenario, 1.0, size)
-    ours = compact_model(masked, linear="dense")
-    pruned = bench_subject(model_name, "pre", scenario, 1.0, size)[0]
+    ours = compact_model(masked, "dense", shape)
+    pruned = copy.deepcopy(masked)
     graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=torch.randn(1, *shape))
-    for module in list(pruned.features):
-        if isinstance(module, torch.nn.Conv2d):
-            alive = set(live_filters(module, None).tolist())
-            dead = [i for i in range(module.out_channels) if i not in alive]
-            if dead:
-                graph.get_pruning_group(module, tp.prune_conv_out_channels, idxs=dead).prune()
+    layers, modules = dict(pruned.named_modules()), dict(masked.named_modules())
+    for group in trace_channels(masked, shape):
+        removed = sorted(set(range(group.channels)) - set(kept_channels(group, modules).tolist()))
+        if not removed or not group.producers:
+            continue
+        use = group.producers[0]
+        layer = layers[use.module]
+        remove = (
+            tp.prune_conv_out_channels
+            if isinstance(layer, torch.nn.Conv2d)
+            else tp.prune_linear_out_channels
+        )
+        graph.get_pruning_group(layer, remove, idxs=[use.offset + i for i in removed]).prune()
     x = torch.randn(64, *shape)
     with torch.inference_mode():
+        reference = masked(x)
+        scale = reference.abs().max()
+        if float((pruned(x) - reference).abs().max() / scale) > 1e-4:
+            return "n/a (Torch-Pruning removed other channels)"
         seconds = time_interleaved({"ours": lambda: ours(x), "tp": lambda: pruned(x)}, repeats, 2)
     return f"{statistics.median(seconds['ours']) / statistics.median(seconds['tp']):.2f}"
 

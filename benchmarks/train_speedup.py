@@ -70,6 +70,7 @@ class Variant:
             epochs=epochs,
             steps_per_epoch=args.batches,
             compact=execution == "compact",
+            input_shape=(3, args.image_size, args.image_size),
         )
         self.epoch = 0
 

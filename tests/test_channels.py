@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsebench.models import build_model
-from sparsebench.models.channels import UngroupableNetwork, trace_channels
+from sparsebench.models.channels import UngroupableNetwork, trace_channels, trace_network
+from sparsebench.sparsity import SCENARIOS, make_method
 
 EDGE_MODELS = [
     "resnet34",
@@ -92,11 +93,12 @@ class Branches(nn.Module):
 def test_a_concatenation_a_depthwise_conv_and_a_gate_couple_the_right_channels():
     groups = producers(trace_channels(Branches(), (3, 16, 16)))
     # The gate's rows multiply the concatenated channels one to one: left's 4 are
-    # coupled with excite's first 4 rows, right's 6 with its last 6.
-    four, six = groups[("excite", "left")], groups[("excite", "right")]
+    # coupled with excite's first 4 rows, right's 6 with its last 6. The gate only
+    # scales them (a removed channel is zero whatever it is): excite is no producer.
+    four, six = groups[("left",)], groups[("right",)]
     assert (four.channels, six.channels) == (4, 6)
-    assert {(u.module, u.offset) for u in four.producers} == {("left", 0), ("excite", 0)}
-    assert {(u.module, u.offset) for u in six.producers} == {("right", 0), ("excite", 4)}
+    assert [(u.module, u.offset) for u in four.scales] == [("excite", 0)]
+    assert [(u.module, u.offset) for u in six.scales] == [("excite", 4)]
     # ... consumed where the concatenation put them.
     assert {(u.module, u.offset) for u in four.consumers} == {("squeeze", 0), ("fc", 0)}
     assert {(u.module, u.offset) for u in six.consumers} == {("squeeze", 4), ("fc", 4)}
@@ -137,10 +139,20 @@ class Normalised(nn.Module):
         return self.norm(self.conv(x))
 
 
+class Reused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.conv(x))
+
+
 @pytest.mark.parametrize(
     ("network", "said"),
     [
         (DataDependent(), "DataDependent cannot be traced by torch.fx"),
+        (Reused(), "cannot group the channels of conv: it is called more than once"),
         (Grouped(), "cannot group the channels of grouped: a grouped convolution (groups=2"),
         (Normalised(), "cannot follow channels through norm (GroupNorm)"),
     ],
@@ -237,6 +249,56 @@ def test_a_channel_read_where_zero_became_another_value_is_kept():
         gated = [
             g
             for g in trace_channels(model, (3, 64, 64))
-            if any(u.module.endswith("fc2") for u in g.producers)
+            if any(u.module.endswith("fc2") for u in g.scales)
         ]
         assert gated and all(g.prunable for g in gated), name
+
+
+class Head(nn.Module):
+    """A dropout module over a classifier's hidden neurons, and one as a function call."""
+
+    def __init__(self, functional: bool) -> None:
+        super().__init__()
+        self.functional = functional
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.hidden = nn.Linear(4, 6)
+        self.drop = nn.Dropout(0.5)
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.hidden(torch.flatten(F.adaptive_avg_pool2d(self.conv(x), 1), 1)))
+        x = F.dropout(x, 0.5, self.training) if self.functional else self.drop(x)
+        return self.out(x)
+
+
+def test_dropout_is_recorded_on_its_channels_and_a_functional_one_named():
+    """A sliced network must draw dropout over the full width (the same random numbers
+    as the full network): a module can be replaced to do so, a function call cannot."""
+    trace = trace_network(Head(functional=False), (3, 8, 8))
+    hidden = producers(trace.groups)[("hidden",)]
+    assert [(u.module, u.offset) for u in hidden.dropouts] == [("drop", 0)]
+    assert trace.random_calls == []
+    assert trace_network(Head(functional=True), (3, 8, 8)).random_calls == [
+        "dropout (call_function dropout)"
+    ]
+
+
+def test_a_pruned_expansion_filter_zeroes_what_follows_its_channel():
+    """In an inverted residual with a gate (MobileNetV3), a pruned expansion filter's
+    channel goes through a depthwise conv, its batch norm and a gate row: all are
+    zeroed with it, so compaction can remove the channel. A residual stream's channels
+    are every block's: each producer zeroes only its own batch norm, as in the study."""
+    model = build_model("mobilenet_v3_small", num_classes=4, image_size=64, width=0.5)
+    method = make_method("pre", SCENARIOS["mixed"], seed=0)
+    method.prune_untrained(model, (3, 64, 64))
+    block = model.features[4].block
+    dead = (~method.masks.masks["features.4.block.0.0"].keep).nonzero().flatten()
+    assert len(dead) > 0
+    depthwise, norm, gate = block[1][0], block[1][1], block[2].fc2
+    for layer in (depthwise, norm, gate):
+        assert layer.weight[dead].eq(0).all(), layer
+        assert layer.bias is None or layer.bias[dead].eq(0).all(), layer
+    resnet = build_model("resnet18", num_classes=4, image_size=32, width=0.25)
+    study = make_method("pre", SCENARIOS["mixed"], seed=0)
+    study.prune_untrained(resnet, (3, 32, 32))
+    assert all(layer.followers == () for layer in study.layers)

@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from sparsebench.data.synthetic import make_synthetic
+from sparsebench.models.slicing import DropoutOver
 from sparsebench.train import RunConfig
-from sparsebench.train.compact import DropoutOver, build_compact
+from sparsebench.train.compact import build_compact
 from sparsebench.train.loop import RunInterrupted, build_run, train_run
 
 CPU = torch.device("cpu")
@@ -129,8 +130,7 @@ def test_the_compact_network_computes_what_the_masked_one_does(data):
         config = RunConfig(**{**BASE, "model": model, "method": "pre", "scenario": "uniform"})
         trainer = build_run(config, data, CPU)
         master = trainer.model
-        masks = {mask.layer.module: mask for mask in trainer.method.masks}
-        network, _ = build_compact(master, masks)
+        network, _ = build_compact(master, trainer.execution.trace, trainer.method.masks)
         master.eval(), network.eval()
         images = torch.randn(8, 3, 28, 28)
         torch.testing.assert_close(network(images), master(images), atol=TOLERANCE, rtol=TOLERANCE)
@@ -145,13 +145,12 @@ def test_a_pruned_filter_takes_its_bias_batch_norm_and_the_next_layers_inputs(da
     config = RunConfig(**{**BASE, "model": "resnet18", "method": "pre", "scenario": "uniform"})
     trainer = build_run(config, data, CPU)
     master = trainer.model
-    masks = {mask.layer.module: mask for mask in trainer.method.masks}
-    network, _ = build_compact(master, masks)
-    alive1 = int(masks[master.layer1[0].conv1].keep.sum())
-    block = network.stages[0]
-    assert block.conv1.out_channels == alive1 == block.bn1.num_features
-    assert block.conv2.in_channels == alive1
-    alive_filters = masks[master.layer1[0].conv1].keep.nonzero().flatten()
+    network, _ = build_compact(master, trainer.execution.trace, trainer.method.masks)
+    keep = trainer.method.masks.masks["layer1.0.conv1"].keep
+    block = network.layer1[0]
+    assert block.conv1.out_channels == int(keep.sum()) == block.bn1.num_features
+    assert block.conv2.in_channels == int(keep.sum())
+    alive_filters = keep.nonzero().flatten()
     torch.testing.assert_close(block.bn1.weight, master.layer1[0].bn1.weight[alive_filters])
 
 
@@ -212,3 +211,21 @@ def test_an_interrupted_compact_run_resumes_to_the_uninterrupted_result(tmp_path
         assert row_resumed.train_loss == row_whole.train_loss
         assert row_resumed.val_loss == row_whole.val_loss
     assert resumed.test.loss == whole.test.loss
+
+
+EDGE_MODELS = ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet50"]
+
+
+@pytest.mark.parametrize("model", EDGE_MODELS)
+@pytest.mark.parametrize("method", ["pre", "set", "rigl"])
+def test_the_edge_networks_train_compact_as_they_train_masked(tmp_path, data, model, method):
+    """Inverted residuals, depthwise convs and squeeze-and-excitation gates: a pruned
+    expansion filter takes its depthwise filter, both batch norms and its gate row, so
+    compact training removes the channel and still computes what masked training does,
+    through regrowth (SET from the initialiser, RigL at zero after a dense step)."""
+    settings = {"model": model, "method": method, "scenario": "mixed", "epochs": 2}
+    masked = run({**settings, **METHODS[method]}, "masked", data, tmp_path)
+    compact = run({**settings, **METHODS[method]}, "compact", data, tmp_path)
+    assert_same_computation(masked, compact)
+    executed = compact[0]["epochs"][-1]["train_macs_per_sample"]
+    assert executed < 0.7 * compact[0]["epochs"][0]["train_macs_dense_per_sample"]

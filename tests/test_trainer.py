@@ -52,7 +52,9 @@ def test_a_loop_of_ones_own_computes_what_train_does(tmp_path, model, method, op
     optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
     pruning = sb.make_method(method, sb.SCENARIOS["mixed"], seed=3, options=options)
     loader = BatchLoader(data.splits["train"], data.mean, data.std, 32, CPU, shuffle=True, seed=3)
-    trainer = sb.SparseTrainer(network, optimizer, pruning, epochs=2, steps_per_epoch=len(loader))
+    trainer = sb.SparseTrainer(
+        network, optimizer, pruning, epochs=2, steps_per_epoch=len(loader), input_shape=(3, 28, 28)
+    )
     assert trainer.execution_name == "compact"
     for epoch in range(2):
         trainer.train()

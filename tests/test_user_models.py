@@ -10,9 +10,11 @@ import sys
 import textwrap
 
 import pytest
+from test_compact_training import assert_same_computation, run
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
+from sparsebench.data.synthetic import make_synthetic
 from sparsebench.models import registry
 
 runner = CliRunner()
@@ -122,6 +124,21 @@ def test_a_network_of_ones_own_trains_prunes_and_exports_compact(user_network):
     assert result["counts"]["compact"]["macs_dense"] < result["counts"]["masked"]["macs_dense"]
     assert result["test_accuracy_onnx"] == pytest.approx(result["test_accuracy_torch"], abs=0.02)
     assert (user_network / "net.int8.onnx").is_file()
+
+
+@pytest.mark.kernels
+@pytest.mark.usefixtures("float64")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_network_of_ones_own_trains_compact_as_it_trains_masked(user_network):
+    """Its residual blocks, concatenation and depthwise convs sliced to the channels the
+    masks keep, through SET's regrowth: the computation masked training does."""
+    data = make_synthetic(seed=5, samples=(128, 32, 32))
+    settings = {"model": "usernet:build", "method": "set", "scenario": "mixed", "width": 1.0}
+    masked = run(settings, "masked", data, user_network)
+    compact = run(settings, "compact", data, user_network)
+    assert_same_computation(masked, compact)
+    last = compact[0]["epochs"][-1]
+    assert last["train_macs_per_sample"] < 0.7 * last["train_macs_dense_per_sample"]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

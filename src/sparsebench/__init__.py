@@ -3,7 +3,9 @@
 import sparsebench as sb
 model = sb.build_model("resnet18", num_classes=8, image_size=28, width=0.25)
 method = sb.make_method("set", sb.SparsityTargets(conv=0.5, linear=0.8))
-trainer = sb.SparseTrainer(model, optimizer, method, epochs=10, steps_per_epoch=100)
+trainer = sb.SparseTrainer(
+    model, optimizer, method, epochs=10, steps_per_epoch=100, input_shape=(3, 28, 28)
+)
 """
 
 from sparsebench.data import load_dataset, register_dataset

@@ -217,7 +217,7 @@ def bench_subject(
     model = build_model(model_name, num_classes=10, image_size=image_size, width=width)
     targets = SparsityTargets(0.0, 0.0) if is_baseline(method) else scenario_targets(scenario)
     pruning = make_method(method, targets, seed=seed, linear_granularity=linear_granularity)
-    pruning.prune_untrained(model)
+    pruning.prune_untrained(model, (3, image_size, image_size))
     label = f"{model_name} x{width:g} {image_size}px {method} {scenario}"
     if linear_granularity != "weight":
         label += f" linear {linear_granularity}s"

@@ -8,7 +8,9 @@ conv and of the layer feeding it, are one channel, kept or removed together. A
 them (weight columns, at an offset where a concatenation put them, and `repeat`
 features per channel where a feature map was flattened before a linear layer), and
 normalise them, or filter them one by one (a depthwise conv). A group that holds the
-network's input or output cannot lose a channel.
+network's input or output cannot lose a channel. A gate (the sigmoid of a squeeze-and-
+excitation) that multiplies a group's channels is sliced with them, but a channel is
+zero whatever the gate is: its layers are the group's `scales`, not its producers.
 
 Tracing follows the operations a network is built of; anything else is refused in one
 line that names the operation, so an unusual network is never compacted wrongly.
@@ -48,11 +50,30 @@ class ChannelGroup:
     consumers: list[Use] = field(default_factory=list)  # conv or linear input columns
     norms: list[Use] = field(default_factory=list)  # batch norms of these channels
     depthwise: list[Use] = field(default_factory=list)  # one filter per channel
+    scales: list[Use] = field(default_factory=list)  # rows that only multiply them (gates)
+    dropouts: list[Use] = field(default_factory=list)  # dropout modules on these channels
     fixed: str | None = None  # why no channel may go: the network's input or output
 
     @property
     def prunable(self) -> bool:
         return self.fixed is None
+
+    def rows(self) -> list[Use]:
+        """Every use sliced along its output dim: producers, norms, depthwise, scales."""
+        return [*self.producers, *self.norms, *self.depthwise, *self.scales]
+
+
+_ROLES = ("producers", "consumers", "norms", "depthwise", "scales", "dropouts")
+
+
+@dataclass
+class ChannelTrace:
+    """A network's channel groups, and the operations a slice of it could not repeat:
+    random calls made as functions (`F.dropout`), which draw over whatever width they
+    are given, so a network of fewer channels would draw other numbers."""
+
+    groups: list[ChannelGroup]
+    random_calls: list[str]
 
 
 @dataclass(frozen=True)
@@ -79,8 +100,6 @@ _PASS_MODULES = (
     nn.Tanh,
     nn.LeakyReLU,
     nn.Identity,
-    nn.Dropout,
-    nn.Dropout2d,
     nn.MaxPool2d,
     nn.AvgPool2d,
     nn.AdaptiveAvgPool2d,
@@ -94,7 +113,6 @@ _PASS_FUNCTIONS = {
     F.hardswish,
     F.hardsigmoid,
     F.leaky_relu,
-    F.dropout,
     F.max_pool2d,
     F.avg_pool2d,
     F.adaptive_avg_pool2d,
@@ -117,6 +135,11 @@ _SHAPE_METHODS = {"size", "dim"}
 def trace_channels(model: nn.Module, input_shape: tuple[int, int, int]) -> list[ChannelGroup]:
     """The channel groups of `model` for inputs of `input_shape` (channels, height,
     width); an UngroupableNetwork naming the first operation that cannot be followed."""
+    return trace_network(model, input_shape).groups
+
+
+def trace_network(model: nn.Module, input_shape: tuple[int, int, int]) -> ChannelTrace:
+    """`trace_channels`, with what else slicing the network must know."""
     try:
         traced = fx.symbolic_trace(model)
     except Exception as error:  # fx raises several kinds, all meaning "not traceable"
@@ -145,12 +168,15 @@ class _ChannelTracer:
         # A group whose channels turned out to be coupled with two groups part by part
         # (a gate over a concatenation) is split at a channel: (first part, second part).
         self.split: dict[int, tuple[int, int]] = {}
+        self.random_calls: list[str] = []
+        self.called: set[str] = set()
 
-    def run(self) -> list[ChannelGroup]:
+    def run(self) -> ChannelTrace:
         for node in self.graph.nodes:
             self.values[node] = self._follow(node)
         roots = {self._root(index) for index in range(len(self.groups))}
-        return [self.groups[root] for root in sorted(roots) if root not in self.split]
+        groups = [self.groups[root] for root in sorted(roots) if root not in self.split]
+        return ChannelTrace(groups, self.random_calls)
 
     # Groups, merged by a union-find over their indices.
 
@@ -173,7 +199,7 @@ class _ChannelTracer:
         if a == b:
             return
         kept, gone = self.groups[a], self.groups[b]
-        for name in ("producers", "consumers", "norms", "depthwise"):
+        for name in _ROLES:
             getattr(kept, name).extend(getattr(gone, name))
         kept.fixed = kept.fixed or gone.fixed
         self.parent[b] = a
@@ -184,14 +210,11 @@ class _ChannelTracer:
         group = self.groups[root]
         first = self._new_group(at, group.fixed)
         second = self._new_group(group.channels - at, group.fixed)
-        for role in ("producers", "norms", "depthwise"):
+        for role in _ROLES:
             for use in getattr(group, role):
                 getattr(self.groups[first], role).append(use)
-                getattr(self.groups[second], role).append(Use(use.module, use.offset + at))
-        for use in group.consumers:
-            self.groups[first].consumers.append(use)
-            shifted = use.offset + at * use.repeat
-            self.groups[second].consumers.append(Use(use.module, shifted, use.repeat))
+                shifted = use.offset + at * use.repeat
+                getattr(self.groups[second], role).append(Use(use.module, shifted, use.repeat))
         self.split[root] = (first, second)
 
     def _expand(self, layout: list[_Segment]) -> list[_Segment]:
@@ -245,6 +268,7 @@ class _ChannelTracer:
     def _module(self, node: fx.Node, module: nn.Module) -> list[_Segment] | None:
         name = str(node.target)
         source = self._input(node)
+        self._call_once(name, module)
         if isinstance(module, nn.Conv2d):
             return self._conv(name, module, source)
         if isinstance(module, nn.Linear):
@@ -255,6 +279,9 @@ class _ChannelTracer:
             return source
         if isinstance(module, nn.Flatten):
             return self._flatten(node, source)
+        if isinstance(module, nn.Dropout | nn.Dropout2d):
+            self._record(source, "dropouts", name)
+            return source
         if isinstance(module, _PASS_MODULES):
             return _not_zero(source) if isinstance(module, _NOT_ZERO_MODULES) else source
         raise UngroupableNetwork(
@@ -284,6 +311,9 @@ class _ChannelTracer:
             return None
         if not tensors and not _tensor_like(node):
             return None
+        if target in (F.dropout, F.dropout2d):
+            self.random_calls.append(f"{node.name} ({_describe(node)})")
+            return self._input(node)
         if (method and target in _PASS_METHODS) or (not method and target in _PASS_FUNCTIONS):
             source = self._input(node)
             return _not_zero(source) if target in _NOT_ZERO_FUNCTIONS else source
@@ -323,6 +353,8 @@ class _ChannelTracer:
         first = layouts[0]
         for other in layouts[1:]:
             for a, b in zip(first, other, strict=True):
+                if product:
+                    self._demote_gate(a, b)
                 self._union(a.group, b.group)
         operands = zip(*[[s.zero for s in layout] for layout in layouts], strict=True)
         zeros = [any(z) if product else (all(z) and not constant) for z in operands]
@@ -365,6 +397,24 @@ class _ChannelTracer:
             )
         return self._input(node)
 
+    def _demote_gate(self, a: _Segment, b: _Segment) -> None:
+        """Of two channels multiplied, one zero where removed and one not (a gate): the
+        gate's layers only scale the channel, so they are not what makes it zero."""
+        for gate, gated in ((a, b), (b, a)):
+            group = self._group(gate.group)
+            if gated.zero and not gate.zero and not group.consumers:
+                group.scales += [*group.producers, *group.norms, *group.depthwise]
+                group.producers, group.norms, group.depthwise = [], [], []
+
+    def _call_once(self, name: str, module: nn.Module) -> None:
+        """A layer with weights called twice would be sliced for two places at once."""
+        if name in self.called and any(True for _ in module.parameters(recurse=False)):
+            raise UngroupableNetwork(
+                f"cannot group the channels of {name}: it is called more than once, so its "
+                "channels are coupled to two places"
+            )
+        self.called.add(name)
+
     # Recording a module's use of a group.
 
     def _produce(self, name: str, channels: int) -> _Segment:
@@ -386,8 +436,8 @@ class _ChannelTracer:
     def _record(self, source: list[_Segment], role: str, name: str) -> None:
         offset = 0
         for segment in source:
-            getattr(self._group(segment.group), role).append(Use(name, offset))
-            offset += segment.channels
+            getattr(self._group(segment.group), role).append(Use(name, offset, segment.repeat))
+            offset += segment.channels * segment.repeat
 
     # Reading a node's inputs.
 

@@ -20,7 +20,8 @@ class LayerMask:
     """Alive units of one layer: filters or neurons (shape (out,)), or single weights
     (the weight's shape).
 
-    A dead filter gates its weights, its bias and the scale and shift of its batch norm;
+    A dead filter gates its weights, its bias, the scale and shift of its batch norm and
+    the rows of the layers that follow its channel one to one (`PrunableLayer.followers`);
     a dead neuron its weights and bias (its output is exactly zero); a dead single weight
     gates that weight alone.
     """
@@ -50,6 +51,10 @@ class LayerMask:
         if self.layer.kind == "conv" and self.layer.bn is not None and self.layer.bn.affine:
             yield self.layer.bn.weight, self._gate
             yield self.layer.bn.bias, self._gate
+        for follower in self.layer.followers:
+            for param in (follower.weight, follower.bias):
+                if isinstance(param, nn.Parameter):
+                    yield param, self._gate.view(-1, *([1] * (param.dim() - 1)))
 
     def update(self, keep: torch.Tensor) -> None:
         """Replace the mask in place, so hooks holding the gate see the new one."""

@@ -169,7 +169,10 @@ class PruningMethod:
         num_epochs: int = 1,
         steps_per_epoch: int = 0,
         batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        input_shape: tuple[int, int, int] | None = None,
     ) -> None:
+        """Find the layers to prune (with `input_shape`, each filter's followers too, by
+        tracing) and mask them if the method masks before training."""
         self.model, self.optimizer = model, optimizer
         self.num_epochs, self.steps_per_epoch = num_epochs, steps_per_epoch
         self.plan = self.schedule()
@@ -181,6 +184,7 @@ class PruningMethod:
                 self.exclude,
                 self.granularity["conv"],
                 self.granularity["linear"],
+                input_shape,
             )
             if self.targets.for_kind(layer.kind) > 0
         ]
@@ -190,12 +194,14 @@ class PruningMethod:
         self._capture_if_update_next()
         self._warn_about_update_rate()
 
-    def prune_untrained(self, model: nn.Module) -> None:
+    def prune_untrained(
+        self, model: nn.Module, input_shape: tuple[int, int, int] | None = None
+    ) -> None:
         """Mask `model`, untrained, as this method's run would end: its first mask, or
         (a method that starts dense) its final targets by magnitude of the weights as
         they are. What `bench --model` measures: the speed of the network a run of this
         method ends with, before any run exists."""
-        self.on_train_begin(model, None, 1)
+        self.on_train_begin(model, None, 1, input_shape=input_shape)
         if self.draw is None:
             self.install_masks(Magnitude())
 
@@ -251,6 +257,9 @@ class PruningMethod:
     def apply_update(self, amount: float) -> None:
         """Apply a scheduled update of `amount` to the weights of `model` as they are."""
         self.update(amount)
+        # A layer gated by two masks (a gate's rows: its own, and as a follower) has
+        # rows one mask regrew that the other still prunes.
+        self.masks.apply()
         self._capture_if_update_next()
 
     def on_train_end(self) -> None:
@@ -330,8 +339,20 @@ class PruningMethod:
     def _start_grown_units(self, layer: PrunableLayer, units: torch.Tensor) -> None:
         """Grown units start from the layer's initialiser (a zero filter behind a zero
         batch-norm scale would never receive a gradient), or at zero (RigL: the network's
-        output does not change at the moment of growth)."""
-        module = layer.module
+        output does not change at the moment of growth); their batch norms start afresh,
+        and their followers' rows (a depthwise filter, a gate's row) as the layer's do."""
+        self._start_rows(layer, layer.module, units, zero_bias=layer.whole_rows)
+        if layer.granularity != "filter":
+            return
+        for follower in (layer.bn, *layer.followers):
+            if isinstance(follower, nn.BatchNorm1d | nn.BatchNorm2d):
+                _start_norm(follower, units)
+            elif follower is not None:
+                self._start_rows(layer, follower, units, zero_bias=True)
+
+    def _start_rows(
+        self, layer: PrunableLayer, module: nn.Module, units: torch.Tensor, zero_bias: bool
+    ) -> None:
         if self.regrowth(layer) == "zero":
             module.weight[units] = 0.0
         else:
@@ -339,15 +360,8 @@ class PruningMethod:
             init_weight = getattr(self.model, "init_weight", default_init_weight)
             init_weight(module, fresh, self.generator)
             module.weight[units] = fresh.to(module.weight.device)[units]
-        if layer.whole_rows and module.bias is not None:
+        if zero_bias and module.bias is not None:
             module.bias[units] = 0.0
-        if layer.granularity == "filter" and layer.bn is not None:
-            if layer.bn.affine:
-                layer.bn.weight[units] = 1.0
-                layer.bn.bias[units] = 0.0
-            if layer.bn.track_running_stats:
-                layer.bn.running_mean[units] = 0.0
-                layer.bn.running_var[units] = 1.0
 
     def _reset_optimizer_state(self, mask: LayerMask, units: torch.Tensor) -> None:
         if self.optimizer is None:
@@ -376,6 +390,15 @@ class PruningMethod:
         if len(self.masks):
             self.masks.load_state_dict(state["masks"])
         self._capture_if_update_next()
+
+
+def _start_norm(norm: nn.BatchNorm1d | nn.BatchNorm2d, units: torch.Tensor) -> None:
+    if norm.affine:
+        norm.weight[units] = 1.0
+        norm.bias[units] = 0.0
+    if norm.track_running_stats:
+        norm.running_mean[units] = 0.0
+        norm.running_var[units] = 1.0
 
 
 def default_init_weight(
@@ -435,7 +458,9 @@ class Dense(PruningMethod):
     draw = None
     baseline = True
 
-    def prune_untrained(self, model: nn.Module) -> None:
+    def prune_untrained(
+        self, model: nn.Module, input_shape: tuple[int, int, int] | None = None
+    ) -> None:
         """The baseline's network is the unpruned one."""
 
 

@@ -31,7 +31,9 @@ class Snip(PruningMethod):
         assert isinstance(self.options, SnipOptions) and self.model is not None
         self.gradients = summed_gradients(self.model, batches, self.options.batches)
 
-    def prune_untrained(self, model: nn.Module) -> None:
+    def prune_untrained(
+        self, model: nn.Module, input_shape: tuple[int, int, int] | None = None
+    ) -> None:
         raise InputError(
             "snip chooses its mask from gradients on training data, which an untrained "
             "network has not seen: bench a trained snip run by its id instead"

@@ -2,9 +2,10 @@
 
 The full-size masked model stays the master copy: masks are decided on it, it is what
 checkpoints hold and what a `masked` run trains. Between mask changes the loop trains a
-compact network whose every tensor is a slice of a master tensor (a conv's live filters
-by the live channels it reads, their bias and batch-norm channels; a linear layer's live
-neurons by its live inputs). Its optimiser state is sliced from the master's, and written
+compact network whose every tensor is a slice of a master tensor: the network sliced to
+the channels its masks keep alive, group by group (`models.channels` finds the channels
+that go together, `models.slicing` slices), so any traceable network trains compact. Its
+optimiser state is sliced from the master's, and written
 back, with the weights, before anything reads the master (a mask update, a checkpoint).
 
 A compact and a masked run are the same computation. Pruned channels are exactly zero in
@@ -19,18 +20,14 @@ zero whatever they are, and a regrown one starts them afresh.)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils import skip_init
 
-from sparsebench.deploy.compact import compact_resnet_with
-from sparsebench.deploy.slices import conv_like
 from sparsebench.measure.counting import count_model
-from sparsebench.models.resnet import BasicBlock, ResNet
-from sparsebench.models.vgg import VGG
-from sparsebench.sparsity.masks import LayerMask
+from sparsebench.models.channels import ChannelTrace, UngroupableNetwork, Use, trace_network
+from sparsebench.models.slicing import Slice, Slicer, check_sliceable, slice_network
+from sparsebench.sparsity.masks import MaskSet
 from sparsebench.sparsity.methods import PruningMethod
 
 # Forward plus backward (gradients of the inputs and of the weights) costs about three
@@ -38,194 +35,86 @@ from sparsebench.sparsity.methods import PruningMethod
 TRAINING_PASSES = 3
 
 
-@dataclass
-class Slice:
-    """A compact tensor that is `master[rows][:, cols]` (None: every row or column)."""
-
-    master: torch.Tensor
-    compact: torch.Tensor
-    rows: torch.Tensor | None
-    cols: torch.Tensor | None
-    gate: torch.Tensor | None = None  # the weight-level mask, sliced the same way
-
-    def index(self) -> tuple:
-        if self.rows is None and self.cols is None:
-            return (...,)
-        rows = self.rows if self.rows is not None else torch.arange(self.master.shape[0])
-        rows = rows.to(self.master.device)
-        if self.cols is None:
-            return (rows,)
-        return (rows[:, None], self.cols.to(self.master.device)[None, :])
-
-    def read(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor[self.index()]
-
-    def write(self, tensor: torch.Tensor, value: torch.Tensor) -> None:
-        tensor[self.index()] = value
-
-    def outside(self) -> torch.Tensor | None:
-        """Master entries the compact tensor leaves out (None: it holds them all)."""
-        if self.rows is None and self.cols is None:
-            return None
-        covered = torch.zeros_like(self.master, dtype=torch.bool)
-        self.write(covered, True)
-        return ~covered
+def kept_by_masks(trace: ChannelTrace, master: nn.Module, masks: MaskSet) -> list[torch.Tensor]:
+    """For each group, the channels some mask keeps alive: a channel goes when every
+    layer making it has its row gated off by a pruned filter or neuron (a producer's
+    weights, a batch norm's scale and shift, a depthwise filter's bias), so it is
+    exactly zero in the masked network. A group keeps at least one channel."""
+    dead_rows = {
+        key: gate.reshape(-1).eq(0).cpu()
+        for key, gate in _gates(masks, whole_rows_only=True).items()
+    }
+    modules = dict(master.named_modules())
+    kept = []
+    for group in trace.groups:
+        dead = torch.tensor(group.prunable and bool(group.producers)).repeat(group.channels)
+        for use in group.producers:
+            dead &= _dead(dead_rows, modules[use.module].weight, use, group.channels)
+        for use in group.norms:
+            norm = modules[use.module]
+            affine = norm.weight is not None
+            dead &= _dead(dead_rows, norm.weight, use, group.channels) if affine else False
+        for use in group.depthwise:
+            bias = modules[use.module].bias
+            if bias is not None:
+                dead &= _dead(dead_rows, bias, use, group.channels)
+        alive = (~dead).nonzero().flatten()
+        kept.append(alive if len(alive) else torch.zeros(1, dtype=torch.long))
+    return kept
 
 
-class DropoutOver(nn.Module):
-    """Dropout on the live `index` of a `width`-wide layer, drawing its random mask over
-    the full width as the masked model's dropout does: the same random stream, so the
-    same units are dropped."""
-
-    def __init__(self, p: float, width: int, index: torch.Tensor) -> None:
-        super().__init__()
-        self.p, self.width = p, width
-        self.register_buffer("index", index)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        noise = x.new_empty(x.shape[0], self.width).bernoulli_(1 - self.p).div_(1 - self.p)
-        return x * noise[:, self.index]
+def _dead(
+    dead_rows: dict[int, torch.Tensor], param: torch.Tensor, use: Use, channels: int
+) -> torch.Tensor:
+    rows = dead_rows.get(id(param))
+    if rows is None:
+        return torch.zeros(channels, dtype=torch.bool)
+    span = rows[use.offset : use.offset + channels * use.repeat]
+    return span.view(channels, use.repeat).all(dim=1)
 
 
-class _Slicer:
-    """Builds compact layers from master layers, recording every slice it takes. Layers
-    are made without initialising them: that would draw from the random stream that the
-    masked run's dropout draws from next."""
-
-    def __init__(self, masks: dict[nn.Module, LayerMask]) -> None:
-        self.masks = masks
-        self.slices: list[Slice] = []
-
-    def live_rows(self, module: nn.Module, bn: nn.BatchNorm2d | None = None) -> torch.Tensor:
-        """A layer's filters or neurons that are not pruned (all of them when its units
-        are single weights, or when it is not pruned); its batch norm goes with it."""
-        mask = self.masks.get(module)
-        out = module.weight.shape[0]
-        if mask is None or not mask.layer.whole_rows:
-            return torch.arange(out)
-        return mask.keep.nonzero().flatten().cpu()
-
-    def _take(
-        self,
-        master: torch.Tensor,
-        compact: torch.Tensor,
-        rows: torch.Tensor | None,
-        cols: torch.Tensor | None,
-        gated_by: LayerMask | None = None,
-    ) -> None:
-        piece = Slice(master, compact, rows, cols)
-        if gated_by is not None and not gated_by.layer.whole_rows:
-            piece.gate = piece.read(gated_by.keep).to(master.dtype)
-        with torch.no_grad():
-            compact.copy_(piece.read(master))
-        self.slices.append(piece)
-
-    def conv(self, conv: nn.Conv2d, rows: torch.Tensor, cols: torch.Tensor) -> nn.Conv2d:
-        sliced = conv_like(conv, len(cols), len(rows), empty=True)
-        self._take(conv.weight, sliced.weight, rows, cols, self.masks.get(conv))
-        if conv.bias is not None:
-            self._take(conv.bias, sliced.bias, rows, None)
-        return sliced
-
-    def linear(self, linear: nn.Linear, rows: torch.Tensor, cols: torch.Tensor) -> nn.Linear:
-        sliced = skip_init(
-            nn.Linear,
-            len(cols),
-            len(rows),
-            bias=linear.bias is not None,
-            device=linear.weight.device,
-            dtype=linear.weight.dtype,
-        )
-        self._take(linear.weight, sliced.weight, rows, cols, self.masks.get(linear))
-        if linear.bias is not None:
-            self._take(linear.bias, sliced.bias, rows, None)
-        return sliced
-
-    def head(self, linear: nn.Linear, cols: torch.Tensor) -> nn.Linear:
-        return self.linear(linear, self.live_rows(linear), cols)
-
-    def bn(self, bn: nn.BatchNorm2d, rows: torch.Tensor) -> nn.BatchNorm2d:
-        sliced = nn.BatchNorm2d(
-            len(rows),
-            bn.eps,
-            bn.momentum,
-            bn.affine,
-            bn.track_running_stats,
-            device=bn.running_mean.device if bn.running_mean is not None else None,
-        )
-        if bn.affine:
-            self._take(bn.weight, sliced.weight, rows, None)
-            self._take(bn.bias, sliced.bias, rows, None)
-        if bn.track_running_stats:
-            self._take(bn.running_mean, sliced.running_mean, rows, None)
-            self._take(bn.running_var, sliced.running_var, rows, None)
-            self._take(bn.num_batches_tracked, sliced.num_batches_tracked, None, None)
-        return sliced
-
-
-class CompactVGGTrainer(nn.Module):
-    """A VGG's layers sliced to its live filters and neurons, laid out as VGG runs them
-    (contiguous: the deployment `CompactVGG`'s channels-last layout changes rounding)."""
-
-    def __init__(self, features: nn.Sequential, avgpool: nn.Module, classifier: nn.Sequential):
-        super().__init__()
-        self.features, self.avgpool, self.classifier = features, avgpool, classifier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
-
-
-def _vgg(model: VGG, slicer: _Slicer) -> nn.Module:
-    layers: list[nn.Module] = []
-    channels = torch.arange(model.features[0].in_channels)
-    for module in model.features:
-        if isinstance(module, nn.Conv2d):
-            rows = slicer.live_rows(module)
-            layers.append(slicer.conv(module, rows, channels))
-            channels = rows
-        else:
-            layers.append(module)
-    pooled = model.avgpool.output_size
-    cells = pooled[0] * pooled[1] if isinstance(pooled, tuple) else pooled * pooled
-    # Flattening puts channel c at features c*cells ... c*cells + cells - 1.
-    features = (channels.view(-1, 1) * cells + torch.arange(cells).view(1, -1)).flatten()
-    head: list[nn.Module] = []
-    width = model.classifier[0].in_features
-    for module in model.classifier:
-        if isinstance(module, nn.Linear):
-            rows = slicer.live_rows(module)
-            head.append(slicer.linear(module, rows, features))
-            features, width = rows, module.out_features
-        elif isinstance(module, nn.Dropout) and len(features) < width:
-            head.append(DropoutOver(module.p, width, features.to(_device_of(model))))
-        else:
-            head.append(module)
-    return CompactVGGTrainer(nn.Sequential(*layers), model.avgpool, nn.Sequential(*head))
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def compactable(model: nn.Module) -> bool:
-    """Whether compact training knows the network's architecture (else it trains masked)."""
-    return isinstance(model, VGG) or (isinstance(model, ResNet) and model.block is BasicBlock)
+def _gates(masks: MaskSet, whole_rows_only: bool = False) -> dict[int, torch.Tensor]:
+    """By id of each gated tensor, the product of the gates on it (a gate's layer has
+    rows gated by its own mask and, as a follower, by the mask of the filter it scales)."""
+    gates: dict[int, torch.Tensor] = {}
+    for mask in masks:
+        if whole_rows_only and not mask.layer.whole_rows:
+            continue
+        for param, gate in mask.gated():
+            known = gates.get(id(param))
+            gates[id(param)] = gate if known is None else known * gate
+    return gates
 
 
 def build_compact(
-    master: nn.Module, masks: dict[nn.Module, LayerMask]
+    master: nn.Module, trace: ChannelTrace, masks: MaskSet
 ) -> tuple[nn.Module, list[Slice]]:
     """The compact network of `master` under `masks`, and the slices it is made of."""
-    slicer = _Slicer(masks)
-    if isinstance(master, VGG):
-        network = _vgg(master, slicer)
-    else:
-        # The residual streams as deployment lays them out: a stage's stream keeps every
-        # channel any of its contributors keeps; each adds its own into the stream.
-        network = compact_resnet_with(master, slicer)
+    # A residual stream keeps a channel one of its producers pruned: that producer's
+    # row is in the compact network, and stays gated there as in the master.
+    slicer = Slicer(_gates(masks))
+    kept = kept_by_masks(trace, master, masks)
+    network = slice_network(master, trace, kept, slicer, random_streams=True)
     return network.train(master.training), slicer.slices
+
+
+def trace_for_training(
+    master: nn.Module, input_shape: tuple[int, int, int] | None
+) -> tuple[ChannelTrace | None, str | None]:
+    """The network's channel groups, or why compact training cannot slice it."""
+    if input_shape is None:
+        return None, "its input shape was not given"
+    try:
+        trace = trace_network(master, input_shape)
+        check_sliceable(master)
+    except UngroupableNetwork as error:
+        return None, str(error)
+    if trace.random_calls:
+        return None, (
+            f"{trace.random_calls[0]} draws random numbers over its input's width as a "
+            "function call, which a sliced network cannot repeat (an nn.Dropout module can)"
+        )
+    return trace, None
 
 
 class Execution:
@@ -244,9 +133,15 @@ class Execution:
         optimizer: torch.optim.Optimizer,
         method: PruningMethod,
         compact: bool,
+        input_shape: tuple[int, int, int] | None = None,
     ) -> None:
         self.master, self.optimizer, self.method = master, optimizer, method
-        self.compact = compact and compactable(master)
+        self.trace: ChannelTrace | None = None
+        # Why a compact run trains masked (None: it does not, or masked was asked for).
+        self.masked_because: str | None = None
+        if compact:
+            self.trace, self.masked_because = trace_for_training(master, input_shape)
+        self.compact = self.trace is not None
         self.network: nn.Module | None = None  # the compact network, when current
         self.network_optimizer: torch.optim.Optimizer | None = None
         self.slices: list[Slice] = []
@@ -333,8 +228,8 @@ class Execution:
 
     def _build(self) -> None:
         self.sync()
-        masks = {mask.layer.module: mask for mask in self.method.masks}
-        self.network, self.slices = build_compact(self.master, masks)
+        assert self.trace is not None
+        self.network, self.slices = build_compact(self.master, self.trace, self.method.masks)
         self.network.train(self.master.training)
         group = {k: v for k, v in self.optimizer.param_groups[0].items() if k != "params"}
         parameters = [piece.compact for piece in self._parameter_slices()]

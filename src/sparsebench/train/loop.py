@@ -100,6 +100,7 @@ def build_run(config: RunConfig, dataset: ImageDataset, device: torch.device) ->
         steps_per_epoch=len(batches),
         compact=config.execution == "compact",
         batches=batches,
+        input_shape=(dataset.channels, dataset.image_size, dataset.image_size),
     )
 
 
@@ -171,15 +172,14 @@ def warn_if_few_steps(model: nn.Module, config: RunConfig, steps_per_epoch: int)
 
 
 def warn_if_trained_masked(trainer: SparseTrainer, config: RunConfig) -> None:
-    """Compact execution asked for a network it cannot build yet: the run trains masked,
-    the same computation without the saving. Say so rather than let the times mislead."""
-    if config.execution != "compact" or trainer.execution_name == "compact":
-        return
-    if METHODS[config.method].baseline:
+    """Compact execution asked for a network it cannot slice: the run trains masked, the
+    same computation without the saving. Say so rather than let the times mislead."""
+    reason = trainer.execution.masked_because
+    if reason is None or METHODS[config.method].baseline:
         return
     warnings.warn(
-        f"compact execution does not know {config.model}'s architecture yet: this run "
-        "trains masked (the same result, without compact training's saving)",
+        f"compact execution cannot slice {config.model} ({reason}): this run trains "
+        "masked (the same result, without compact training's saving)",
         TrainingWarning,
         stacklevel=2,
     )

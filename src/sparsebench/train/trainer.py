@@ -6,7 +6,9 @@ and calls them in the one order that computes what `sparsebench train` computes.
 that order wrong by hand fails silently (a mask update that reads weights a compact
 network has not written back yet), so nothing else calls the method's hooks:
 
-    trainer = SparseTrainer(model, optimizer, method, epochs=10, steps_per_epoch=len(loader))
+    trainer = SparseTrainer(
+        model, optimizer, method, epochs=10, steps_per_epoch=len(loader), input_shape=(3, 64, 64)
+    )
     for epoch in range(10):
         trainer.train()
         for images, labels in loader:
@@ -57,8 +59,11 @@ class SparseTrainer:
 
     `compact`: train the physically smaller network of the current masks (the same
     computation, less work) where the model allows; otherwise every step trains the
-    full-size, masked network. `batches`: unshuffled training batches for a method that
-    scores before its first mask (SNIP). `check_loss`: refuse a non-finite loss before
+    full-size, masked network. `input_shape` (channels, height, width) lets tracing find
+    which channels go together (`models.channels`): compact training needs it, and so do
+    pruned filters of networks other than VGG and ResNet, to zero the depthwise filters
+    and gate rows that follow them. `batches`: unshuffled training batches for a method
+    that scores before its first mask (SNIP). `check_loss`: refuse a non-finite loss before
     the optimiser uses it (`NonFiniteLoss`); by default on the CPU only, where reading
     the loss costs no synchronisation.
     """
@@ -73,6 +78,7 @@ class SparseTrainer:
         steps_per_epoch: int,
         compact: bool = True,
         batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        input_shape: tuple[int, int, int] | None = None,
         loss: Loss = F.cross_entropy,
         check_loss: bool | None = None,
     ) -> None:
@@ -80,8 +86,8 @@ class SparseTrainer:
         self.loss = loss
         device = next(model.parameters()).device
         self.check_loss = device.type == "cpu" if check_loss is None else check_loss
-        method.on_train_begin(model, optimizer, epochs, steps_per_epoch, batches)
-        self.execution = Execution(model, optimizer, method, compact=compact)
+        method.on_train_begin(model, optimizer, epochs, steps_per_epoch, batches, input_shape)
+        self.execution = Execution(model, optimizer, method, compact, input_shape)
 
     @property
     def execution_name(self) -> str:
