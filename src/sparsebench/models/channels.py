@@ -14,6 +14,14 @@ zero whatever the gate is: its layers are the group's `scales`, not its producer
 
 Tracing follows the operations a network is built of; anything else is refused in one
 line that names the operation, so an unusual network is never compacted wrongly.
+
+Why torch.fx rather than Torch-Pruning's DependencyGraph: fx ships with PyTorch and is
+kept exact by it (every call is a node, so an operation not understood is refused, not
+passed through); and what compaction must prove beyond which channels are coupled (that
+a removed channel is still zero where it is read, not after a sigmoid or an added
+constant; that a gate only scales; how wide a dropout draws) is not what Torch-Pruning's
+groups record: they say what to remove together, from the backward graph of one forward
+pass. It stays a comparison in `benchmarks/inference_speedup.py`.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ and the run's result is returned, so the caller (the CLI, a sweep's driver) writ
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -148,24 +149,38 @@ class TrainingWarning(UserWarning):
     """Settings that will train, but not into a network worth evaluating."""
 
 
-# Batch norm's running statistics move 10% of the way to each batch's (momentum 0.1):
-# after N steps 0.9**N of their initial value is left, 12% at 20 steps, and the weights
-# they describe moved all the while.
-FEW_STEPS = 20
+# Batch norm's running statistics move a `momentum` share of the way to each batch's:
+# after N steps (1 - momentum)**N of their initial value is left. At PyTorch's default
+# 0.1 that is 12% after 20 steps; torchvision's MobileNetV3 and EfficientNet use 0.01,
+# which leaves as much only after 211. The weights they describe move all the while.
+SETTLED = 0.12
+
+
+def settling_steps(model: nn.Module) -> int:
+    """Optimiser steps until the slowest batch norm's running statistics keep no more
+    than `SETTLED` of their initial value (0 without batch norm)."""
+    momenta = [
+        module.momentum
+        for module in model.modules()
+        if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d) and module.momentum
+    ]
+    if not momenta:
+        return 0
+    return round(math.log(SETTLED) / math.log(1 - min(momenta)))
 
 
 def warn_if_few_steps(model: nn.Module, config: RunConfig, steps_per_epoch: int) -> None:
-    """With a handful of optimiser steps, batch-norm statistics never settle: train
-    accuracy can reach 1.0 while the evaluated network (which uses those statistics)
-    is no better than chance. Say so before training, and what to change."""
-    steps = steps_per_epoch * config.total_epochs
-    if steps >= FEW_STEPS or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+    """With too few optimiser steps, batch-norm statistics never settle: train accuracy
+    can reach 1.0 while the evaluated network (which uses those statistics) is no better
+    than chance. Say so before training, and what to change."""
+    steps, needed = steps_per_epoch * config.total_epochs, settling_steps(model)
+    if steps >= needed:
         return
     warnings.warn(
         f"this run takes {steps} optimiser steps in all ({config.total_epochs} epoch(s) of "
-        f"{steps_per_epoch} batch(es) of {config.batch_size}): batch-norm statistics need "
-        f"about {FEW_STEPS} to settle, and until then validation and test metrics say "
-        "little; use a smaller --batch-size or more --epochs",
+        f"{steps_per_epoch} batch(es) of {config.batch_size}): {config.model}'s batch-norm "
+        f"statistics need about {needed} to settle, and until then validation and test "
+        "metrics say little; use a smaller --batch-size or more --epochs",
         TrainingWarning,
         stacklevel=2,
     )
