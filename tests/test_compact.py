@@ -15,7 +15,8 @@ SIZES = {"resnet18": [28, 96], "vgg16": [28, 64]}
 def masked(name, size, width, scenario, method="pre", seed=0):
     torch.manual_seed(seed)
     model = build_model(name, num_classes=5, image_size=size, width=width)
-    make_method(method, SCENARIOS[scenario], seed=seed).on_train_begin(model, None, 1)
+    shape = (3, size, size)
+    make_method(method, SCENARIOS[scenario], seed=seed).on_train_begin(model, input_shape=shape)
     model.train()
     with torch.no_grad():  # non-trivial batch-norm running statistics
         for _ in range(3):
@@ -157,6 +158,34 @@ def test_edge_networks_compact_by_their_channel_groups_to_the_masked_outputs(nam
         assert relative_error(model(x), compact(x)) < 1e-5
     shape = (3, size, size)
     assert count_model(compact, shape).macs_dense < count_model(model, shape).macs_dense
+    if name != "resnet50":  # the expanded channels of inverted residuals go too
+        assert depthwise_channels(compact) < 0.5 * depthwise_channels(model)
+
+
+def depthwise_channels(model: torch.nn.Module) -> int:
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    return sum(conv.out_channels for conv in convs)
+
+
+@pytest.mark.parametrize("name", EDGE)
+def test_edge_networks_export_compact_to_onnx_float_and_int8(tmp_path, name):
+    """The compact network in ONNX Runtime computes what PyTorch does (float), and it
+    quantises to int8 (static, per channel) through its gates and depthwise convs."""
+    from sparsebench.deploy.export import (
+        export_onnx,
+        max_difference,
+        onnx_logits,
+        onnx_session,
+        quantize_int8,
+    )
+
+    compact = compact_model(masked(name, 32, 0.25, "mixed"), input_shape=(3, 32, 32))
+    x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    float_path = export_onnx(compact, x[:1], tmp_path / "float.onnx")
+    assert max_difference(onnx_session(float_path), compact, x)[1] < 1e-4
+    int8_path = quantize_int8(float_path, tmp_path / "int8.onnx", [x[:8], x[8:]])
+    logits = onnx_logits(onnx_session(int8_path), x)
+    assert logits.shape == (16, 5)
 
 
 def test_a_network_of_ones_own_compacts_through_a_concatenation_and_a_gate():
