@@ -5,35 +5,14 @@ from __future__ import annotations
 
 import time
 import warnings
-from functools import partial
 from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn.utils import skip_init
+
+from sparsebench.models.slicing import conv_like
 
 LinearStorage = Literal["auto", "dense", "csr"]
-
-
-def conv_like(
-    conv: nn.Conv2d, in_channels: int, out_channels: int, groups: int = 1, empty: bool = False
-) -> nn.Conv2d:
-    """A conv of `conv`'s kind (kernel, stride, padding, dilation, bias, device) on other
-    channels; `empty`: its parameters left uninitialised, for values copied in."""
-    make = partial(skip_init, nn.Conv2d) if empty else nn.Conv2d
-    return make(
-        in_channels,
-        out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        groups=groups,
-        bias=conv.bias is not None,
-        padding_mode=conv.padding_mode,
-        device=conv.weight.device,
-        dtype=conv.weight.dtype,
-    )
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -75,6 +76,27 @@ class DropoutOver(nn.Module):
         return x * noise.div_(1 - self.p)[:, self.index]
 
 
+def conv_like(
+    conv: nn.Conv2d, in_channels: int, out_channels: int, groups: int = 1, empty: bool = False
+) -> nn.Conv2d:
+    """A conv of `conv`'s kind (kernel, stride, padding, dilation, bias, device) on other
+    channels; `empty`: its parameters left uninitialised, for values copied in."""
+    make = partial(skip_init, nn.Conv2d) if empty else nn.Conv2d
+    return make(
+        in_channels,
+        out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        groups=groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+
+
 class Slicer:
     """Makes sliced layers, recording every slice it takes. Layers are made without
     initialising them: that would draw from the random stream that dropout draws from
@@ -108,21 +130,10 @@ class Slicer:
         """`conv` on output channels `rows` and input channels `cols`; a depthwise conv
         (one filter per channel) keeps the filters of `rows`."""
         depthwise = conv.groups > 1
-        channels = len(rows) if depthwise else len(cols)
-        sliced = skip_init(
-            nn.Conv2d,
-            channels,
-            len(rows),
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            groups=len(rows) if depthwise else 1,
-            bias=conv.bias is not None,
-            padding_mode=conv.padding_mode,
-            device=conv.weight.device,
-            dtype=conv.weight.dtype,
-        )
+        if depthwise:
+            sliced = conv_like(conv, len(rows), len(rows), groups=len(rows), empty=True)
+        else:
+            sliced = conv_like(conv, len(cols), len(rows), empty=True)
         self._take(conv.weight, sliced.weight, rows, None if depthwise else cols)
         if conv.bias is not None:
             self._take(conv.bias, sliced.bias, rows, None)

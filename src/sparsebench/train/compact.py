@@ -4,9 +4,9 @@ The full-size masked model stays the master copy: masks are decided on it, it is
 checkpoints hold and what a `masked` run trains. Between mask changes the loop trains a
 compact network whose every tensor is a slice of a master tensor: the network sliced to
 the channels its masks keep alive, group by group (`models.channels` finds the channels
-that go together, `models.slicing` slices), so any traceable network trains compact. Its
-optimiser state is sliced from the master's, and written
-back, with the weights, before anything reads the master (a mask update, a checkpoint).
+that go together, `models.slicing` slices), so any traceable network trains compact.
+Its optimiser state is sliced from the master's, and written back, with the weights,
+before anything reads the master (a mask update, a checkpoint).
 
 A compact and a masked run are the same computation. Pruned channels are exactly zero in
 the masked model, so the weights that read them get a zero data gradient; with Adam such
