@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sparsebench.deploy.slices import LinearStorage, store_linear
-from sparsebench.models.channels import ChannelGroup, Use, trace_network
+from sparsebench.models.channels import ChannelGroup, trace_network
 from sparsebench.models.slicing import Slicer, slice_network
 
 # How far the compact network's outputs may be from the masked one's (relative, float32).
@@ -53,24 +53,17 @@ def kept_channels(group: ChannelGroup, modules: dict[str, nn.Module]) -> torch.T
     zero = torch.ones(group.channels, dtype=torch.bool)
     for use in group.producers:
         layer = modules[use.module]
-        zero &= _per_channel(layer.weight.flatten(1).eq(0).all(dim=1), use, group.channels)
+        zero &= use.per_channel(layer.weight.flatten(1).eq(0).all(dim=1), group.channels)
         if layer.bias is not None:
-            zero &= _per_channel(layer.bias.eq(0), use, group.channels)
+            zero &= use.per_channel(layer.bias.eq(0), group.channels)
     for use in group.depthwise:
         bias = modules[use.module].bias
         if bias is not None:
-            zero &= _per_channel(bias.eq(0), use, group.channels)
+            zero &= use.per_channel(bias.eq(0), group.channels)
     for use in group.norms:
-        zero &= _per_channel(_zero_maps_to_zero(modules[use.module]), use, group.channels)
+        zero &= use.per_channel(_zero_maps_to_zero(modules[use.module]), group.channels)
     kept = (~zero).nonzero().flatten()
     return kept if len(kept) else torch.zeros(1, dtype=torch.long)
-
-
-def _per_channel(rows: torch.Tensor, use: Use, channels: int) -> torch.Tensor:
-    """Whether every row of each of a use's channels holds (a flattened channel is
-    `repeat` rows)."""
-    span = rows[use.offset : use.offset + channels * use.repeat]
-    return span.view(channels, use.repeat).all(dim=1)
 
 
 def _zero_maps_to_zero(norm: nn.Module) -> torch.Tensor:

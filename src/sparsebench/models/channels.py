@@ -50,6 +50,12 @@ class Use:
     offset: int = 0
     repeat: int = 1
 
+    def per_channel(self, rows: torch.Tensor, channels: int) -> torch.Tensor:
+        """Whether `rows` (one flag per entry of the module's dimension) hold for every
+        entry of each of this use's `channels` (a flattened channel is `repeat` rows)."""
+        span = rows[self.offset : self.offset + channels * self.repeat]
+        return span.view(channels, self.repeat).all(dim=1)
+
 
 @dataclass
 class ChannelGroup:

@@ -69,8 +69,7 @@ def _dead(
     rows = dead_rows.get(id(param))
     if rows is None:
         return torch.zeros(channels, dtype=torch.bool)
-    span = rows[use.offset : use.offset + channels * use.repeat]
-    return span.view(channels, use.repeat).all(dim=1)
+    return use.per_channel(rows, channels)
 
 
 def _gates(masks: MaskSet, whole_rows_only: bool = False) -> dict[int, torch.Tensor]:
