@@ -24,9 +24,9 @@ import statistics
 
 import torch
 
-from sparsebench.deploy.bench import bench_subject, benchmark_models, time_interleaved
-from sparsebench.deploy.compact import compact_model
-from sparsebench.deploy.grouped import kept_channels
+from sparsebench.deploy.bench import bench_subject, benchmark_models
+from sparsebench.deploy.compact import compact_model, kept_channels
+from sparsebench.measure.timing import time_interleaved
 from sparsebench.models.channels import trace_channels
 
 SCENARIOS = ("uniform", "mixed", "linear-only")
@@ -40,7 +40,7 @@ def torch_pruning_ratio(model_name: str, size: int, scenario: str, repeats: int)
     except ImportError:
         return "skipped: torch-pruning is not installed"
     masked, shape, _ = bench_subject(model_name, "pre", scenario, 1.0, size)
-    ours = compact_model(masked, "dense", shape)
+    ours = compact_model(masked, shape)
     pruned = copy.deepcopy(masked)
     graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=torch.randn(1, *shape))
     layers, modules = dict(pruned.named_modules()), dict(masked.named_modules())

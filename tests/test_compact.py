@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from sparsebench.deploy.compact import compact_model, live_filters
-from sparsebench.deploy.slices import CSRLinear
+from sparsebench.deploy.compact import compact_model
+from sparsebench.deploy.linear_storage import CSRLinear
+from sparsebench.deploy.narrowing import zero_maps_to_zero, zero_rows
 from sparsebench.measure.counting import count_model
 from sparsebench.models import build_model
 from sparsebench.sparsity import SCENARIOS, make_method
@@ -35,7 +36,7 @@ def relative_error(a, b):
 def test_compact_model_equals_masked_model(name, scenario, width, method):
     for size in SIZES[name]:
         model = masked(name, size, width, scenario, method)
-        compact = compact_model(model)
+        compact = compact_model(model, (3, size, size))
         x = torch.randn(7, 3, size, size)
         with torch.no_grad():
             assert relative_error(model(x), compact(x)) < 1e-5
@@ -47,8 +48,8 @@ def test_compact_model_equals_masked_model(name, scenario, width, method):
 
 def test_pruned_filters_are_physically_removed():
     model = masked("vgg16", 32, 0.25, "mixed")
-    compact = compact_model(model)
-    convs = [m for m in compact.features if isinstance(m, torch.nn.Conv2d)]
+    compact = compact_model(model, (3, 32, 32))
+    convs = [m for m in compact.modules() if isinstance(m, torch.nn.Conv2d)]
     original = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
     for small, big in zip(convs, original, strict=True):
         assert small.out_channels == big.out_channels - round(0.5 * big.out_channels) or (
@@ -57,7 +58,7 @@ def test_pruned_filters_are_physically_removed():
     assert convs[1].in_channels == convs[0].out_channels
 
 
-def test_live_filters_by_hand():
+def test_a_channel_is_zero_only_where_weights_bias_and_batch_norm_say_so():
     conv = torch.nn.Conv2d(2, 4, 1, bias=True)
     bn = torch.nn.BatchNorm2d(4).eval()
     with torch.no_grad():
@@ -67,8 +68,9 @@ def test_live_filters_by_hand():
         conv.bias[2] = 0.5  # dead weights, but a constant non-zero output: must stay
         bn.bias.zero_()
         bn.bias[3] = 0.1  # the batch norm shifts a dead filter: must stay
-    assert live_filters(conv, bn).tolist() == [1, 2, 3]
-    assert live_filters(conv, None).tolist() == [1, 2]
+    zero = zero_rows(conv)
+    assert (~zero).nonzero().flatten().tolist() == [1, 2]
+    assert (~(zero & zero_maps_to_zero(bn))).nonzero().flatten().tolist() == [1, 2, 3]
 
 
 def test_dead_linear_neurons_are_dropped_and_their_bias_folded():
@@ -76,8 +78,8 @@ def test_dead_linear_neurons_are_dropped_and_their_bias_folded():
     with torch.no_grad():
         model.classifier[0].weight[:10] = 0  # ten neurons that only output relu(bias)
         model.classifier[0].bias[:10] = torch.linspace(-1, 1, 10)
-    compact = compact_model(model)
-    linears = [m for m in compact.classifier if isinstance(m, torch.nn.Linear)]
+    compact = compact_model(model, (3, 28, 28))
+    linears = [m for m in compact.modules() if isinstance(m, torch.nn.Linear)]
     # The first linear reads the last conv's live channels (1x1 pooled at 28x28); a
     # neuron is dead when its weights on those inputs are all zero: our ten, plus any
     # that pruning left with no weight on a live channel.
@@ -93,7 +95,8 @@ def test_dead_linear_neurons_are_dropped_and_their_bias_folded():
 
 def test_csr_linear_storage_gives_the_same_outputs():
     model = masked("vgg16", 28, 0.25, "mixed")
-    dense, sparse = compact_model(model, linear="dense"), compact_model(model, linear="csr")
+    dense = compact_model(model, (3, 28, 28), linear="dense")
+    sparse = compact_model(model, (3, 28, 28), linear="csr")
     assert any(isinstance(m, CSRLinear) for m in sparse.modules())
     x = torch.randn(6, 3, 28, 28)
     with torch.no_grad():
@@ -105,10 +108,8 @@ def test_a_network_that_cannot_be_grouped_is_refused_in_one_line():
 
     from sparsebench.errors import InputError
 
-    with pytest.raises(InputError, match="compacting Sequential needs its input shape"):
-        compact_model(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1)))
     with pytest.raises(InputError, match="DataDependent cannot be traced by torch.fx"):
-        compact_model(DataDependent(), input_shape=(3, 8, 8))
+        compact_model(DataDependent(), (3, 8, 8))
 
 
 def test_a_model_trained_by_sparsebench_train_compacts_exactly(tmp_path):
@@ -128,7 +129,7 @@ def test_a_model_trained_by_sparsebench_train_compacts_exactly(tmp_path):
     run = load_run(config.run_id(), tmp_path / "r.db", tmp_path / "runs")
     model = run.model
     assert RunConfig(**run.config) == config and run.data["classes"] == data.class_names
-    compact = compact_model(model)
+    compact = compact_model(model, (3, 28, 28))
     test = data.splits["test"]
     x, _ = next(iter(BatchLoader(test, data.mean, data.std, 128, torch.device("cpu"))))
     with torch.no_grad():
@@ -152,7 +153,7 @@ EDGE = [
 @pytest.mark.parametrize("size", [28, 64])
 def test_edge_networks_compact_by_their_channel_groups_to_the_masked_outputs(name, size):
     model = masked(name, size, 0.25, "uniform")
-    compact = compact_model(model, input_shape=(3, size, size))
+    compact = compact_model(model, (3, size, size))
     x = torch.randn(5, 3, size, size)
     with torch.no_grad():
         assert relative_error(model(x), compact(x)) < 1e-5
@@ -179,7 +180,7 @@ def test_edge_networks_export_compact_to_onnx_float_and_int8(tmp_path, name):
         quantize_int8,
     )
 
-    compact = compact_model(masked(name, 32, 0.25, "mixed"), input_shape=(3, 32, 32))
+    compact = compact_model(masked(name, 32, 0.25, "mixed"), (3, 32, 32))
     x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     float_path = export_onnx(compact, x[:1], tmp_path / "float.onnx")
     assert max_difference(onnx_session(float_path), compact, x)[1] < 1e-4
@@ -202,9 +203,49 @@ def test_a_network_of_ones_own_compacts_through_a_concatenation_and_a_gate():
         model.bn.weight[[4, 5]] = 0  # the batch norm over the concatenation, zeroed
         model.bn.bias[[4, 5]] = 0  # as pruning zeroes a filter's
         model.depthwise.bias[[4, 5]] = 0
-    compact = compact_model(model, input_shape=(3, 16, 16))
+    compact = compact_model(model, (3, 16, 16))
     assert (compact.right.out_channels, compact.excite.out_channels) == (4, 8)
     assert (compact.depthwise.out_channels, compact.fc.in_features) == (8, 8)
     x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        assert relative_error(model(x), compact(x)) < 1e-5
+
+
+class TwoContributors(torch.nn.Module):
+    """A residual sum of two conv + batch-norm branches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.bn_a = torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.BatchNorm2d(6)
+        self.b, self.bn_b = torch.nn.Conv2d(3, 6, 1), torch.nn.BatchNorm2d(6)
+        self.head = torch.nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = self.bn_a(self.a(x)) + self.bn_b(self.b(x))
+        pooled = torch.nn.functional.adaptive_avg_pool2d(torch.relu(total), 1)
+        return self.head(torch.flatten(pooled, 1))
+
+
+def test_each_contributor_to_a_residual_sum_computes_only_its_own_channels():
+    """Channel 1 is pruned in both branches: the sum loses it. Channels 0 and 2 are
+    pruned in branch b only: the sum keeps them (branch a computes them), branch b does
+    not compute them and adds its three channels into their places."""
+    torch.manual_seed(0)
+    model = TwoContributors()
+    model.train()
+    with torch.no_grad():
+        for conv, norm, rows in ((model.a, model.bn_a, [1]), (model.b, model.bn_b, [0, 1, 2])):
+            conv.weight[rows] = 0
+            conv.bias[rows] = 0
+            norm.weight[rows] = 0
+            norm.bias[rows] = 0
+        for _ in range(3):
+            model(torch.randn(8, 3, 8, 8))
+    model.eval()
+    compact = compact_model(model, (3, 8, 8))
+    assert compact.get_submodule("a").out_channels == 5
+    assert compact.get_submodule("b").out_channels == 3
+    assert compact.get_submodule("head").in_features == 5
+    x = torch.randn(4, 3, 8, 8)
     with torch.no_grad():
         assert relative_error(model(x), compact(x)) < 1e-5

@@ -60,18 +60,19 @@ def test_neuron_pruned_vgg16_compacts_exactly_into_smaller_linear_layers():
     torch.manual_seed(0)
     model = build_model("vgg16", num_classes=10, image_size=32, width=0.125).eval()
     masked(model, targets=(0.8, 0.8), linear_granularity="neuron")
-    compact = compact_model(model)
+    compact = compact_model(model, (3, 32, 32))
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         reference, output = model(x), compact(x)
     assert torch.allclose(output, reference, rtol=1e-5, atol=1e-5 * reference.abs().max())
     # classifier.0 and classifier.3 kept a fifth of their neurons: their weights shrink
     hidden = model.classifier[0].out_features
-    assert compact.classifier[0].out_features == hidden - round(0.8 * hidden)
+    assert compact.get_submodule("classifier.0").out_features == hidden - round(0.8 * hidden)
     weight_level = build_model("vgg16", num_classes=10, image_size=32, width=0.125).eval()
     masked(weight_level, targets=(0.8, 0.8))
     smaller = count_model(compact, (3, 32, 32)).macs_effective
-    assert smaller < count_model(compact_model(weight_level), (3, 32, 32)).macs_effective
+    weight_level_compact = compact_model(weight_level, (3, 32, 32))
+    assert smaller < count_model(weight_level_compact, (3, 32, 32)).macs_effective
 
 
 @pytest.mark.parametrize("method", ["pre", "in", "set", "post", "static", "snip", "rigl", "gmp"])

@@ -45,7 +45,7 @@ def test_energy_is_a_measurement_or_missing_with_a_reason():
 
 
 def test_csr_storage_counts_only_stored_weights_and_shrinks_the_file():
-    from sparsebench.deploy.slices import CSRLinear
+    from sparsebench.deploy.linear_storage import CSRLinear
     from sparsebench.measure.counting import model_file_bytes
 
     linear = nn.Linear(200, 100)

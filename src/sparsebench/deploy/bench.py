@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,9 +18,10 @@ from torch import nn
 
 from sparsebench.deploy.compact import compact_model
 from sparsebench.deploy.export import export_onnx, onnx_session, quantize_int8
-from sparsebench.deploy.slices import LinearStorage
+from sparsebench.deploy.linear_storage import LinearStorage
 from sparsebench.measure.counting import count_model
 from sparsebench.measure.energy import EnergyMeter
+from sparsebench.measure.timing import time_interleaved
 
 VARIANTS = ("masked", "compact", "onnx-float", "onnx-int8")
 
@@ -47,23 +47,6 @@ class BenchRow:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "efficiency": self.efficiency}
-
-
-def time_interleaved(
-    calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 3
-) -> dict[str, list[float]]:
-    """Seconds per call of each variant, taking turns call by call, so that a change in
-    the machine's load or clock hits every variant alike."""
-    for call in calls.values():
-        for _ in range(warmup):
-            call()
-    seconds: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            started = time.perf_counter()
-            call()
-            seconds[name].append(time.perf_counter() - started)
-    return seconds
 
 
 def energy_per_call(meter: EnergyMeter, call: Callable[[], object], repeats: int):

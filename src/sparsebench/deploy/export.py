@@ -149,7 +149,7 @@ def export_run(
     if quantize not in (None, "int8"):
         raise InputError(f"--quantize: only int8 is supported, got {quantize!r}")
     run = load_run(run_id, db, runs_dir)
-    model = compact_model(run.model, "dense", run.input_shape) if compact else run.model
+    model = compact_model(run.model, run.input_shape) if compact else run.model
     data = run.dataset()
     cpu = torch.device("cpu")
     test = BatchLoader(data.splits["test"], data.mean, data.std, 256, cpu)

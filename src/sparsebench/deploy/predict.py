@@ -94,7 +94,7 @@ def torch_classifier(run: TrainedRun) -> Callable[[torch.Tensor], torch.Tensor]:
     from sparsebench.models.channels import UngroupableNetwork
 
     try:
-        network = compact_model(run.model, "dense", run.input_shape)
+        network = compact_model(run.model, run.input_shape)
     except UngroupableNetwork:
         network = run.model.eval()
 
