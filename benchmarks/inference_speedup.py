@@ -8,8 +8,8 @@ not depend on training.
 Optional comparison: Torch-Pruning (`pip install torch-pruning`, the `compare` extra)
 removing the same channel groups (the channels our compaction removes, given to its
 dependency graph by their first producer); our compact latency is printed relative to
-its, once both are checked against the masked network. Skipped, with the reason, when
-the package is missing.
+its (batch 64, at the first of --threads), once both are checked against the masked
+network. Skipped, with the reason, when the package is missing.
 
     python benchmarks/inference_speedup.py [--repeats 5] [--sizes 32,64] [--threads 1,2]
         [--models vgg16,resnet18] [--scenarios uniform,mixed] [--linear-granularity neuron]
@@ -32,9 +32,11 @@ from sparsebench.models.channels import trace_channels
 SCENARIOS = ("uniform", "mixed", "linear-only")
 
 
-def torch_pruning_ratio(model_name: str, size: int, scenario: str, repeats: int) -> str:
+def torch_pruning_ratio(
+    model_name: str, size: int, scenario: str, repeats: int, threads: int
+) -> str:
     """Our compact latency over Torch-Pruning's removing the same channel groups (batch
-    64, current threads), after checking both compute the masked network's outputs."""
+    64, `threads` threads), after checking both compute the masked network's outputs."""
     try:
         import torch_pruning as tp
     except ImportError:
@@ -57,12 +59,18 @@ def torch_pruning_ratio(model_name: str, size: int, scenario: str, repeats: int)
         )
         graph.get_pruning_group(layer, remove, idxs=[use.offset + i for i in removed]).prune()
     x = torch.randn(64, *shape)
-    with torch.inference_mode():
-        reference = masked(x)
-        scale = reference.abs().max()
-        if float((pruned(x) - reference).abs().max() / scale) > 1e-4:
-            return "n/a (Torch-Pruning removed other channels)"
-        seconds = time_interleaved({"ours": lambda: ours(x), "tp": lambda: pruned(x)}, repeats, 2)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            reference = masked(x)
+            scale = reference.abs().max()
+            if float((pruned(x) - reference).abs().max() / scale) > 1e-4:
+                return "n/a (Torch-Pruning removed other channels)"
+            calls = {"ours": lambda: ours(x), "tp": lambda: pruned(x)}
+            seconds = time_interleaved(calls, repeats, 2)
+    finally:
+        torch.set_num_threads(previous)
     return f"{statistics.median(seconds['ours']) / statistics.median(seconds['tp']):.2f}"
 
 
@@ -109,10 +117,10 @@ def main() -> None:
                         f"{row.latency_p95_ms:>9.2f}{row.speedup:>8.2f}{row.mac_ratio:>7.2f}"
                         f"{row.efficiency:>7.2f}"
                     )
-                ratio = torch_pruning_ratio(model_name, size, scenario, args.repeats)
+                ratio = torch_pruning_ratio(model_name, size, scenario, args.repeats, threads[0])
                 print(
                     f"  max |compact - masked| / max |masked| = {difference:.1e}; "
-                    f"compact / Torch-Pruning latency (batch 64): {ratio}"
+                    f"compact / Torch-Pruning latency (batch 64, {threads[0]} thread(s)): {ratio}"
                 )
 
 
