@@ -54,3 +54,16 @@ def test_each_encoding_sends_what_it_says_by_hand():
     bits = int(np.ceil(288 / 8)) + int(np.ceil(500 / 8))
     assert sizes["bitmask"] == sizes["kept"] + bits
     assert sizes["int8"] == conv_kept + fc_kept + 2 * 4 + bits + unmasked
+
+
+def test_a_message_counts_its_values_and_little_else():
+    from sparsebench.federated.payload import message_bytes
+
+    state, gates = masked_state()
+    for encoding in ENCODINGS:
+        arrays = encode(state, gates, encoding)
+        values, sent = payload_bytes(arrays), message_bytes(arrays, {"round": 3})
+        # each array travels in numpy's format: a header of about 130 bytes
+        assert values < sent < values + 200 * len(arrays) + 100
+    big = {"w": np.zeros((100, 100), dtype=np.float32)}
+    assert 40_000 < message_bytes(big, {}) < 40_300

@@ -78,6 +78,21 @@ def decode(
     return state
 
 
+def message_bytes(arrays: dict[str, np.ndarray], config: dict[str, int | float | str]) -> int:
+    """Bytes of a Flower message's content holding `arrays` and `config`, serialised as
+    it travels (protobuf; each array in numpy's format, with its header)."""
+    from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+    from flwr.common import serde
+
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({name: Array(array) for name, array in arrays.items()}),
+            "config": ConfigRecord(dict(config)),
+        }
+    )
+    return serde.recorddict_to_proto(content).ByteSize()
+
+
 def payload_bytes(arrays: dict[str, np.ndarray]) -> int:
     """Bytes of the arrays' values alone (no message framing)."""
     return sum(array.nbytes for array in arrays.values())
