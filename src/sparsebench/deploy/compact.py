@@ -29,6 +29,7 @@ from sparsebench.deploy.linear_storage import LinearStorage, store_linear
 from sparsebench.deploy.narrowing import (
     fold_constant_neurons,
     narrow_sums,
+    replace_module,
     zero_maps_to_zero,
     zero_rows,
 )
@@ -59,7 +60,7 @@ def compact_model(
     if linear != "dense":
         for name, module in list(compact.named_modules()):
             if isinstance(module, nn.Linear):
-                _replace(compact, name, store_linear(module, linear))
+                replace_module(compact, name, store_linear(module, linear))
     _check_exact(model, compact, input_shape)
     return compact
 
@@ -92,12 +93,6 @@ def _in_faster_layout(compact: nn.Module, input_shape: tuple[int, int, int]) -> 
     candidates = {"contiguous": compact, "channels_last": channels_last}
     calls = {name: partial(network, probe) for name, network in candidates.items()}
     return candidates[fastest(calls)]
-
-
-def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
 
 
 def _check_exact(masked: nn.Module, compact: nn.Module, input_shape: tuple[int, int, int]) -> None:

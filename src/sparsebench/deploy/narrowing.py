@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from sparsebench.models.slicing import conv_like
+from sparsebench.models.slicing import Slicer
 
 _SUMS = {operator.add, torch.add}
 _RELUS = {F.relu, torch.relu}
@@ -110,9 +110,11 @@ def _contribution(network: fx.GraphModule, operand: fx.Node) -> tuple[fx.Node, t
         return operand, None
     live = (~zero).nonzero().flatten()
     live = live if len(live) else torch.zeros(1, dtype=torch.long)
-    _replace(network, str(chain[0].target), _rows_of_conv(conv, live))
+    slicer = Slicer()
+    every_input = torch.arange(conv.in_channels)
+    replace_module(network, str(chain[0].target), slicer.conv(conv, live, every_input))
     for link, norm in zip(chain[1:], norms, strict=True):
-        _replace(network, str(link.target), _rows_of_norm(norm, live))
+        replace_module(network, str(link.target), slicer.norm(norm, live))
     return operand, live
 
 
@@ -136,12 +138,13 @@ def fold_constant_neurons(network: fx.GraphModule) -> None:
         if constant is not None and bool(constant.ne(0).any()) and second.bias is None:
             continue
         kept = (~dead).nonzero().flatten()
-        shorter = _linear(first.weight[kept], None if first.bias is None else first.bias[kept])
-        bias = second.bias
-        if constant is not None and bias is not None:
-            bias = bias + second.weight[:, dead] @ constant
-        _replace(network, str(node.target), shorter)
-        _replace(network, str(reader.target), _linear(second.weight[:, kept], bias))
+        slicer = Slicer()
+        shorter = slicer.linear(first, kept, torch.arange(first.in_features))
+        narrower = slicer.linear(second, torch.arange(second.out_features), kept)
+        if constant is not None and narrower.bias is not None:
+            narrower.bias += second.weight[:, dead] @ constant
+        replace_module(network, str(node.target), shorter)
+        replace_module(network, str(reader.target), narrower)
 
 
 def _through_relu(network: fx.GraphModule, node: fx.Node) -> fx.Node | None:
@@ -168,48 +171,13 @@ def _module(network: fx.GraphModule, node: object, kind: type[nn.Module]) -> nn.
     return module if isinstance(module, kind) else None
 
 
-def _rows_of_conv(conv: nn.Conv2d, rows: torch.Tensor) -> nn.Conv2d:
-    sliced = conv_like(conv, conv.in_channels, len(rows), empty=True)
-    sliced.weight.copy_(conv.weight[rows])
-    if conv.bias is not None:
-        sliced.bias.copy_(conv.bias[rows])
-    return sliced
-
-
-def _rows_of_norm(norm: nn.BatchNorm2d, rows: torch.Tensor) -> nn.BatchNorm2d:
-    statistics = norm.running_mean
-    sliced = nn.BatchNorm2d(
-        len(rows),
-        norm.eps,
-        norm.momentum,
-        norm.affine,
-        device=statistics.device,
-        dtype=statistics.dtype,
-    )
-    sliced.running_mean.copy_(norm.running_mean[rows])
-    sliced.running_var.copy_(norm.running_var[rows])
-    if norm.affine:
-        sliced.weight.copy_(norm.weight[rows])
-        sliced.bias.copy_(norm.bias[rows])
-    return sliced.eval()
-
-
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    layer = nn.Linear(
-        weight.shape[1], weight.shape[0], bias is not None, weight.device, weight.dtype
-    )
-    layer.weight.copy_(weight)
-    if bias is not None:
-        layer.bias.copy_(bias)
-    return layer.eval()
-
-
 def _constant(network: fx.GraphModule, name: str, value: torch.Tensor) -> fx.Node:
     network.register_buffer(name, value)
     return network.graph.get_attr(name)
 
 
-def _replace(network: fx.GraphModule, name: str, module: nn.Module) -> None:
+def replace_module(network: nn.Module, name: str, module: nn.Module) -> None:
+    """Put `module` where `network`'s submodule `name` is."""
     parent_name, _, child = name.rpartition(".")
     parent = network.get_submodule(parent_name) if parent_name else network
     setattr(parent, child, module)
