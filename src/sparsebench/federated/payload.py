@@ -17,7 +17,7 @@ where only gated tensors are quantised (batch-norm statistics and biases stay ex
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -81,15 +81,31 @@ def decode(
 def message_bytes(arrays: dict[str, np.ndarray], config: dict[str, int | float | str]) -> int:
     """Bytes of a Flower message's content holding `arrays` and `config`, serialised as
     it travels (protobuf; each array in numpy's format, with its header)."""
-    from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
-    from flwr.common import serde
+    return content_bytes(message_content(arrays, config))
 
-    content = RecordDict(
+
+def message_content(arrays: dict[str, np.ndarray], config: dict[str, int | float | str]) -> Any:
+    """A Flower message's content (a RecordDict) holding `arrays` and `config`."""
+    from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+    return RecordDict(
         {
             "arrays": ArrayRecord({name: Array(array) for name, array in arrays.items()}),
             "config": ConfigRecord(dict(config)),
         }
     )
+
+
+def message_parts(content: Any) -> tuple[dict[str, np.ndarray], dict[str, int | float | str]]:
+    """The arrays and config of a content `message_content` made."""
+    arrays = {name: array.numpy() for name, array in content["arrays"].items()}
+    return arrays, dict(content["config"])
+
+
+def content_bytes(content: Any) -> int:
+    """Bytes of a Flower message's content, serialised as it travels."""
+    from flwr.common import serde
+
     return serde.recorddict_to_proto(content).ByteSize()
 
 

@@ -31,7 +31,9 @@ from sparsebench.confusion import balanced_accuracy
 from sparsebench.errors import InputError
 from sparsebench.store.locks import ProcessIdentity, RunBusy
 from sparsebench.store.records import (
+    CLIENT_ROUND_COLUMNS,
     EPOCH_COLUMNS,
+    ROUND_COLUMNS,
     TEST_COLUMNS,
     EpochRecord,
     RunRecord,
@@ -47,8 +49,9 @@ from sparsebench.store.records import (
 #    epochs.val_balanced_accuracy;
 # 7: table best_val_metrics;
 # 8: run ids without the settings a method does not read, every earlier id of a run in
-#    table run_aliases.
-SCHEMA_VERSION = 8
+#    table run_aliases;
+# 9: tables federated_runs, federated_rounds and federated_clients.
+SCHEMA_VERSION = 9
 # Which weights' test metrics are read: the last epoch's, or the best validation epoch's.
 SELECTIONS = ("last", "best-val")
 STATUSES = ("running", "interrupted", "finished", "failed", "diverged")
@@ -151,6 +154,27 @@ CREATE TABLE IF NOT EXISTS layer_sparsity (
 CREATE TABLE IF NOT EXISTS run_aliases (
     alias TEXT PRIMARY KEY,
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS federated_runs (
+    run_id TEXT PRIMARY KEY,
+    config_json TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
+    error TEXT,
+    partition_json TEXT,
+    created_at REAL NOT NULL, finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS federated_rounds (
+    run_id TEXT NOT NULL REFERENCES federated_runs(run_id) ON DELETE CASCADE,
+    round INTEGER NOT NULL,
+    {", ".join(f"{c} {t}" for c, t in ROUND_COLUMNS.items() if c != "round")},
+    PRIMARY KEY (run_id, round)
+);
+CREATE TABLE IF NOT EXISTS federated_clients (
+    run_id TEXT NOT NULL REFERENCES federated_runs(run_id) ON DELETE CASCADE,
+    round INTEGER NOT NULL,
+    client INTEGER NOT NULL,
+    {", ".join(f"{c} {t}" for c, t in CLIENT_ROUND_COLUMNS.items() if c != "client")},
+    PRIMARY KEY (run_id, round, client)
 );
 CREATE TABLE IF NOT EXISTS run_locks (
     run_id TEXT PRIMARY KEY,

@@ -194,3 +194,50 @@ class RunSummary:
         for key in ("train_macs_per_sample", "train_macs_dense_per_sample"):
             shown[key] = self.epoch_mean(key)
         return shown
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One federated round: the global model on the test split after it, and what the
+    round cost. Round 0 is the set-up (the initial model; the settings and masks sent)."""
+
+    round: int
+    test_loss: float
+    test_accuracy: float
+    test_balanced_accuracy: float
+    bytes_up: int  # the clients' replies, serialised as they travel
+    bytes_down: int  # the server's messages to the clients
+    clients_sampled: int
+    clients_failed: int
+    client_time_s: float  # the slowest client's local training
+    round_time_s: float
+    train_macs_per_sample: float | None  # of the clients' local steps, as executed
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClientRoundRecord:
+    """One client's part in a round; `error` says why it failed (then no update)."""
+
+    client: int
+    examples: int | None
+    bytes_up: int
+    bytes_down: int
+    train_time_s: float | None
+    train_loss: float | None
+    received_accuracy: float | None  # the global model on the client's own images
+    error: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sql_type(kind: Any) -> str:
+    text = str(kind)
+    return "TEXT" if "str" in text else "INTEGER" if text.startswith("int") else "REAL"
+
+
+ROUND_COLUMNS = {column.name: _sql_type(column.type) for column in fields(RoundRecord)}
+CLIENT_ROUND_COLUMNS = {column.name: _sql_type(column.type) for column in fields(ClientRoundRecord)}

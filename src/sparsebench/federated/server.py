@@ -1,0 +1,262 @@
+"""The server's side of a federated run, apart from how messages travel.
+
+The server holds the global model. Before round 1 it decides the shared mask on its
+initial model (a fixed-mask method draws it there, as `sparsebench train` would before
+its first step) and sends it once, with the run's settings, to every node (round 0, the
+set-up). Each round it samples clients (seeded by the run's seed and the round), sends
+each the global weights, averages the updates of those that answered (FedAvg, weighted
+by examples), tests the result on the held-out test split, writes the round to the
+database and then its state file. A run killed at any point resumes from the round of its
+state file and ends where an uninterrupted run ends.
+
+Nodes are workers: a message names the client (a share of the data) its node trains,
+so any node can train any client, as the simulation engine's virtual nodes do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sparsebench.confusion import balanced_accuracy
+from sparsebench.data.dataset import BatchLoader, ImageDataset
+from sparsebench.federated.aggregate import federated_average
+from sparsebench.federated.client import client_config
+from sparsebench.federated.partition import Partition, partition_clients
+from sparsebench.federated.payload import decode, encode
+from sparsebench.federated.settings import FederatedRun
+from sparsebench.federated.structure import shared_structure
+from sparsebench.files import written_whole
+from sparsebench.store.db import ResultsStore
+from sparsebench.store.federated import (
+    begin_federated_run,
+    drop_rounds_after,
+    end_federated_run,
+    record_round,
+)
+from sparsebench.store.records import ClientRoundRecord, RoundRecord
+from sparsebench.train.loop import build_run, evaluate, prepare_dataset
+
+
+@dataclass
+class Reply:
+    """A client's answer: its arrays and numbers, or why it failed; and the bytes of the
+    message each way."""
+
+    arrays: dict[str, np.ndarray]
+    config: dict[str, int | float | str]
+    bytes_up: int
+    bytes_down: int
+    error: str | None = None
+
+
+# Send each client (by number) the arrays and config of its message, of a kind ("setup"
+# or "train"), and return each client's reply.
+Send = Callable[
+    [str, dict[int, tuple[dict[str, np.ndarray], dict[str, int | float | str]]]],
+    dict[int, Reply],
+]
+
+
+def mask_arrays(masks: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The shared masks, one bit per unit, as the set-up message carries them."""
+    return {f"mask:{name}": np.packbits(keep.cpu().numpy().ravel()) for name, keep in masks.items()}
+
+
+def masks_from_arrays(
+    arrays: dict[str, np.ndarray], like: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The masks `mask_arrays` packed, shaped as the client's own method's masks."""
+    return {
+        name: torch.from_numpy(
+            np.unpackbits(arrays[f"mask:{name}"], count=keep.numel()).astype(bool)
+        ).view(keep.shape)
+        for name, keep in like.items()
+    }
+
+
+class FederatedServer:
+    """The global model of one federated run, and its rounds."""
+
+    def __init__(
+        self, fed: FederatedRun, dataset: ImageDataset, store: ResultsStore, runs_dir: Path
+    ) -> None:
+        self.fed, self.store = fed, store
+        self.run_id = fed.run_id()
+        self.data = prepare_dataset(fed.run, dataset)
+        settings = fed.federated
+        self.partition: Partition = partition_clients(
+            self.data.splits["train"].labels,
+            settings.clients,
+            settings.partition,
+            seed=fed.run.seed,
+            alpha=settings.alpha,
+            classes_per_client=settings.classes_per_client,
+            class_names=self.data.class_names,
+        )
+        self.trainer = build_run(fed.run, self.data, torch.device("cpu"))
+        self.model = self.trainer.model
+        self.masks = self.trainer.method.masks.state_dict()
+        input_shape = (self.data.channels, self.data.image_size, self.data.image_size)
+        self.structure = shared_structure(self.model, self.trainer.method.masks, input_shape)
+        self.encoding = settings.encoding(bool(self.masks))
+        self.prunes_at_end = client_config(fed.run).method != fed.run.method
+        self.state_path = Path(runs_dir) / self.run_id / "federated.pt"
+        self.test = BatchLoader(
+            self.data.splits["test"],
+            self.data.mean,
+            self.data.std,
+            fed.run.eval_batch_size,
+            torch.device("cpu"),
+        )
+
+    # The run's life.
+
+    def run(self, send: Send) -> None:
+        """Set up the nodes, then every round not done yet; the run ends finished, or
+        failed with the error that stopped it (then raised again)."""
+        begin_federated_run(
+            self.store,
+            self.run_id,
+            self.fed.model_dump(mode="json"),
+            {"class_counts": self.partition.class_counts, "warnings": self.partition.warnings},
+        )
+        try:
+            done = self.resume()
+            self.set_up(send, record=done == 0)
+            for round_number in range(done + 1, self.fed.federated.rounds + 1):
+                self.train_round(round_number, send)
+            end_federated_run(self.store, self.run_id, "finished")
+        except KeyboardInterrupt:
+            end_federated_run(self.store, self.run_id, "interrupted", "interrupted")
+            raise
+        except Exception as error:
+            end_federated_run(self.store, self.run_id, "failed", str(error))
+            raise
+
+    def resume(self) -> int:
+        """The last round whose state is saved (0: none), its global model loaded."""
+        if not self.state_path.exists():
+            drop_rounds_after(self.store, self.run_id, 0)
+            return 0
+        state = torch.load(self.state_path, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        done = int(state["round"])
+        drop_rounds_after(self.store, self.run_id, done)
+        return done
+
+    def set_up(self, send: Send, record: bool) -> None:
+        """Round 0: the settings and the shared masks to every node; the initial model
+        tested."""
+        started = time.perf_counter()
+        settings = {"settings": self.fed.model_dump_json()}
+        clients = range(self.fed.federated.clients)
+        replies = send("setup", {client: (mask_arrays(self.masks), settings) for client in clients})
+        failed = {client: reply.error for client, reply in replies.items() if reply.error}
+        if failed:
+            client, error = next(iter(failed.items()))
+            raise RuntimeError(f"client {client} could not set up: {error}")
+        if record:
+            metrics = self.evaluate()
+            record_round(
+                self.store,
+                self.run_id,
+                RoundRecord(
+                    round=0,
+                    **metrics,
+                    bytes_up=sum(reply.bytes_up for reply in replies.values()),
+                    bytes_down=sum(reply.bytes_down for reply in replies.values()),
+                    clients_sampled=len(replies),
+                    clients_failed=0,
+                    client_time_s=0.0,
+                    round_time_s=time.perf_counter() - started,
+                    train_macs_per_sample=None,
+                ),
+                [],
+            )
+
+    def sample(self, round_number: int) -> list[int]:
+        """The clients of a round, drawn by the run's seed and the round alone."""
+        rng = np.random.default_rng([self.fed.run.seed, round_number])
+        chosen = rng.choice(self.fed.federated.clients, self.fed.federated.per_round, replace=False)
+        return sorted(int(client) for client in chosen)
+
+    def train_round(self, round_number: int, send: Send) -> None:
+        started = time.perf_counter()
+        state = self.model.state_dict()
+        arrays = encode(state, self.structure, self.encoding)
+        config = {"round": round_number}
+        replies = send("train", {client: (arrays, config) for client in self.sample(round_number)})
+        answered = {client: reply for client, reply in replies.items() if reply.error is None}
+        if not answered:
+            errors = "; ".join(f"client {c}: {r.error}" for c, r in sorted(replies.items()))
+            raise RuntimeError(f"round {round_number}: every client failed ({errors})")
+        ordered = sorted(answered)
+        updates = [
+            decode(answered[c].arrays, state, self.structure, self.encoding) for c in ordered
+        ]
+        examples = [int(answered[c].config["examples"]) for c in ordered]
+        self.trainer.load_state_dict({"model": federated_average(updates, examples)})
+        if round_number == self.fed.federated.rounds and self.prunes_at_end:
+            self.trainer.method.apply_update(1.0)  # post: the final global model pruned
+            self.trainer.load_state_dict({"model": self.model.state_dict()})
+        metrics = self.evaluate()
+        record_round(
+            self.store,
+            self.run_id,
+            self._round_record(round_number, replies, metrics, time.perf_counter() - started),
+            [_client_record(client, reply) for client, reply in sorted(replies.items())],
+        )
+        self.save(round_number)
+
+    def _round_record(
+        self, round_number: int, replies: dict[int, Reply], metrics: dict, elapsed: float
+    ) -> RoundRecord:
+        answered = [reply for reply in replies.values() if reply.error is None]
+        macs = [float(reply.config["train_macs_per_sample"]) for reply in answered]
+        return RoundRecord(
+            round=round_number,
+            **metrics,
+            bytes_up=sum(reply.bytes_up for reply in replies.values()),
+            bytes_down=sum(reply.bytes_down for reply in replies.values()),
+            clients_sampled=len(replies),
+            clients_failed=len(replies) - len(answered),
+            client_time_s=max(float(reply.config["train_time_s"]) for reply in answered),
+            round_time_s=elapsed,
+            train_macs_per_sample=sum(macs) / len(macs),
+        )
+
+    def evaluate(self) -> dict[str, float]:
+        """The global model (masked as the run's masks say) on the test split."""
+        accumulator = evaluate(self.trainer.eval_network(), self.test, self.data.num_classes)
+        metrics = accumulator.result()
+        return {
+            "test_loss": metrics.loss,
+            "test_accuracy": metrics.accuracy,
+            "test_balanced_accuracy": balanced_accuracy(accumulator.confusion.tolist()),
+        }
+
+    def save(self, round_number: int) -> None:
+        with written_whole(self.state_path) as temporary:
+            torch.save({"round": round_number, "model": self.model.state_dict()}, temporary)
+
+
+def _client_record(client: int, reply: Reply) -> ClientRoundRecord:
+    if reply.error is not None:
+        return ClientRoundRecord(
+            client, None, reply.bytes_up, reply.bytes_down, None, None, None, reply.error
+        )
+    return ClientRoundRecord(
+        client=client,
+        examples=int(reply.config["examples"]),
+        bytes_up=reply.bytes_up,
+        bytes_down=reply.bytes_down,
+        train_time_s=float(reply.config["train_time_s"]),
+        train_loss=float(reply.config["train_loss"]),
+        received_accuracy=float(reply.config["received_accuracy"]),
+    )
