@@ -100,7 +100,7 @@ def train(
     from sparsebench.tracking import log_finished, tracker_named
 
     try:
-        run_config, data = _config_and_data(settings, config, db, cache_dir, download)
+        run_config, data = run_config_and_data(settings, config, db, cache_dir, download)
         tracker = tracker_named(track, track_dir, track_experiment)
     except InputError as error:
         raise fail(str(error)) from None
@@ -122,7 +122,7 @@ def train(
         out.print(summary_table(summary))
 
 
-def _config_and_data(
+def run_config_and_data(
     settings: dict[str, Any], config: Path | None, db: Path, cache_dir: Path | None, download: bool
 ) -> tuple[RunConfig, ImageDataset]:
     """The run's config and its data, checked trainable before the database is opened."""

@@ -11,6 +11,7 @@ weights, the client it is for and the round.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import time
@@ -209,6 +210,11 @@ def simulate(
     clients training at once (default: one per core), one core each."""
     from flwr.simulation import run_simulation
 
+    # Flower warns that this Python entry point is deprecated in favour of `flwr run`
+    # (which needs an app bundle; SuperLink deployment uses the same apps), and Ray of a
+    # future default: neither is the user's to act on.
+    logging.getLogger("flwr").setLevel(logging.ERROR)
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     cores = parallel or os.cpu_count() or 1
     run_simulation(
         make_server_app(fed, dataset, db, runs_dir),

@@ -80,6 +80,12 @@ def masks_from_arrays(
     }
 
 
+def sample_clients(seed: int, round_number: int, clients: int, per_round: int) -> list[int]:
+    """The clients of a round, drawn by the run's seed and the round alone."""
+    chosen = np.random.default_rng([seed, round_number]).choice(clients, per_round, replace=False)
+    return sorted(int(client) for client in chosen)
+
+
 class FederatedServer:
     """The global model of one federated run, and its rounds."""
 
@@ -180,18 +186,16 @@ class FederatedServer:
                 [],
             )
 
-    def sample(self, round_number: int) -> list[int]:
-        """The clients of a round, drawn by the run's seed and the round alone."""
-        rng = np.random.default_rng([self.fed.run.seed, round_number])
-        chosen = rng.choice(self.fed.federated.clients, self.fed.federated.per_round, replace=False)
-        return sorted(int(client) for client in chosen)
-
     def train_round(self, round_number: int, send: Send) -> None:
         started = time.perf_counter()
         state = self.model.state_dict()
         arrays = encode(state, self.structure, self.encoding)
         config = {"round": round_number}
-        replies = send("train", {client: (arrays, config) for client in self.sample(round_number)})
+        settings = self.fed.federated
+        chosen = sample_clients(
+            self.fed.run.seed, round_number, settings.clients, settings.per_round
+        )
+        replies = send("train", {client: (arrays, config) for client in chosen})
         answered = {client: reply for client, reply in replies.items() if reply.error is None}
         if not answered:
             errors = "; ".join(f"client {c}: {r.error}" for c, r in sorted(replies.items()))

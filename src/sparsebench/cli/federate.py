@@ -1,0 +1,140 @@
+"""`sparsebench federate`: one federated run on Flower's simulation engine, its rounds
+stored, and a table of them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from sparsebench.cli.app import app, fail, failure_line, out, say
+from sparsebench.cli.options import DEFAULT_DB, AsJson, CacheDir, Download, ResultsDb, RunsDir
+from sparsebench.cli.settings import run_settings_as_options
+from sparsebench.errors import InputError
+from sparsebench.store.layout import DEFAULT_RUNS_DIR
+
+PANEL = "Federation"
+MB = 1e6
+
+
+@app.command()
+@run_settings_as_options
+def federate(
+    clients: Annotated[
+        int, typer.Option(help="clients the training split is dealt to", rich_help_panel=PANEL)
+    ] = 10,
+    partition: Annotated[
+        str, typer.Option(help="iid, dirichlet (label skew) or classes", rich_help_panel=PANEL)
+    ] = "dirichlet",
+    alpha: Annotated[
+        float,
+        typer.Option(help="Dirichlet concentration (0.1: strong skew)", rich_help_panel=PANEL),
+    ] = 0.5,
+    classes_per_client: Annotated[
+        int, typer.Option(help="classes partition: classes per client", rich_help_panel=PANEL)
+    ] = 2,
+    rounds: Annotated[int, typer.Option(help="federated rounds", rich_help_panel=PANEL)] = 5,
+    clients_per_round: Annotated[
+        int | None, typer.Option(help="clients each round (default: half)", rich_help_panel=PANEL)
+    ] = None,
+    payload: Annotated[
+        str,
+        typer.Option(
+            help="dense, kept, bitmask, int8 or auto (kept for a fixed mask)", rich_help_panel=PANEL
+        ),
+    ] = "auto",
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            help="clients training at once (default: one per core)", rich_help_panel=PANEL
+        ),
+    ] = None,
+    cache_dir: CacheDir = None,
+    download: Download = False,
+    db: ResultsDb = DEFAULT_DB,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    config: Annotated[Path | None, typer.Option(help="YAML run config; flags override it")] = None,
+    as_json: AsJson = False,
+    **settings: Any,
+) -> None:
+    """Train one model federated over clients that keep their images (Flower), measuring
+    every byte sent. `--epochs` is each client's local epochs per round (default 1)."""
+    from sparsebench.cli.train import run_config_and_data
+    from sparsebench.federated.settings import federated_run
+
+    settings.setdefault("epochs", 1)
+    federation = {
+        "clients": clients,
+        "partition": partition,
+        "alpha": alpha,
+        "classes_per_client": classes_per_client,
+        "rounds": rounds,
+        "clients_per_round": clients_per_round,
+        "payload": payload,
+    }
+    try:
+        run_config, data = run_config_and_data(settings, config, db, cache_dir, download)
+        fed = federated_run(run_config.model_dump(exclude={"init_digest"}), federation)
+    except InputError as error:
+        raise fail(str(error)) from None
+    run_id = fed.run_id()
+    say(
+        f"federated run {run_id}: {run_config.model} x{run_config.width:g} on {data.name}, "
+        f"method {run_config.method} ({run_config.scenario_label}), {clients} clients "
+        f"({_dealt(fed.federated)}), {fed.federated.per_round} per round, {rounds} rounds"
+    )
+    rows = _simulate(fed, data, db, runs_dir, parallel)
+    if as_json:
+        sys.stdout.write(json.dumps({"run_id": run_id, "rounds": rows}, default=float) + "\n")
+    else:
+        out.print(round_table(rows))
+
+
+def _dealt(settings: Any) -> str:
+    if settings.partition == "dirichlet":
+        return f"Dirichlet alpha {settings.alpha:g}"
+    if settings.partition == "classes":
+        return f"{settings.classes_per_client} classes each"
+    return "IID"
+
+
+def _simulate(fed: Any, data: Any, db: Path, runs_dir: Path, parallel: int | None) -> list[dict]:
+    """Run (or resume) the federation; each way it can stop is one line."""
+    from sparsebench.federated.apps import simulate
+    from sparsebench.store.db import StoreError
+    from sparsebench.store.federated import federated_rounds
+    from sparsebench.train.results import open_results
+
+    try:
+        simulate(fed, data, db, runs_dir, parallel)
+    except KeyboardInterrupt:
+        say(f"interrupted: run the same command again to resume run {fed.run_id()}")
+        raise typer.Exit(code=130) from None
+    except (OSError, StoreError, InputError, RuntimeError) as error:
+        line = failure_line(error)
+        raise fail(
+            f"{line[0] if line else error}; run {fed.run_id()} resumes with this command"
+        ) from None
+    with open_results(db, read_only=True) as store:
+        return federated_rounds(store, fed.run_id()).drop(columns="run_id").to_dict("records")
+
+
+def round_table(rows: list[dict]) -> Table:
+    table = Table(title="rounds (round 0: set-up and the initial model)")
+    for column in ("round", "test acc", "balanced", "MB up", "MB down", "failed", "round s"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            str(row["round"]),
+            f"{row['test_accuracy']:.4f}",
+            f"{row['test_balanced_accuracy']:.4f}",
+            f"{row['bytes_up'] / MB:.3f}",
+            f"{row['bytes_down'] / MB:.3f}",
+            f"{row['clients_failed']}/{row['clients_sampled']}",
+            f"{row['round_time_s']:.1f}",
+        )
+    return table

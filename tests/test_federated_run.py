@@ -1,0 +1,219 @@
+"""Federated runs: rounds stored with the bytes their messages take, resumed after a kill
+to the same end, a failing client left out of its round, post pruning the final model.
+
+Most tests pass messages in process (`loopback`: the same Flower contents, the same
+client code, no Ray); one runs `sparsebench federate` on Flower's simulation engine.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from conftest import cli_json
+from flwr.app import RecordDict
+from torch import nn
+
+from sparsebench.data.registry import load_dataset
+from sparsebench.errors import InputError
+from sparsebench.federated.apps import client_round, client_set_up
+from sparsebench.federated.payload import content_bytes, message_content, message_parts
+from sparsebench.federated.server import FederatedServer, Reply, sample_clients
+from sparsebench.federated.settings import federated_run
+from sparsebench.federated.structure import shared_structure
+from sparsebench.store.federated import federated_clients, federated_rounds, federated_runs
+from sparsebench.train.config import RunConfig
+from sparsebench.train.loop import build_run
+from sparsebench.train.results import open_results
+
+RUN = {
+    "model": "resnet18",
+    "width": 0.125,
+    "dataset": "synthetic",
+    "epochs": 1,
+    "lr": 1e-3,
+    "batch_size": 32,
+    "device": "cpu",
+}
+FEDERATION = {"clients": 4, "clients_per_round": 2, "rounds": 2, "alpha": 0.5}
+
+
+def loopback(fail: set[tuple[int, int]] = frozenset(), stop_at_round: int | None = None):
+    """A `Send` calling the client code in this process, one Flower state per client;
+    `fail`: (round, client) pairs that fail; `stop_at_round`: interrupt that round."""
+    states: dict[int, RecordDict] = {}
+
+    def send(kind: str, messages: dict) -> dict[int, Reply]:
+        replies = {}
+        for client, (arrays, config) in messages.items():
+            if kind == "train" and config["round"] == stop_at_round:
+                raise KeyboardInterrupt
+            content = message_content(arrays, {**config, "client": client})
+            state = states.setdefault(client, RecordDict())
+            if kind == "train" and (config["round"], client) in fail:
+                replies[client] = Reply({}, {}, 0, content_bytes(content), "disk full")
+                continue
+            handler = client_set_up if kind == "setup" else client_round
+            reply = handler(content, state)
+            back, numbers = message_parts(reply)
+            replies[client] = Reply(back, numbers, content_bytes(reply), content_bytes(content))
+        return replies
+
+    return send
+
+
+def federate(tmp_path, method="dense", scenario=None, send=None, **federation):
+    fed = federated_run(
+        {**RUN, "method": method, "scenario": scenario}, {**FEDERATION, **federation}
+    )
+    with open_results(tmp_path / "fl.db") as store:
+        server = FederatedServer(fed, load_dataset("synthetic"), store, tmp_path / "runs")
+        server.run(send or loopback())
+        rounds = federated_rounds(store, fed.run_id())
+        clients = federated_clients(store, fed.run_id())
+    return server, rounds, clients
+
+
+def test_every_round_is_stored_with_the_bytes_its_messages_take(tmp_path):
+    dense, dense_rounds, _ = federate(tmp_path / "dense")
+    pre, pre_rounds, pre_clients = federate(tmp_path / "pre", method="pre", scenario="uniform")
+    assert list(pre_rounds["round"]) == [0, 1, 2]
+    assert pre_rounds["test_accuracy"].between(0, 1).all()
+    assert (pre_rounds["clients_sampled"].iloc[1:] == 2).all()
+    # A dense update carries every float32 of the state; pre's only the entries of the
+    # compact network. Each message is those bytes plus each array's framing (numpy's
+    # 128-byte header, its name, protobuf's fields).
+    dense_floats = sum(
+        t.numel() for t in dense.model.state_dict().values() if t.is_floating_point()
+    )
+    structure = pre.structure
+    kept_floats = sum(
+        int(structure[name].sum()) if name in structure else t.numel()
+        for name, t in pre.model.state_dict().items()
+        if t.is_floating_point()
+    )
+    for rows, floats in ((dense_rounds, dense_floats), (pre_clients, kept_floats)):
+        per_message = rows["bytes_up"].iloc[-1] / (2 if rows is dense_rounds else 1)
+        assert 4 * floats < per_message < 4 * floats + 300 * len(pre.model.state_dict())
+    ratio = pre_rounds["bytes_up"].iloc[1:].mean() / dense_rounds["bytes_up"].iloc[1:].mean()
+    assert ratio <= 0.35
+    # The set-up round carries the masks (a bit per unit) to every client.
+    assert pre_rounds["bytes_down"].iloc[0] > dense_rounds["bytes_down"].iloc[0]
+
+
+def test_the_shared_structure_leaves_out_pruned_filters_and_the_columns_that_read_them():
+    config = RunConfig(**{**RUN, "model": "vgg16", "method": "pre", "scenario": "mixed"})
+    data = load_dataset("synthetic")
+    trainer = build_run(config, data, torch.device("cpu"))
+    structure = shared_structure(trainer.model, trainer.method.masks, (3, 28, 28))
+    convs = [name for name, m in trainer.model.named_modules() if isinstance(m, nn.Conv2d)]
+    first, second = convs[0], convs[1]
+    keep = trainer.method.masks.masks[first].keep
+    keep_next = trainer.method.masks.masks[second].keep
+    assert 0 < int(keep.sum()) < len(keep)
+    held = structure[f"{first}.weight"]
+    assert held[keep].all() and not held[~keep].any()
+    held_next = structure[f"{second}.weight"]
+    expected = keep_next.view(-1, 1) & keep.view(1, -1)
+    assert torch.equal(held_next.any(dim=(2, 3)), expected)
+    assert torch.equal(held_next.all(dim=(2, 3)), expected)
+
+
+def test_a_run_killed_in_a_round_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path):
+    whole, whole_rounds, _ = federate(tmp_path / "whole", method="pre", scenario="mixed", rounds=3)
+    with pytest.raises(KeyboardInterrupt):
+        federate(
+            tmp_path / "cut",
+            method="pre",
+            scenario="mixed",
+            rounds=3,
+            send=loopback(stop_at_round=2),
+        )
+    with open_results(tmp_path / "cut" / "fl.db") as store:
+        assert federated_runs(store)["status"].tolist() == ["interrupted"]
+        assert federated_rounds(store)["round"].tolist() == [0, 1]
+    resumed, resumed_rounds, _ = federate(
+        tmp_path / "cut", method="pre", scenario="mixed", rounds=3
+    )
+    assert resumed_rounds["round"].tolist() == [0, 1, 2, 3]
+    for column in ("test_accuracy", "test_loss", "bytes_up", "bytes_down"):
+        assert resumed_rounds[column].tolist() == whole_rounds[column].tolist()
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_a_client_failing_mid_round_is_stored_and_the_round_goes_on(tmp_path):
+    failing, answering = sample_clients(0, 1, 4, 2)
+    _, rounds, clients = federate(tmp_path, send=loopback(fail={(1, failing)}))
+    assert rounds.set_index("round").loc[1, "clients_failed"] == 1
+    stored = clients[clients["round"] == 1].set_index("client")
+    assert stored.loc[failing, "error"] == "disk full" and pd.isna(stored.loc[failing, "examples"])
+    assert stored.loc[answering, "examples"] > 0 and pd.isna(stored.loc[answering, "error"])
+    assert rounds["round"].tolist() == [0, 1, 2]
+
+
+def test_a_round_where_every_client_fails_fails_the_run_with_each_error(tmp_path):
+    every = {(1, client) for client in range(4)}
+    with pytest.raises(RuntimeError, match="round 1: every client failed .*disk full"):
+        federate(tmp_path, send=loopback(fail=every))
+    with open_results(tmp_path / "fl.db") as store:
+        run = federated_runs(store).iloc[0]
+    assert run["status"] == "failed" and "disk full" in run["error"]
+
+
+def test_post_prunes_the_final_global_model_only(tmp_path):
+    server, rounds, _ = federate(tmp_path, method="post", scenario="uniform")
+    dense_like = rounds.iloc[:-1]
+    assert dense_like["bytes_up"].iloc[1] > 0
+    masks = server.trainer.method.masks
+    assert len(masks)
+    conv_keep = [mask.keep for mask in masks if mask.layer.kind == "conv"]
+    pruned = 1 - sum(int(k.sum()) for k in conv_keep) / sum(k.numel() for k in conv_keep)
+    assert pruned == pytest.approx(0.8, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    ("federation", "message"),
+    [
+        ({"alpha": 0.0}, "alpha must be a positive number"),
+        ({"clients_per_round": 9}, "clients_per_round 9 is more than the 4 clients"),
+    ],
+)
+def test_bad_federation_settings_are_one_line(federation, message):
+    with pytest.raises(InputError, match=message):
+        federated_run({**RUN}, {**FEDERATION, **federation})
+
+
+def test_a_method_not_yet_federated_is_refused_by_name():
+    with pytest.raises(InputError, match="method 'rigl' does not train federated yet"):
+        federated_run({**RUN, "method": "rigl"}, FEDERATION)
+
+
+def test_more_clients_than_images_is_refused_before_anything_is_written(tmp_path):
+    fed = federated_run(RUN, {"clients": 1000, "clients_per_round": 2})
+    with open_results(tmp_path / "fl.db") as store:
+        with pytest.raises(InputError, match="1000 clients but 512 training images"):
+            FederatedServer(fed, load_dataset("synthetic"), store, tmp_path / "runs")
+        assert federated_runs(store).empty
+
+
+def test_federate_runs_on_flowers_simulation_engine(tmp_path):
+    result = cli_json(
+        [
+            "federate",
+            *[f"--{key.replace('_', '-')}={value}" for key, value in RUN.items()],
+            "--method=pre",
+            "--scenario=uniform",
+            "--clients=3",
+            "--clients-per-round=2",
+            "--rounds=1",
+            "--parallel=1",
+        ],
+        tmp_path,
+    )
+    rounds = result["rounds"]
+    assert [row["round"] for row in rounds] == [0, 1]
+    assert rounds[1]["clients_failed"] == 0 and rounds[1]["bytes_up"] > 0
+    assert json.dumps(result)
