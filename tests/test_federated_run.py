@@ -217,3 +217,19 @@ def test_federate_runs_on_flowers_simulation_engine(tmp_path):
     assert [row["round"] for row in rounds] == [0, 1]
     assert rounds[1]["clients_failed"] == 0 and rounds[1]["bytes_up"] > 0
     assert json.dumps(result)
+
+
+def test_fedprox_clients_stay_near_the_global_model(tmp_path):
+    initial = build_run(RunConfig(**RUN), load_dataset("synthetic"), torch.device("cpu")).model
+
+    def moved(server: FederatedServer) -> float:
+        start = initial.state_dict()
+        return sum(
+            float((tensor - start[name]).pow(2).sum())
+            for name, tensor in server.model.state_dict().items()
+            if tensor.is_floating_point() and "running" not in name
+        )
+
+    fedavg, _, _ = federate(tmp_path / "avg", rounds=1)
+    fedprox, _, _ = federate(tmp_path / "prox", rounds=1, strategy="fedprox", proximal_mu=100.0)
+    assert moved(fedprox) < 0.5 * moved(fedavg)

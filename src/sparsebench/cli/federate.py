@@ -41,6 +41,16 @@ def federate(
     clients_per_round: Annotated[
         int | None, typer.Option(help="clients each round (default: half)", rich_help_panel=PANEL)
     ] = None,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="fedavg, or fedprox (local loss pulled towards the global model)",
+            rich_help_panel=PANEL,
+        ),
+    ] = "fedavg",
+    proximal_mu: Annotated[
+        float, typer.Option(help="fedprox: weight mu of the proximal term", rich_help_panel=PANEL)
+    ] = 0.01,
     payload: Annotated[
         str,
         typer.Option(
@@ -74,6 +84,8 @@ def federate(
         "classes_per_client": classes_per_client,
         "rounds": rounds,
         "clients_per_round": clients_per_round,
+        "strategy": strategy,
+        "proximal_mu": proximal_mu,
         "payload": payload,
     }
     try:

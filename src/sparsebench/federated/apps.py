@@ -36,6 +36,7 @@ from sparsebench.federated.payload import (
     message_content,
     message_parts,
 )
+from sparsebench.federated.proximal import ProximalTerm
 from sparsebench.federated.server import FederatedServer, Reply, masks_from_arrays
 from sparsebench.federated.settings import FederatedRun
 from sparsebench.federated.structure import shared_structure
@@ -93,6 +94,8 @@ def client_round(content, state) -> object:  # noqa: ANN001
     encoding = fed.federated.encoding(bool(len(trainer.method.masks)))
     template = trainer.model.state_dict()
     trainer.load_state_dict({"model": decode(arrays, template, structure, encoding)})
+    if fed.federated.strategy == "fedprox":
+        trainer.penalty = ProximalTerm(trainer, fed.federated.proximal_mu)
     update = train_client(trainer, fed.run, own, seed)
     numbers = {
         "examples": update.examples,

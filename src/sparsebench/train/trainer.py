@@ -84,6 +84,9 @@ class SparseTrainer:
     ) -> None:
         self.model, self.optimizer, self.method = model, optimizer, method
         self.loss = loss
+        # A term added to each step's loss, given the network taking the step (compact
+        # or full size): FedProx's pull towards the global model (`federated.proximal`).
+        self.penalty: Callable[[nn.Module], torch.Tensor] | None = None
         device = next(model.parameters()).device
         self.check_loss = device.type == "cpu" if check_loss is None else check_loss
         method.on_train_begin(model, optimizer, epochs, steps_per_epoch, batches, input_shape)
@@ -105,6 +108,8 @@ class SparseTrainer:
         optimizer.zero_grad(set_to_none=True)
         logits = network(images)
         loss = self.loss(logits, labels)
+        if self.penalty is not None:
+            loss = loss + self.penalty(network)
         if self.check_loss and not torch.isfinite(loss):
             raise NonFiniteLoss(float(loss.detach()))
         loss.backward()
