@@ -26,3 +26,17 @@ def test_fedavg_weights_each_client_by_its_examples_by_hand():
 def test_impossible_averages_are_refused(states, counts, message):
     with pytest.raises(InputError, match=message):
         federated_average(states, counts)
+
+
+def test_with_different_masks_an_entry_is_averaged_over_the_clients_holding_it():
+    a = {"w": torch.tensor([1.0, 2.0, 0.0, 0.0]), "b": torch.tensor([1.0])}
+    b = {"w": torch.tensor([3.0, 0.0, 6.0, 0.0]), "b": torch.tensor([3.0])}
+    held = [
+        {"w": torch.tensor([True, True, False, False])},
+        {"w": torch.tensor([True, False, True, False])},
+    ]
+    mean = federated_average([a, b], [100, 300], held)
+    # entry 0: both hold it, (100 + 900) / 400; entry 1: only a, 2; entry 2: only b, 6;
+    # entry 3: nobody, 0; "b" is held whole by both.
+    assert torch.equal(mean["w"], torch.tensor([2.5, 2.0, 6.0, 0.0]))
+    assert torch.equal(mean["b"], torch.tensor([2.5]))

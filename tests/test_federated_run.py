@@ -19,6 +19,7 @@ from torch import nn
 from sparsebench.data.registry import load_dataset
 from sparsebench.errors import InputError
 from sparsebench.federated.apps import client_round, client_set_up
+from sparsebench.federated.client import federated_trainer
 from sparsebench.federated.payload import content_bytes, message_content, message_parts
 from sparsebench.federated.server import FederatedServer, Reply, sample_clients
 from sparsebench.federated.settings import federated_run
@@ -121,27 +122,44 @@ def test_the_shared_structure_leaves_out_pruned_filters_and_the_columns_that_rea
     assert torch.equal(held_next.all(dim=(2, 3)), expected)
 
 
-def test_a_run_killed_in_a_round_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path):
-    whole, whole_rounds, _ = federate(tmp_path / "whole", method="pre", scenario="mixed", rounds=3)
+@pytest.mark.parametrize("method", ["pre", "set"])
+def test_a_run_killed_in_a_round_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path, method):
+    # set: round 2 changes the masks, the killed round 3 is the first under the new ones.
+    settings = {"method": method, "scenario": "mixed", "rounds": 4, "mask_every": 2}
+    whole, whole_rounds, _ = federate(tmp_path / "whole", **settings)
     with pytest.raises(KeyboardInterrupt):
-        federate(
-            tmp_path / "cut",
-            method="pre",
-            scenario="mixed",
-            rounds=3,
-            send=loopback(stop_at_round=2),
-        )
+        federate(tmp_path / "cut", **settings, send=loopback(stop_at_round=3))
     with open_results(tmp_path / "cut" / "fl.db") as store:
         assert federated_runs(store)["status"].tolist() == ["interrupted"]
-        assert federated_rounds(store)["round"].tolist() == [0, 1]
-    resumed, resumed_rounds, _ = federate(
-        tmp_path / "cut", method="pre", scenario="mixed", rounds=3
-    )
-    assert resumed_rounds["round"].tolist() == [0, 1, 2, 3]
-    for column in ("test_accuracy", "test_loss", "bytes_up", "bytes_down"):
+        assert federated_rounds(store)["round"].tolist() == [0, 1, 2]
+    resumed, resumed_rounds, _ = federate(tmp_path / "cut", **settings)
+    assert resumed_rounds["round"].tolist() == [0, 1, 2, 3, 4]
+    # (What goes down differs: a resumed run sends the current masks in its set-up.)
+    for column in ("test_accuracy", "test_loss", "bytes_up", "mask_round"):
         assert resumed_rounds[column].tolist() == whole_rounds[column].tolist()
     for name, tensor in whole.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_dynamic_masks_are_readjusted_by_the_clients_and_aggregated_by_the_server(tmp_path, method):
+    fed = federated_run({**RUN, "method": method, "scenario": "mixed"}, FEDERATION)
+    initial = federated_trainer(fed.run, load_dataset("synthetic")).method.masks.state_dict()
+    before = {name: int(keep.sum()) for name, keep in initial.items()}
+    server, rounds, _ = federate(tmp_path, method=method, scenario="mixed", rounds=3, mask_every=2)
+    assert rounds["mask_round"].tolist() == [0, 0, 1, 0]
+    assert server.revision == 1
+    after = server.masks
+    # Every layer keeps its budget of units; some units changed.
+    assert {name: int(keep.sum()) for name, keep in after.items()} == before
+    assert any(not torch.equal(after[name], initial[name]) for name in after)
+    # Clients sent their own masks in the mask round: more bytes than the shared structure.
+    up = rounds.set_index("round")["bytes_up"]
+    assert up[2] > up[1] and up[2] > up[3]
+    # The global model's pruned units are exactly zero.
+    for mask in server.trainer.method.masks:
+        for param, gate in mask.gated():
+            assert not bool((param * (1 - gate)).any())
 
 
 def test_a_client_failing_mid_round_is_stored_and_the_round_goes_on(tmp_path):
@@ -187,8 +205,8 @@ def test_bad_federation_settings_are_one_line(federation, message):
 
 
 def test_a_method_not_yet_federated_is_refused_by_name():
-    with pytest.raises(InputError, match="method 'rigl' does not train federated yet"):
-        federated_run({**RUN, "method": "rigl"}, FEDERATION)
+    with pytest.raises(InputError, match="method 'snip' does not train federated yet"):
+        federated_run({**RUN, "method": "snip"}, FEDERATION)
 
 
 def test_more_clients_than_images_is_refused_before_anything_is_written(tmp_path):

@@ -37,9 +37,10 @@ from sparsebench.federated.payload import (
     message_parts,
 )
 from sparsebench.federated.proximal import ProximalTerm
-from sparsebench.federated.server import FederatedServer, Reply, masks_from_arrays
+from sparsebench.federated.server import MASK_PREFIX, FederatedServer, Reply, masks_from_arrays
 from sparsebench.federated.settings import FederatedRun
 from sparsebench.federated.structure import shared_structure
+from sparsebench.sparsity.schedules import AfterStep
 from sparsebench.train.loop import prepare_dataset
 
 SETTINGS_KEY = "sparsebench"
@@ -78,12 +79,20 @@ def client_set_up(content, state) -> object:  # noqa: ANN001 (Flower's RecordDic
 
 
 def client_round(content, state) -> object:  # noqa: ANN001
-    """Train one client's round on the weights in `content`; the reply's content."""
+    """Train one client's round on the weights in `content`; the reply's content. A
+    message carrying masks replaces the node's; in a mask round (`mask_amount` > 0) the
+    client readjusts its mask after its first step (the method's own drop and grow) and
+    sends its weights with that mask."""
+    from flwr.app import ArrayRecord
+
     arrays, config = message_parts(content)
     settings_json = str(state[SETTINGS_KEY]["settings"])
     fed = FederatedRun.model_validate_json(settings_json)
     data, partition = _client_data(settings_json)
     client, round_number = int(config["client"]), int(config["round"])
+    if any(name.startswith(MASK_PREFIX) for name in arrays):
+        masks_sent = {k: v for k, v in arrays.items() if k.startswith(MASK_PREFIX)}
+        state[MASKS_KEY] = ArrayRecord({name: _array(value) for name, value in masks_sent.items()})
     own = client_dataset(data, partition.indices[client])
     seed = round_seed(fed.run.seed, round_number, client)
     trainer = client_trainer(fed.run, own, seed)
@@ -94,9 +103,15 @@ def client_round(content, state) -> object:  # noqa: ANN001
     encoding = fed.federated.encoding(bool(len(trainer.method.masks)))
     template = trainer.model.state_dict()
     trainer.load_state_dict({"model": decode(arrays, template, structure, encoding)})
+    amount = float(config.get("mask_amount", 0.0))
+    if amount:
+        trainer.method.replan(AfterStep(1, amount))
     if fed.federated.strategy == "fedprox":
         trainer.penalty = ProximalTerm(trainer, fed.federated.proximal_mu)
     update = train_client(trainer, fed.run, own, seed)
+    if amount:
+        structure = shared_structure(trainer.model, trainer.method.masks, input_shape)
+        encoding = "bitmask"
     numbers = {
         "examples": update.examples,
         "train_loss": update.train_loss,

@@ -13,12 +13,14 @@ agrees on one preprocessing before it trains; every client and the server use th
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from sparsebench.data.dataset import BatchLoader, ImageDataset, Split
-from sparsebench.sparsity.methods import METHODS, baseline_name
+from sparsebench.sparsity.methods import METHODS, SparsityWarning, baseline_name
+from sparsebench.sparsity.schedules import Never
 from sparsebench.train.compact import TRAINING_PASSES
 from sparsebench.train.config import MAX_SEED, RunConfig
 from sparsebench.train.loop import build_run, evaluate
@@ -64,11 +66,19 @@ def client_dataset(dataset: ImageDataset, indices: torch.Tensor) -> ImageDataset
     return client
 
 
+def federated_trainer(run: RunConfig, data: ImageDataset) -> SparseTrainer:
+    """A trainer of `run` whose masks change only when the server's mask rounds say
+    (its method's own schedule, and the warnings about it, do not apply)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SparsityWarning)
+        trainer = build_run(run, data, torch.device("cpu"))
+    trainer.method.replan(Never())
+    return trainer
+
+
 def client_trainer(run: RunConfig, data: ImageDataset, seed: int) -> SparseTrainer:
     """The client's trainer, before the shared masks and the global weights are loaded."""
-    return build_run(
-        client_config(run).model_copy(update={"seed": seed}), data, torch.device("cpu")
-    )
+    return federated_trainer(client_config(run).model_copy(update={"seed": seed}), data)
 
 
 def use_masks(trainer: SparseTrainer, masks: dict[str, torch.Tensor]) -> None:

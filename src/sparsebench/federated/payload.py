@@ -58,17 +58,15 @@ def decode(
     encoding: Encoding,
 ) -> dict[str, torch.Tensor]:
     """The state `encode` sent, shaped as `template`; for `kept`, `gates` are the
-    structure both sides share; otherwise the mask comes with the message."""
+    structure both sides share; otherwise the mask comes with the message (and `gates`
+    are not read)."""
     state: dict[str, torch.Tensor] = {}
+    held = held_entries(arrays, template, gates, encoding)
     for name, like in template.items():
-        if encoding == "dense" or name not in gates:
+        if name not in held:
             state[name] = torch.from_numpy(arrays[name].copy()).to(like.dtype).view(like.shape)
             continue
-        if encoding == "kept":
-            keep = gates[name].expand_as(like).cpu().bool()
-        else:
-            bits = np.unpackbits(arrays[f"{name}:mask"], count=like.numel())
-            keep = torch.from_numpy(bits.astype(bool)).view(like.shape)
+        keep = held[name]
         values = torch.from_numpy(arrays[name].astype(np.float32))
         if encoding == "int8":
             values = values * float(arrays[f"{name}:scale"][0])
@@ -76,6 +74,27 @@ def decode(
         full[keep] = values.to(like.dtype)
         state[name] = full
     return state
+
+
+def held_entries(
+    arrays: dict[str, np.ndarray],
+    template: dict[str, torch.Tensor],
+    gates: dict[str, torch.Tensor],
+    encoding: Encoding,
+) -> dict[str, torch.Tensor]:
+    """By name of each gated tensor, the entries the message holds: the shared structure
+    (`kept`), or the sender's own mask (`bitmask`, `int8`); `dense` holds every entry."""
+    if encoding == "dense":
+        return {}
+    if encoding == "kept":
+        return {name: gate.expand_as(template[name]).bool() for name, gate in gates.items()}
+    return {
+        name: torch.from_numpy(
+            np.unpackbits(arrays[f"{name}:mask"], count=like.numel()).astype(bool)
+        ).view(like.shape)
+        for name, like in template.items()
+        if f"{name}:mask" in arrays
+    }
 
 
 def message_bytes(arrays: dict[str, np.ndarray], config: dict[str, int | float | str]) -> int:

@@ -26,12 +26,13 @@ import torch
 from sparsebench.confusion import balanced_accuracy
 from sparsebench.data.dataset import BatchLoader, ImageDataset
 from sparsebench.federated.aggregate import federated_average
-from sparsebench.federated.client import client_config
+from sparsebench.federated.client import client_config, federated_trainer
 from sparsebench.federated.partition import Partition, partition_clients
-from sparsebench.federated.payload import decode, encode
+from sparsebench.federated.payload import decode, encode, held_entries
 from sparsebench.federated.settings import FederatedRun
 from sparsebench.federated.structure import shared_structure
 from sparsebench.files import written_whole
+from sparsebench.sparsity.scorers import Magnitude
 from sparsebench.store.db import ResultsStore
 from sparsebench.store.federated import (
     begin_federated_run,
@@ -40,7 +41,7 @@ from sparsebench.store.federated import (
     record_round,
 )
 from sparsebench.store.records import ClientRoundRecord, RoundRecord
-from sparsebench.train.loop import build_run, evaluate, prepare_dataset
+from sparsebench.train.loop import evaluate, prepare_dataset
 
 
 @dataclass
@@ -63,9 +64,15 @@ Send = Callable[
 ]
 
 
+MASK_PREFIX = "mask:"
+
+
 def mask_arrays(masks: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """The shared masks, one bit per unit, as the set-up message carries them."""
-    return {f"mask:{name}": np.packbits(keep.cpu().numpy().ravel()) for name, keep in masks.items()}
+    return {
+        f"{MASK_PREFIX}{name}": np.packbits(keep.cpu().numpy().ravel())
+        for name, keep in masks.items()
+    }
 
 
 def masks_from_arrays(
@@ -74,7 +81,7 @@ def masks_from_arrays(
     """The masks `mask_arrays` packed, shaped as the client's own method's masks."""
     return {
         name: torch.from_numpy(
-            np.unpackbits(arrays[f"mask:{name}"], count=keep.numel()).astype(bool)
+            np.unpackbits(arrays[f"{MASK_PREFIX}{name}"], count=keep.numel()).astype(bool)
         ).view(keep.shape)
         for name, keep in like.items()
     }
@@ -105,11 +112,13 @@ class FederatedServer:
             classes_per_client=settings.classes_per_client,
             class_names=self.data.class_names,
         )
-        self.trainer = build_run(fed.run, self.data, torch.device("cpu"))
+        self.trainer = federated_trainer(fed.run, self.data)
         self.model = self.trainer.model
-        self.masks = self.trainer.method.masks.state_dict()
-        input_shape = (self.data.channels, self.data.image_size, self.data.image_size)
-        self.structure = shared_structure(self.model, self.trainer.method.masks, input_shape)
+        self.input_shape = (self.data.channels, self.data.image_size, self.data.image_size)
+        # The masks change in a dynamic run's mask rounds: each change is a revision, and
+        # a client is sent the masks when the revision it last received is older.
+        self.revision, self.known = 0, dict[int, int]()
+        self._masks_changed()
         self.encoding = settings.encoding(bool(self.masks))
         self.prunes_at_end = client_config(fed.run).method != fed.run.method
         self.state_path = Path(runs_dir) / self.run_id / "federated.pt"
@@ -145,13 +154,20 @@ class FederatedServer:
             end_federated_run(self.store, self.run_id, "failed", str(error))
             raise
 
+    def _masks_changed(self) -> None:
+        self.masks = self.trainer.method.masks.state_dict()
+        self.structure = shared_structure(self.model, self.trainer.method.masks, self.input_shape)
+
     def resume(self) -> int:
         """The last round whose state is saved (0: none), its global model loaded."""
         if not self.state_path.exists():
             drop_rounds_after(self.store, self.run_id, 0)
             return 0
         state = torch.load(self.state_path, weights_only=True)
-        self.model.load_state_dict(state["model"])
+        method = {**self.trainer.method.state_dict(), "masks": state["masks"]}
+        self.trainer.load_state_dict({"model": state["model"], "method": method})
+        self.revision = int(state["revision"])
+        self._masks_changed()
         done = int(state["round"])
         drop_rounds_after(self.store, self.run_id, done)
         return done
@@ -163,6 +179,7 @@ class FederatedServer:
         settings = {"settings": self.fed.model_dump_json()}
         clients = range(self.fed.federated.clients)
         replies = send("setup", {client: (mask_arrays(self.masks), settings) for client in clients})
+        self.known = {client: self.revision for client in clients}
         failed = {client: reply.error for client, reply in replies.items() if reply.error}
         if failed:
             client, error = next(iter(failed.items()))
@@ -188,25 +205,26 @@ class FederatedServer:
 
     def train_round(self, round_number: int, send: Send) -> None:
         started = time.perf_counter()
+        amount = self.fed.mask_amount(round_number)
         state = self.model.state_dict()
         arrays = encode(state, self.structure, self.encoding)
-        config = {"round": round_number}
         settings = self.fed.federated
         chosen = sample_clients(
             self.fed.run.seed, round_number, settings.clients, settings.per_round
         )
-        replies = send("train", {client: (arrays, config) for client in chosen})
+        messages = {}
+        for client in chosen:
+            stale = self.known.get(client) != self.revision
+            sent = {**arrays, **mask_arrays(self.masks)} if stale else arrays
+            messages[client] = (sent, {"round": round_number, "mask_amount": amount or 0.0})
+        replies = send("train", messages)
         answered = {client: reply for client, reply in replies.items() if reply.error is None}
         if not answered:
             errors = "; ".join(f"client {c}: {r.error}" for c, r in sorted(replies.items()))
             raise RuntimeError(f"round {round_number}: every client failed ({errors})")
-        ordered = sorted(answered)
-        updates = [
-            decode(answered[c].arrays, state, self.structure, self.encoding) for c in ordered
-        ]
-        examples = [int(answered[c].config["examples"]) for c in ordered]
-        self.trainer.load_state_dict({"model": federated_average(updates, examples)})
-        if round_number == self.fed.federated.rounds and self.prunes_at_end:
+        self.known.update({client: self.revision for client in answered})
+        self._aggregate([answered[client] for client in sorted(answered)], state, amount)
+        if round_number == settings.rounds and self.prunes_at_end:
             self.trainer.method.apply_update(1.0)  # post: the final global model pruned
             self.trainer.load_state_dict({"model": self.model.state_dict()})
         metrics = self.evaluate()
@@ -217,6 +235,25 @@ class FederatedServer:
             [_client_record(client, reply) for client, reply in sorted(replies.items())],
         )
         self.save(round_number)
+
+    def _aggregate(
+        self, replies: list[Reply], template: dict[str, torch.Tensor], amount: float | None
+    ) -> None:
+        """FedAvg of the replies; in a mask round each client sent its own mask, every
+        entry is averaged over the clients holding it, and each layer keeps its budget of
+        units, those of largest magnitude in the average (FedDST's server step)."""
+        encoding = "bitmask" if amount else self.encoding
+        updates = [decode(reply.arrays, template, self.structure, encoding) for reply in replies]
+        examples = [int(reply.config["examples"]) for reply in replies]
+        held = None
+        if amount:
+            held = [held_entries(r.arrays, template, self.structure, encoding) for r in replies]
+        self.trainer.load_state_dict({"model": federated_average(updates, examples, held)})
+        if amount:
+            self.trainer.method.keep_strongest(Magnitude())
+            self.trainer.load_state_dict({"model": self.model.state_dict()})
+            self.revision += 1
+            self._masks_changed()
 
     def _round_record(
         self, round_number: int, replies: dict[int, Reply], metrics: dict, elapsed: float
@@ -233,6 +270,7 @@ class FederatedServer:
             client_time_s=max(float(reply.config["train_time_s"]) for reply in answered),
             round_time_s=elapsed,
             train_macs_per_sample=sum(macs) / len(macs),
+            mask_round=int(bool(self.fed.mask_amount(round_number))),
         )
 
     def evaluate(self) -> dict[str, float]:
@@ -247,7 +285,15 @@ class FederatedServer:
 
     def save(self, round_number: int) -> None:
         with written_whole(self.state_path) as temporary:
-            torch.save({"round": round_number, "model": self.model.state_dict()}, temporary)
+            torch.save(
+                {
+                    "round": round_number,
+                    "model": self.model.state_dict(),
+                    "masks": self.masks,
+                    "revision": self.revision,
+                },
+                temporary,
+            )
 
 
 def _client_record(client: int, reply: Reply) -> ClientRoundRecord:

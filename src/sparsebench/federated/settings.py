@@ -15,13 +15,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sparsebench.errors import InputError
+from sparsebench.sparsity.schedules import EverySteps
 from sparsebench.train.config import RunConfig
 
-# Methods whose mask is decided once, on the server's initial model, before round 1.
-FIXED_MASK_METHODS = ("pre", "static")
 # Methods trained dense by every client (post prunes the final global model).
 DENSE_METHODS = ("dense", "post")
-FEDERATED_METHODS = DENSE_METHODS + FIXED_MASK_METHODS
+# Methods whose mask is decided once, on the server's initial model, before round 1.
+FIXED_MASK_METHODS = ("pre", "static")
+# Methods whose mask the clients readjust in mask rounds, the server aggregating it.
+DYNAMIC_METHODS = ("set", "rigl")
+FEDERATED_METHODS = DENSE_METHODS + FIXED_MASK_METHODS + DYNAMIC_METHODS
 MAX_CLIENTS = 10_000
 MAX_ROUNDS = 100_000
 
@@ -51,6 +54,13 @@ class FederatedSettings(BaseModel):
         description="what a model update carries: dense float32, kept weights of the shared "
         "structure, kept values with a bitmask, int8 values (auto: dense for dense "
         "training, kept for a fixed mask)",
+    )
+    mask_every: int = Field(
+        3,
+        ge=1,
+        le=MAX_ROUNDS,
+        description="set, rigl: rounds between mask readjustments (until the method's "
+        "update_until of the rounds)",
     )
     round_timeout_s: float = Field(
         3600.0, gt=0, description="a client not answering within this is counted failed"
@@ -94,6 +104,29 @@ class FederatedRun(BaseModel):
                 f"{', '.join(FEDERATED_METHODS)}"
             )
         return self
+
+    @property
+    def dynamic(self) -> bool:
+        return self.run.method in DYNAMIC_METHODS
+
+    def mask_amount(self, round_number: int) -> float | None:
+        """The fraction of alive units each client swaps in `round_number`, if it is a
+        mask round: every `mask_every` rounds until the method's `update_until` of the
+        rounds, its own fraction (SET's swap, RigL's drop), constant or cosine-decayed
+        as the method decays it over steps."""
+        if not self.dynamic:
+            return None
+        options = self.run.method_settings
+        fraction = getattr(options, "drop_fraction", None)
+        if fraction is None:
+            fraction = options.swap_fraction  # type: ignore[attr-defined]
+        schedule = EverySteps(
+            self.federated.mask_every,
+            fraction,
+            options.update_until,  # type: ignore[attr-defined]
+            options.decay,  # type: ignore[attr-defined]
+        )
+        return schedule.after_step(round_number, self.federated.rounds)
 
     def run_id(self) -> str:
         """A hash of the run's id and every federated setting (defaults included: a

@@ -205,6 +205,12 @@ class PruningMethod:
         if self.draw is None:
             self.install_masks(Magnitude())
 
+    def replan(self, schedule: Schedule) -> None:
+        """Change the masks on `schedule` from now on instead of the method's own (a
+        federated client changes them only in the server's mask rounds)."""
+        self.plan = schedule
+        self._capture_if_update_next()
+
     @property
     def updates_every(self) -> int | None:
         """Optimiser steps between mask updates (None: the masks never change)."""
@@ -300,6 +306,15 @@ class PruningMethod:
         self.masks.hook_gradients()
         for mask in self.masks:
             self._reset_optimizer_state(mask, ~mask.keep)
+
+    @torch.no_grad()
+    def keep_strongest(self, scorer: Scorer) -> None:
+        """Each mask keeps as many units as it keeps now: those `scorer` ranks highest
+        (a federated server choosing among the units its clients kept and grew)."""
+        for mask in self.masks:
+            keep = criteria.keep_top(scorer.scores(mask.layer, self), mask.alive)
+            mask.update(keep.to(mask.keep.device))
+        self.masks.apply()
 
     @torch.no_grad()
     def swap_units(self, mask: LayerMask, fraction: float) -> None:

@@ -66,6 +66,22 @@ class EverySteps(Schedule):
 
 
 @dataclass(frozen=True)
+class AfterStep(Schedule):
+    """Once, after optimiser step `step`, swap `fraction` of the alive units (a federated
+    client's mask round: the server decides when masks change, not the client's own
+    schedule)."""
+
+    step: int
+    fraction: float
+
+    def after_step(self, step, total_steps):
+        return self.fraction if step == self.step else None
+
+    def updates_every(self, steps_per_epoch):
+        return None
+
+
+@dataclass(frozen=True)
 class AfterEpoch(Schedule):
     """Once, after epoch `epoch` (Post-Training prunes after its dense epochs)."""
 

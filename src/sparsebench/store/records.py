@@ -212,6 +212,7 @@ class RoundRecord:
     client_time_s: float  # the slowest client's local training
     round_time_s: float
     train_macs_per_sample: float | None  # of the clients' local steps, as executed
+    mask_round: int = 0  # 1: the clients readjusted their masks and sent them
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
