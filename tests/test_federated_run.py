@@ -8,6 +8,8 @@ client code, no Ray); one runs `sparsebench federate` on Flower's simulation eng
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -251,3 +253,45 @@ def test_fedprox_clients_stay_near_the_global_model(tmp_path):
     fedavg, _, _ = federate(tmp_path / "avg", rounds=1)
     fedprox, _, _ = federate(tmp_path / "prox", rounds=1, strategy="fedprox", proximal_mu=100.0)
     assert moved(fedprox) < 0.5 * moved(fedavg)
+
+
+@pytest.mark.slow
+def test_federate_killed_mid_round_resumes_to_the_uninterrupted_end(tmp_path):
+    """The process killed (SIGKILL) while a round trains; the same command resumes."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    args = [
+        str(Path(sys.executable).parent / "sparsebench"), "federate",
+        *[f"--{key.replace('_', '-')}={value}" for key, value in RUN.items()],
+        "--method=pre", "--scenario=mixed", "--clients=4", "--clients-per-round=2",
+        "--rounds=4", "--json",
+    ]  # fmt: skip
+
+    def command(folder):
+        return [*args, "--db", str(folder / "r.db"), "--runs-dir", str(folder / "runs")]
+
+    whole = subprocess.run(command(tmp_path / "whole"), capture_output=True, text=True, check=True)
+    (tmp_path / "cut").mkdir()
+    killed = subprocess.Popen(command(tmp_path / "cut"), start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(tmp_path / "cut" / "r.db") as connection:
+                done = connection.execute("SELECT count(*) FROM federated_rounds").fetchone()[0]
+        except sqlite3.Error:
+            continue
+        if done >= 3:  # rounds 0 to 2 stored: round 3 is training
+            break
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    resumed = subprocess.run(command(tmp_path / "cut"), capture_output=True, text=True, check=True)
+    expected = json.loads(whole.stdout)["rounds"]
+    got = json.loads(resumed.stdout)["rounds"]
+    assert [row["round"] for row in got] == [0, 1, 2, 3, 4]
+    for column in ("test_accuracy", "test_loss", "bytes_up"):
+        assert [row[column] for row in got] == [row[column] for row in expected]
