@@ -51,6 +51,10 @@ def federate(
     proximal_mu: Annotated[
         float, typer.Option(help="fedprox: weight mu of the proximal term", rich_help_panel=PANEL)
     ] = 0.01,
+    mask_every: Annotated[
+        int,
+        typer.Option(help="set, rigl: rounds between mask readjustments", rich_help_panel=PANEL),
+    ] = 3,
     payload: Annotated[
         str,
         typer.Option(
@@ -87,6 +91,7 @@ def federate(
         "strategy": strategy,
         "proximal_mu": proximal_mu,
         "payload": payload,
+        "mask_every": mask_every,
     }
     try:
         run_config, data = run_config_and_data(settings, config, db, cache_dir, download)
