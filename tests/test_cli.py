@@ -136,6 +136,7 @@ def test_console_script_is_installed():
         "demo",
         "train",
         "sweep",
+        "federate",
         "runs",
         "report",
         "tables",

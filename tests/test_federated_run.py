@@ -295,3 +295,18 @@ def test_federate_killed_mid_round_resumes_to_the_uninterrupted_end(tmp_path):
     assert [row["round"] for row in got] == [0, 1, 2, 3, 4]
     for column in ("test_accuracy", "test_loss", "bytes_up"):
         assert [row[column] for row in got] == [row[column] for row in expected]
+
+
+def test_a_database_of_the_release_before_federation_gains_its_tables(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "r.db"
+    open_results(db).close()
+    with sqlite3.connect(db) as connection:
+        for table in ("federated_clients", "federated_rounds", "federated_runs"):
+            connection.execute(f"DROP TABLE {table}")
+        connection.execute("PRAGMA user_version=8")
+    with pytest.warns(UserWarning, match="migrated from results database schema 8 to 9"):
+        store = open_results(db)
+    with store:
+        assert federated_runs(store).empty and federated_rounds(store).empty

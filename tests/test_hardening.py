@@ -390,7 +390,7 @@ def test_a_database_of_the_first_release_is_migrated_with_a_line(tmp_path):
         )
     result = runner.invoke(app, ["runs", "--db", str(db), "--format", "json"])
     assert result.exit_code == 0, result.stderr
-    assert "migrated from results database schema 1 to 8" in result.stderr
+    assert "migrated from results database schema 1 to 9" in result.stderr
     assert json.loads(result.stdout)[0]["run_id"] == "abc"
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] == 1

@@ -77,7 +77,7 @@ def test_a_first_release_database_is_migrated_and_its_runs_found_again(release):
     db, runs = str(release / "results.db"), str(release / "runs")
     listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
     assert listed.exit_code == 0, listed.stderr
-    assert "migrated from results database schema 2 to 8" in listed.stderr
+    assert "migrated from results database schema 2 to 9" in listed.stderr
     rows = {row["method"]: row for row in json.loads(listed.stdout)}
     for method in ("dense", "pre"):
         assert rows[method]["run_id"] == RunConfig(**SETTINGS, method=method).run_id()
@@ -113,7 +113,7 @@ def test_a_database_of_the_release_before_compact_execution_keeps_its_runs(tmp_p
     db, runs = str(tmp_path / "release" / "results.db"), str(tmp_path / "release" / "runs")
     listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
     assert listed.exit_code == 0, listed.stderr
-    assert "migrated from results database schema 4 to 8" in listed.stderr
+    assert "migrated from results database schema 4 to 9" in listed.stderr
     [row] = json.loads(listed.stdout)
     # the execution is not part of a run's identity: the id, and the run, stay
     assert row["run_id"] == SCHEMA4_RUN == RunConfig(**SETTINGS, method="pre").run_id()
@@ -201,7 +201,7 @@ def test_a_run_whose_id_hashed_a_setting_its_method_never_read_is_found_by_eithe
     db, runs = str(tmp_path / "release" / "results.db"), str(tmp_path / "release" / "runs")
     listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
     assert listed.exit_code == 0, listed.stderr
-    assert "migrated from results database schema 7 to 8" in listed.stderr
+    assert "migrated from results database schema 7 to 9" in listed.stderr
     # two stored runs that are one computation: the second keeps its id, saying so
     assert (
         f"run {SCHEMA7_IDS['pre swap']} is the same computation as run {SCHEMA7_IDS['pre']}"

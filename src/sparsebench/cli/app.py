@@ -106,6 +106,7 @@ COMMAND_ORDER = (
     "demo",
     "train",
     "sweep",
+    "federate",
     "runs",
     "report",
     "tables",
