@@ -17,7 +17,9 @@ import torch
 from conftest import cli_json
 from flwr.app import RecordDict
 from torch import nn
+from typer.testing import CliRunner
 
+from sparsebench.cli import app
 from sparsebench.data.registry import load_dataset
 from sparsebench.errors import InputError
 from sparsebench.federated.apps import client_round, client_set_up
@@ -310,3 +312,24 @@ def test_a_database_of_the_release_before_federation_gains_its_tables(tmp_path):
         store = open_results(db)
     with store:
         assert federated_runs(store).empty and federated_rounds(store).empty
+
+
+def test_the_report_draws_federated_runs_alone_or_beside_trained_ones(tmp_path):
+    from sparsebench.report.build import build_report
+
+    federate(tmp_path, method="pre", scenario="uniform")
+    report = build_report(tmp_path / "fl.db", tmp_path / "report", svg=False)
+    rows = pd.read_csv(tmp_path / "report" / "federated_rounds.csv")
+    assert rows["round"].tolist() == [0, 1, 2]
+    # Megabytes uploaded, cumulative from the set-up, as the figure's x-axis.
+    assert rows["mb_uploaded"].tolist() == pytest.approx(rows["bytes_up"].cumsum() / 1e6)
+    assert (tmp_path / "report" / "figures" / "federated_accuracy.png").stat().st_size > 0
+    assert "Federated runs" in report.index.read_text()
+    # Beside a trained run, the federated section joins the study's report.
+    trained = [f"--{key.replace('_', '-')}={value}" for key, value in RUN.items()]
+    result = CliRunner().invoke(
+        app, ["train", *trained, "--db", str(tmp_path / "fl.db"), "--runs-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.stderr
+    page = build_report(tmp_path / "fl.db", tmp_path / "report", svg=False).index.read_text()
+    assert "Federated runs" in page and "Table 1" in page

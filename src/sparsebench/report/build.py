@@ -22,6 +22,7 @@ from sparsebench.errors import InputError
 from sparsebench.report.compare import against_dense
 from sparsebench.report.confusions import confusion_figure
 from sparsebench.report.curves import has_curves, sparsity_figure
+from sparsebench.report.federated import federated_figure, load_federated
 from sparsebench.report.figures import BARS, CURVES, FigureNotes, bar_figure, curve_figure
 from sparsebench.report.results import METRICS, SCENARIO_NAMES, Results, load_results
 from sparsebench.report.tables import (
@@ -81,12 +82,13 @@ def build_report(
             f"{db}: none of its {results.left_out} finished run(s) has best-validation "
             "metrics (they were stored before sparsebench kept them): report --select last"
         )
-    if results.empty:
+    federated = load_federated(db)
+    if results.empty and federated.empty:
         raise InputError(f"{db}: no finished runs to report")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        report = _write(results, db, staging, latency_budget_ms, svg)
+        report = _write(results, federated, db, staging, latency_budget_ms, svg)
         _replace_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -129,15 +131,61 @@ def _replace_folder(staging: Path, out_dir: Path) -> None:
 
 
 def _write(
-    results: Results, db: Path, folder: Path, latency_budget_ms: float | None, svg: bool
+    results: Results,
+    federated: pd.DataFrame,
+    db: Path,
+    folder: Path,
+    latency_budget_ms: float | None,
+    svg: bool,
 ) -> Report:
     report = Report(out_dir=folder, index=folder / "index.html", svg=svg)
     (folder / MARKER).write_text("written by sparsebench report; replaced by the next one\n")
     (folder / "figures").mkdir()
-    _draw_figures(results, report)
-    tables = _write_tables(results, report, latency_budget_ms)
-    (folder / "index.html").write_text(_index_html(results, db, report, tables))
+    federated_parts = _federated_section(federated, report)
+    if results.empty:
+        page = _federated_page(db, federated_parts)
+    else:
+        _draw_figures(results, report)
+        tables = _write_tables(results, report, latency_budget_ms)
+        page = _index_html(results, db, report, tables, federated_parts)
+    (folder / "index.html").write_text(page)
     return report
+
+
+def _federated_section(federated: pd.DataFrame, report: Report) -> list[str]:
+    """The federated runs' figure and round table (nothing without federated runs)."""
+    if federated.empty:
+        return []
+    title = "Federated runs: test accuracy against rounds and megabytes uploaded"
+    entry = _save(federated_figure(federated), report, "federated", "accuracy", title)
+    report.figures.append(entry)
+    path = report.out_dir / "federated_rounds.csv"
+    federated.to_csv(path, index=False)
+    report.tables.append(path)
+    return [
+        "<h2 id='federated'>Federated runs</h2>",
+        "<p>Each round's global model on the held-out test split; megabytes are the "
+        "clients' replies as serialised by Flower, summed from the set-up (round 0). "
+        "<a href='federated_rounds.csv'>CSV</a> of every round, with bytes down, failed "
+        "clients and round times.</p>",
+        _figure(report, entry),
+    ]
+
+
+def _federated_page(db: Path, parts: list[str]) -> str:
+    e = html.escape
+    return "\n".join(
+        [
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+            "<title>sparsebench report</title>",
+            f"<style>{_STYLE}</style></head><body>",
+            "<h1>sparsebench report</h1>",
+            f"<p>From <code>{e(str(db))}</code>, {time.strftime('%Y-%m-%d %H:%M %Z')}: "
+            "federated runs only.</p>",
+            *parts,
+            "</body></html>",
+        ]
+    )
 
 
 def _draw_figures(results: Results, report: Report) -> None:
@@ -261,7 +309,9 @@ class Tables:
     comparisons: pd.DataFrame
 
 
-def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> str:
+def _index_html(
+    results: Results, db: Path, report: Report, tables: Tables, federated_parts: list[str]
+) -> str:
     scenarios = _sections(results)
     parts = [
         *_page_head(results, db, report, scenarios),
@@ -271,6 +321,7 @@ def _index_html(results: Results, db: Path, report: Report, tables: Tables) -> s
         *(part for scenario in scenarios for part in _scenario_section(report, scenario)),
         *_bench_section(tables.bench),
         *_unfinished_section(results),
+        *federated_parts,
         "<h2 id='runs'>Every run</h2>",
         "<p><a href='runs.csv'>CSV</a> · <a href='runs.parquet'>Parquet</a>. "
         "Empty energy cells are missing measurements (reason in the next column).</p>",

@@ -1,0 +1,86 @@
+"""The federated runs of a results database: their rounds, labelled, and the figure a
+reader looks at first, test accuracy against rounds and against megabytes uploaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from sparsebench.report.figures import method_colour
+from sparsebench.report.results import data_label
+from sparsebench.sparsity.methods import METHODS
+from sparsebench.store.federated import federated_rounds, federated_runs
+from sparsebench.train.config import RunConfig
+from sparsebench.train.results import open_results
+
+MB = 1e6
+# Method by colour, scenario by line: pre uniform and pre mixed side by side.
+SCENARIO_LINES = {"uniform": "--", "mixed": "-", "linear-only": ":"}
+
+
+def load_federated(db: str | Path) -> pd.DataFrame:
+    """Every round of every finished federated run, with the run's labels and the
+    megabytes uploaded up to and including the round."""
+    with open_results(db, read_only=True) as store:
+        runs = federated_runs(store)
+        rounds = federated_rounds(store)
+    runs = runs[runs.status == "finished"]
+    if runs.empty:
+        return pd.DataFrame()
+    labels = pd.DataFrame([_labels(row.run_id, row.config_json) for row in runs.itertuples()])
+    frame = rounds.merge(labels, on="run_id")
+    frame = frame.sort_values(["run_id", "round"])
+    frame["mb_uploaded"] = frame.groupby("run_id").bytes_up.cumsum() / MB
+    return frame
+
+
+def _labels(run_id: str, config_json: str) -> dict:
+    config = json.loads(config_json)
+    run = RunConfig(**config["run"])
+    federated = config["federated"]
+    partition = federated["partition"]
+    if partition == "dirichlet":
+        partition = f"Dirichlet {federated['alpha']:g}"
+    elif partition == "classes":
+        partition = f"{federated['classes_per_client']} classes each"
+    return {
+        "run_id": run_id,
+        "method": run.method,
+        "scenario": run.scenario_label,
+        "model": run.model,
+        "data_label": data_label(run.dataset, run.data_path, run.data_name),
+        "federation": f"{federated['clients']} clients, {partition}",
+        "seed": run.seed,
+    }
+
+
+def federated_figure(rounds: pd.DataFrame) -> Figure:
+    """One row per data set, model and federation: accuracy against rounds (left) and
+    against cumulative megabytes uploaded (right), one line per method and scenario."""
+    groups = list(rounds.groupby(["data_label", "model", "federation"], sort=False))
+    figure, axes = plt.subplots(
+        len(groups), 2, figsize=(11, 3.6 * len(groups)), squeeze=False, constrained_layout=True
+    )
+    for row, ((data, model, federation), group) in enumerate(groups):
+        by_round, by_bytes = axes[row]
+        for (method, scenario, seed), run in group.groupby(["method", "scenario", "seed"]):
+            label = f"{METHODS[method].display_name}, {scenario}" if method in METHODS else method
+            style = {
+                "color": "black" if METHODS[method].baseline else method_colour(method),
+                "linestyle": SCENARIO_LINES.get(scenario, "-"),
+                "marker": ".",
+                "label": f"{label} (seed {seed})",
+            }
+            by_round.plot(run["round"], run.test_accuracy, **style)
+            by_bytes.plot(run.mb_uploaded, run.test_accuracy, **style)
+        by_round.set(xlabel="round (0: the initial model)", ylabel="test accuracy")
+        by_bytes.set(xlabel="megabytes uploaded by the clients, cumulative", xscale="symlog")
+        by_round.set_title(f"{data}, {model}, {federation}", loc="left", fontsize=10)
+        by_bytes.legend(fontsize=7, loc="lower right")
+        for axis in (by_round, by_bytes):
+            axis.grid(alpha=0.3)
+    return figure
