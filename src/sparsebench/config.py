@@ -19,6 +19,7 @@ from pydantic import (
 
 from sparsebench.data.settings import DataSettings
 from sparsebench.errors import InputError, validation_message
+from sparsebench.federated.settings import FEDERATED_METHODS, FederatedSettings
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS, SparsityTargets
 from sparsebench.train.config import MAX_SEED, RunConfig
@@ -151,6 +152,44 @@ class SparsityGrid(BaseModel):
         return [SparsityTargets(conv, linear) for conv, linear in dict.fromkeys(pairs)]
 
 
+class FederatedSweep(BaseModel):
+    """A sweep's `federated:` block: every run of the grid trained federated (`sparsebench
+    federate`) once per partition listed, a Dirichlet partition once per alpha listed;
+    the other keys are `federate`'s settings (clients, rounds, clients_per_round,
+    strategy, payload, mask_every, ...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    partition: list[str] = Field(default_factory=lambda: ["dirichlet"], min_length=1)
+    alpha: list[float] = Field(default_factory=lambda: [0.5], min_length=1)
+
+    @field_validator("partition", "alpha", mode="before")
+    @classmethod
+    def _one_or_a_list(cls, value: Any) -> Any:
+        return value if isinstance(value, list) else [value]
+
+    @model_validator(mode="after")
+    def _valid(self) -> FederatedSweep:
+        self.federations()
+        return self
+
+    def federations(self) -> list[FederatedSettings]:
+        """Every federation of the block, each validated."""
+        default_alpha = FederatedSettings.model_fields["alpha"].default
+        chosen = []
+        for partition in self.partition:
+            alphas = self.alpha if partition == "dirichlet" else [default_alpha]
+            for alpha in alphas:
+                values = {**(self.model_extra or {}), "partition": partition, "alpha": alpha}
+                try:
+                    settings = FederatedSettings(**values)
+                except ValidationError as error:
+                    raise ValueError(validation_message(error).replace("\n", " ")) from None
+                if settings not in chosen:
+                    chosen.append(settings)
+        return chosen
+
+
 class SweepConfig(BaseModel):
     """A grid of runs: every model x data set x method x scenario x seed, with shared
     training settings. A dense run ignores the scenarios (it is one run per model, data
@@ -166,6 +205,18 @@ class SweepConfig(BaseModel):
     sparsities: SparsityGrid | None = None
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[valid-type]
+    federated: FederatedSweep | None = None
+
+    @model_validator(mode="after")
+    def _federated_methods(self) -> SweepConfig:
+        if self.federated is not None:
+            refused = [m for m in self.methods if m not in FEDERATED_METHODS]
+            if refused:
+                raise ValueError(
+                    f"methods: {refused[0]!r} does not train federated yet (federated: "
+                    f"{', '.join(FEDERATED_METHODS)})"
+                )
+        return self
 
     @field_validator("models")
     @classmethod

@@ -175,6 +175,12 @@ def sweep_file(
 
     sweep_config = load_sweep_config(where.config)
     grid = expand_grid(sweep_config)
+    if sweep_config.federated is not None:
+        from sparsebench.cli.federate import federate_grid
+
+        check_sweep_data(sweep_config, where.config, where.download)
+        federate_grid(sweep_config, grid, where, dry_run, as_json)
+        return
     if dry_run:
         show_plan(
             where.config, sweep_config, grid, where.db, where.runs_dir, where.download, as_json
