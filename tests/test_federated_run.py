@@ -333,3 +333,16 @@ def test_the_report_draws_federated_runs_alone_or_beside_trained_ones(tmp_path):
     assert result.exit_code == 0, result.stderr
     page = build_report(tmp_path / "fl.db", tmp_path / "report", svg=False).index.read_text()
     assert "Federated runs" in page and "Table 1" in page
+
+
+def test_each_stored_round_is_told_as_it_is_stored(tmp_path):
+    told = []
+    fed = federated_run(RUN, FEDERATION)
+    with open_results(tmp_path / "fl.db") as store:
+        server = FederatedServer(
+            fed, load_dataset("synthetic"), store, tmp_path / "runs", on_round=told.append
+        )
+        server.run(loopback())
+        stored = federated_rounds(store, fed.run_id())
+    assert [row.round for row in told] == [1, 2]
+    assert [row.test_accuracy for row in told] == stored["test_accuracy"].iloc[1:].tolist()

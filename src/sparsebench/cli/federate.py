@@ -9,9 +9,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from sparsebench.cli.app import app, fail, failure_line, out, say
+from sparsebench.cli.app import app, err, fail, failure_line, out, say
 from sparsebench.cli.options import DEFAULT_DB, AsJson, CacheDir, Download, ResultsDb, RunsDir
 from sparsebench.cli.settings import run_settings_as_options
 from sparsebench.errors import InputError
@@ -127,7 +136,8 @@ def _simulate(fed: Any, data: Any, db: Path, runs_dir: Path, parallel: int | Non
     from sparsebench.train.results import open_results
 
     try:
-        simulate(fed, data, db, runs_dir, parallel)
+        with RoundProgress(err, fed.federated.rounds) as progress:
+            simulate(fed, data, db, runs_dir, parallel, progress.round_stored)
     except KeyboardInterrupt:
         say(f"interrupted: run the same command again to resume run {fed.run_id()}")
         raise typer.Exit(code=130) from None
@@ -138,6 +148,35 @@ def _simulate(fed: Any, data: Any, db: Path, runs_dir: Path, parallel: int | Non
         ) from None
     with open_results(db, read_only=True) as store:
         return federated_rounds(store, fed.run_id()).drop(columns="run_id").to_dict("records")
+
+
+class RoundProgress:
+    """Rounds done, with the last one's accuracy and megabytes, on stderr; silent when
+    it is not a terminal."""
+
+    def __init__(self, console: Console, rounds: int) -> None:
+        self.progress = Progress(
+            TextColumn("rounds"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self.task = self.progress.add_task("federate", total=rounds, last="")
+
+    def __enter__(self) -> RoundProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def round_stored(self, row: Any) -> None:
+        last = f"test acc {row.test_accuracy:.4f}, {row.bytes_up / MB:.2f} MB up"
+        self.progress.update(self.task, completed=row.round, last=last)
 
 
 def round_table(rows: list[dict]) -> Table:

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ from sparsebench.federated.server import MASK_PREFIX, FederatedServer, Reply, ma
 from sparsebench.federated.settings import FederatedRun
 from sparsebench.federated.structure import shared_structure
 from sparsebench.sparsity.schedules import AfterStep
+from sparsebench.store.records import RoundRecord
 from sparsebench.train.loop import prepare_dataset
 
 SETTINGS_KEY = "sparsebench"
@@ -198,7 +200,13 @@ def _one_line(reason: str) -> str:
     return lines[-1] if lines else reason
 
 
-def make_server_app(fed: FederatedRun, dataset: ImageDataset, db: Path, runs_dir: Path):  # noqa: ANN201
+def make_server_app(  # noqa: ANN201
+    fed: FederatedRun,
+    dataset: ImageDataset,
+    db: Path,
+    runs_dir: Path,
+    on_round: Callable[[RoundRecord], None] | None = None,
+):
     """A ServerApp running `fed` on `dataset`, its rounds written to `db`."""
     from flwr.app import Context
     from flwr.serverapp import Grid, ServerApp
@@ -211,7 +219,7 @@ def make_server_app(fed: FederatedRun, dataset: ImageDataset, db: Path, runs_dir
     def main(grid: Grid, context: Context) -> None:
         # SQLite connections belong to the thread that opened them: the server's own.
         with open_results(db) as store:
-            server = FederatedServer(fed, dataset, store, runs_dir)
+            server = FederatedServer(fed, dataset, store, runs_dir, on_round)
             server.run(grid_sender(grid, fed.federated.round_timeout_s))
 
     return app
@@ -223,9 +231,11 @@ def simulate(
     db: Path,
     runs_dir: Path,
     parallel: int | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
 ) -> None:
     """Run `fed` in Flower's simulation engine: one virtual node per client, `parallel`
-    clients training at once (default: one per core), one core each."""
+    clients training at once (default: one per core), one core each; `on_round` is told
+    each round as it is stored."""
     from flwr.simulation import run_simulation
 
     # Flower warns that this Python entry point is deprecated in favour of `flwr run`
@@ -235,7 +245,7 @@ def simulate(
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     cores = parallel or os.cpu_count() or 1
     run_simulation(
-        make_server_app(fed, dataset, db, runs_dir),
+        make_server_app(fed, dataset, db, runs_dir, on_round),
         make_client_app(),
         num_supernodes=fed.federated.clients,
         backend_config={

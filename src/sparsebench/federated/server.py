@@ -97,9 +97,16 @@ class FederatedServer:
     """The global model of one federated run, and its rounds."""
 
     def __init__(
-        self, fed: FederatedRun, dataset: ImageDataset, store: ResultsStore, runs_dir: Path
+        self,
+        fed: FederatedRun,
+        dataset: ImageDataset,
+        store: ResultsStore,
+        runs_dir: Path,
+        on_round: Callable[[RoundRecord], None] | None = None,
     ) -> None:
+        """`on_round` is told each round as it is stored (a progress display)."""
         self.fed, self.store = fed, store
+        self.on_round = on_round
         self.run_id = fed.run_id()
         self.data = prepare_dataset(fed.run, dataset)
         settings = fed.federated
@@ -228,13 +235,12 @@ class FederatedServer:
             self.trainer.method.apply_update(1.0)  # post: the final global model pruned
             self.trainer.load_state_dict({"model": self.model.state_dict()})
         metrics = self.evaluate()
-        record_round(
-            self.store,
-            self.run_id,
-            self._round_record(round_number, replies, metrics, time.perf_counter() - started),
-            [_client_record(client, reply) for client, reply in sorted(replies.items())],
-        )
+        record = self._round_record(round_number, replies, metrics, time.perf_counter() - started)
+        clients = [_client_record(client, reply) for client, reply in sorted(replies.items())]
+        record_round(self.store, self.run_id, record, clients)
         self.save(round_number)
+        if self.on_round is not None:
+            self.on_round(record)
 
     def _aggregate(
         self, replies: list[Reply], template: dict[str, torch.Tensor], amount: float | None
