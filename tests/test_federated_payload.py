@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from sparsebench.federated.payload import ENCODINGS, decode, encode, payload_bytes
+from sparsebench.federated.payload import (
+    ENCODINGS,
+    content_bytes,
+    decode,
+    encode,
+    message_content,
+)
 
 
 def masked_state():
@@ -48,7 +54,7 @@ def test_each_encoding_sends_what_it_says_by_hand():
     conv_kept = 4 * 4 * 3 * 3  # four filters of 36 weights
     fc_kept = int(gates["fc.weight"].sum())
     unmasked = 10 * 4 + 4  # the bias and the counter, as float32
-    sizes = {e: payload_bytes(encode(state, gates, e)) for e in ENCODINGS}
+    sizes = {e: values_bytes(encode(state, gates, e)) for e in ENCODINGS}
     assert sizes["dense"] == (288 + 500) * 4 + unmasked
     assert sizes["kept"] == (conv_kept + fc_kept) * 4 + unmasked
     bits = int(np.ceil(288 / 8)) + int(np.ceil(500 / 8))
@@ -57,13 +63,16 @@ def test_each_encoding_sends_what_it_says_by_hand():
 
 
 def test_a_message_counts_its_values_and_little_else():
-    from sparsebench.federated.payload import message_bytes
-
     state, gates = masked_state()
     for encoding in ENCODINGS:
         arrays = encode(state, gates, encoding)
-        values, sent = payload_bytes(arrays), message_bytes(arrays, {"round": 3})
+        values, sent = values_bytes(arrays), content_bytes(message_content(arrays, {"round": 3}))
         # each array travels in numpy's format: a header of about 130 bytes
         assert values < sent < values + 200 * len(arrays) + 100
     big = {"w": np.zeros((100, 100), dtype=np.float32)}
-    assert 40_000 < message_bytes(big, {}) < 40_300
+    assert 40_000 < content_bytes(message_content(big, {})) < 40_300
+
+
+def values_bytes(arrays) -> int:
+    """Bytes of the arrays' values alone, without any framing."""
+    return sum(array.nbytes for array in arrays.values())

@@ -97,12 +97,6 @@ def held_entries(
     }
 
 
-def message_bytes(arrays: dict[str, np.ndarray], config: dict[str, int | float | str]) -> int:
-    """Bytes of a Flower message's content holding `arrays` and `config`, serialised as
-    it travels (protobuf; each array in numpy's format, with its header)."""
-    return content_bytes(message_content(arrays, config))
-
-
 def message_content(arrays: dict[str, np.ndarray], config: dict[str, int | float | str]) -> Any:
     """A Flower message's content (a RecordDict) holding `arrays` and `config`."""
     from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
@@ -126,11 +120,6 @@ def content_bytes(content: Any) -> int:
     from flwr.common import serde
 
     return serde.recorddict_to_proto(content).ByteSize()
-
-
-def payload_bytes(arrays: dict[str, np.ndarray]) -> int:
-    """Bytes of the arrays' values alone (no message framing)."""
-    return sum(array.nbytes for array in arrays.values())
 
 
 def _float32(tensor: torch.Tensor) -> np.ndarray:
