@@ -336,7 +336,8 @@ def test_a_sweep_killed_at_any_moment_ends_with_the_rows_of_an_uninterrupted_one
         else:
             os.killpg(process.pid, signal.SIGINT)
         returncode = process.wait(timeout=60)
-        assert returncode == (-signal.SIGKILL if kill_signal == signal.SIGKILL else 130)
+        expected = -signal.SIGKILL if kill_signal == signal.SIGKILL else 130
+        assert returncode == expected, (process.stdout.read(), process.stderr.read()[-3000:])
         # The workers die with their driver: nothing trains on behind a stopped sweep.
         _, alive = psutil.wait_procs(workers, timeout=10)
         assert not alive
