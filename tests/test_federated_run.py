@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from sparsebench.cli import app
 from sparsebench.data.registry import load_dataset
 from sparsebench.errors import InputError
-from sparsebench.federated.apps import client_round, client_set_up
+from sparsebench.federated.apps import CLIENT_QUERIES, client_round
 from sparsebench.federated.client import federated_trainer
 from sparsebench.federated.payload import content_bytes, message_content, message_parts
 from sparsebench.federated.server import FederatedServer, Reply, sample_clients
@@ -60,7 +60,7 @@ def loopback(fail: set[tuple[int, int]] = frozenset(), stop_at_round: int | None
             if kind == "train" and (config["round"], client) in fail:
                 replies[client] = Reply({}, {}, 0, content_bytes(content), "disk full")
                 continue
-            handler = client_set_up if kind == "setup" else client_round
+            handler = client_round if kind == "train" else CLIENT_QUERIES[kind]
             reply = handler(content, state)
             back, numbers = message_parts(reply)
             replies[client] = Reply(back, numbers, content_bytes(reply), content_bytes(content))
@@ -69,9 +69,9 @@ def loopback(fail: set[tuple[int, int]] = frozenset(), stop_at_round: int | None
     return send
 
 
-def federate(tmp_path, method="dense", scenario=None, send=None, **federation):
+def federate(tmp_path, method="dense", scenario=None, send=None, run=RUN, **federation):
     fed = federated_run(
-        {**RUN, "method": method, "scenario": scenario}, {**FEDERATION, **federation}
+        {**run, "method": method, "scenario": scenario}, {**FEDERATION, **federation}
     )
     with open_results(tmp_path / "fl.db") as store:
         server = FederatedServer(fed, load_dataset("synthetic"), store, tmp_path / "runs")
@@ -108,6 +108,49 @@ def test_every_round_is_stored_with_the_bytes_its_messages_take(tmp_path):
     assert pre_rounds["bytes_down"].iloc[0] > dense_rounds["bytes_down"].iloc[0]
 
 
+def test_snip_federated_masks_as_snip_on_all_the_clients_images_together(tmp_path):
+    # One client holding every training image, scoring all of them: the mask the server
+    # adds up from the client's sums is the mask SNIP draws on the pooled images. VGG16
+    # has no batch norm and 512 images make whole batches of 32, so the order the client
+    # holds its images in changes only the last bits of the sums.
+    run = {**RUN, "model": "vgg16", "method_options": {"batches": 16}}
+    server, rounds, _ = federate(
+        tmp_path,
+        **{"method": "snip", "scenario": "mixed"},
+        clients=1,
+        clients_per_round=1,
+        rounds=1,
+        partition="iid",
+        run=run,
+    )
+    pooled = build_run(
+        RunConfig(**{**run, "method": "snip", "scenario": "mixed"}),
+        server.data,
+        torch.device("cpu"),
+    )
+    magnitude = build_run(
+        RunConfig(**{**RUN, "model": "vgg16", "method": "pre", "scenario": "mixed"}),
+        server.data,
+        torch.device("cpu"),
+    )
+    federated = server.trainer.method.masks.masks
+    same = differ = total = 0
+    for name, mask in pooled.method.masks.masks.items():
+        assert int(federated[name].keep.sum()) == int(mask.keep.sum())
+        same += int((federated[name].keep & mask.keep).sum())
+        differ += int((magnitude.method.masks.masks[name].keep & mask.keep).sum())
+        total += int(mask.keep.sum())
+    assert same >= 0.99 * total
+    assert differ < 0.9 * total  # a mask by another criterion would not pass
+    # Round 0 carries the scoring: the initial weights down and every conv and linear
+    # weight's summed gradient up, in float32.
+    weights = sum(
+        m.weight.numel() for m in server.model.modules() if isinstance(m, nn.Conv2d | nn.Linear)
+    )
+    assert rounds["bytes_up"].iloc[0] > 4 * weights
+    assert rounds["bytes_down"].iloc[0] > 4 * weights
+
+
 def test_the_shared_structure_leaves_out_pruned_filters_and_the_columns_that_read_them():
     config = RunConfig(**{**RUN, "model": "vgg16", "method": "pre", "scenario": "mixed"})
     data = load_dataset("synthetic")
@@ -126,7 +169,7 @@ def test_the_shared_structure_leaves_out_pruned_filters_and_the_columns_that_rea
     assert torch.equal(held_next.all(dim=(2, 3)), expected)
 
 
-@pytest.mark.parametrize("method", ["pre", "set"])
+@pytest.mark.parametrize("method", ["pre", "set", "snip"])
 def test_a_run_killed_in_a_round_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path, method):
     # set: round 2 changes the masks, the killed round 3 is the first under the new ones.
     settings = {"method": method, "scenario": "mixed", "rounds": 4, "mask_every": 2}
@@ -209,8 +252,8 @@ def test_bad_federation_settings_are_one_line(federation, message):
 
 
 def test_a_method_not_yet_federated_is_refused_by_name():
-    with pytest.raises(InputError, match="method 'snip' does not train federated yet"):
-        federated_run({**RUN, "method": "snip"}, FEDERATION)
+    with pytest.raises(InputError, match="method 'gmp' does not train federated yet"):
+        federated_run({**RUN, "method": "gmp"}, FEDERATION)
 
 
 def test_more_clients_than_images_is_refused_before_anything_is_written(tmp_path):
@@ -226,7 +269,7 @@ def test_federate_runs_on_flowers_simulation_engine(tmp_path):
         [
             "federate",
             *[f"--{key.replace('_', '-')}={value}" for key, value in RUN.items()],
-            "--method=pre",
+            "--method=snip",
             "--scenario=uniform",
             "--clients=3",
             "--clients-per-round=2",
@@ -238,6 +281,11 @@ def test_federate_runs_on_flowers_simulation_engine(tmp_path):
     rounds = result["rounds"]
     assert [row["round"] for row in rounds] == [0, 1]
     assert rounds[1]["clients_failed"] == 0 and rounds[1]["bytes_up"] > 0
+    # SNIP's scoring went through Flower: each of the 3 clients sent a float32 sum per
+    # conv and linear weight.
+    model = build_run(RunConfig(**RUN), load_dataset("synthetic"), torch.device("cpu")).model
+    weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear))
+    assert rounds[0]["bytes_up"] > 3 * 4 * weights
     assert json.dumps(result)
 
 

@@ -26,6 +26,7 @@ from sparsebench.federated.client import (
     client_dataset,
     client_trainer,
     round_seed,
+    score_client,
     train_client,
     use_masks,
 )
@@ -80,6 +81,19 @@ def client_set_up(content, state) -> object:  # noqa: ANN001 (Flower's RecordDic
     return message_content({}, {"ready": 1})
 
 
+def client_score(content, state) -> object:  # noqa: ANN001
+    """Score the initial weights in `content` on the client's own images (SNIP's
+    gradients, summed); the reply carries the sums and how many images they saw."""
+    arrays, config = message_parts(content)
+    settings_json = str(config["settings"])
+    fed = FederatedRun.model_validate_json(settings_json)
+    data, partition = _client_data(settings_json)
+    own = client_dataset(data, partition.indices[int(config["client"])])
+    sums, examples = score_client(fed.run, own, arrays)
+    gradients = {name: gradient.numpy() for name, gradient in sums.by_module.items()}
+    return message_content(gradients, {"examples": examples})
+
+
 def client_round(content, state) -> object:  # noqa: ANN001
     """Train one client's round on the weights in `content`; the reply's content. A
     message carrying masks replaces the node's; in a mask round (`mask_amount` > 0) the
@@ -125,6 +139,10 @@ def client_round(content, state) -> object:  # noqa: ANN001
     return message_content(encode(update.state, structure, encoding), numbers)
 
 
+# The handlers of a node's queries (messages before round 1), by the kind the server sends.
+CLIENT_QUERIES = {"score": client_score, "setup": client_set_up}
+
+
 def _array(value: np.ndarray):  # noqa: ANN202
     from flwr.app import Array
 
@@ -139,7 +157,9 @@ def make_client_app():  # noqa: ANN201
 
     @app.query()
     def set_up(message: Message, context: Context) -> Message:
-        return Message(client_set_up(message.content, context.state), reply_to=message)
+        kind = str(message.content["config"].get("kind", "setup"))
+        answer = CLIENT_QUERIES[kind](message.content, context.state)
+        return Message(answer, reply_to=message)
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
@@ -165,10 +185,11 @@ def grid_sender(grid, timeout_s: float):  # noqa: ANN001, ANN201
         raise RuntimeError(f"no Flower node connected within {NODE_WAIT_S:.0f} s")
 
     def send(kind: str, messages: dict) -> dict[int, Reply]:
-        message_type = MessageType.QUERY if kind == "setup" else MessageType.TRAIN
+        message_type = MessageType.TRAIN if kind == "train" else MessageType.QUERY
         outgoing, down = [], {}
         for client, (arrays, config) in messages.items():
-            content = message_content(arrays, {**config, "client": client})
+            query = {"kind": kind} if message_type == MessageType.QUERY else {}
+            content = message_content(arrays, {**config, **query, "client": client})
             node = nodes[client % len(nodes)]
             outgoing.append(Message(content, dst_node_id=node, message_type=message_type))
             down[client] = content_bytes(content)

@@ -16,11 +16,14 @@ import time
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from sparsebench.data.dataset import BatchLoader, ImageDataset, Split
+from sparsebench.federated.payload import decode
 from sparsebench.sparsity.methods import METHODS, SparsityWarning, baseline_name
 from sparsebench.sparsity.schedules import Never
+from sparsebench.sparsity.snip import GradientSums, gradient_sums
 from sparsebench.train.compact import TRAINING_PASSES
 from sparsebench.train.config import MAX_SEED, RunConfig
 from sparsebench.train.loop import build_run, evaluate
@@ -48,6 +51,11 @@ def client_config(run: RunConfig) -> RunConfig:
     global model)."""
     if not METHODS[run.method].derivable_from_baseline(run.method_settings):
         return run
+    return dense_twin(run)
+
+
+def dense_twin(run: RunConfig) -> RunConfig:
+    """`run` trained dense: the same seed, so the same initial weights, and no mask."""
     settings = run.model_dump(exclude={"scenario", "conv_sparsity", "linear_sparsity"})
     return RunConfig(**{**settings, "method": baseline_name(), "method_options": {}})
 
@@ -66,12 +74,15 @@ def client_dataset(dataset: ImageDataset, indices: torch.Tensor) -> ImageDataset
     return client
 
 
-def federated_trainer(run: RunConfig, data: ImageDataset) -> SparseTrainer:
+def federated_trainer(
+    run: RunConfig, data: ImageDataset, scoring: GradientSums | None = None
+) -> SparseTrainer:
     """A trainer of `run` whose masks change only when the server's mask rounds say
-    (its method's own schedule, and the warnings about it, do not apply)."""
+    (its method's own schedule, and the warnings about it, do not apply); `scoring`:
+    the clients' summed gradients, for a method that scores before its first mask."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SparsityWarning)
-        trainer = build_run(run, data, torch.device("cpu"))
+        trainer = build_run(run, data, torch.device("cpu"), scoring)
     trainer.method.replan(Never())
     return trainer
 
@@ -79,6 +90,22 @@ def federated_trainer(run: RunConfig, data: ImageDataset) -> SparseTrainer:
 def client_trainer(run: RunConfig, data: ImageDataset, seed: int) -> SparseTrainer:
     """The client's trainer, before the shared masks and the global weights are loaded."""
     return federated_trainer(client_config(run).model_copy(update={"seed": seed}), data)
+
+
+def score_client(
+    run: RunConfig, data: ImageDataset, weights: dict[str, np.ndarray]
+) -> tuple[GradientSums, int]:
+    """SNIP's scoring on one client: the gradients of the global `weights` (as a dense
+    payload carries them), summed over the method's `batches` first batches of the
+    client's own images (in the order it holds them), and how many images those batches
+    held."""
+    trainer = federated_trainer(dense_twin(run), data)
+    template = trainer.model.state_dict()
+    trainer.load_state_dict({"model": decode(weights, template, {}, "dense")})
+    own = data.splits["train"]
+    count = run.method_settings.batches  # type: ignore[attr-defined]
+    batches = BatchLoader(own, data.mean, data.std, run.batch_size, torch.device("cpu"))
+    return gradient_sums(trainer.model, batches, count), min(len(own), count * run.batch_size)
 
 
 def use_masks(trainer: SparseTrainer, masks: dict[str, torch.Tensor]) -> None:

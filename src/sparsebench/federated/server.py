@@ -1,13 +1,15 @@
 """The server's side of a federated run, apart from how messages travel.
 
-The server holds the global model. Before round 1 it decides the shared mask on its
-initial model (a fixed-mask method draws it there, as `sparsebench train` would before
-its first step) and sends it once, with the run's settings, to every node (round 0, the
-set-up). Each round it samples clients (seeded by the run's seed and the round), sends
-each the global weights, averages the updates of those that answered (FedAvg, weighted
-by examples), tests the result on the held-out test split, writes the round to the
-database and then its state file. A run killed at any point resumes from the round of its
-state file and ends where an uninterrupted run ends.
+The server holds the global model. Before round 1 it decides the shared mask and sends
+it once, with the run's settings, to every node (round 0, the set-up): a fixed-mask
+method draws it on the server's initial model, as `sparsebench train` would before its
+first step; SNIP scores it on the clients' statistics, each client summing the gradients
+of the initial model on its own images and the server adding the sums (round 0 counts
+the bytes of that exchange too). Each round it samples clients (seeded by the run's seed
+and the round), sends each the global weights, averages the updates of those that
+answered (FedAvg, weighted by examples), tests the result on the held-out test split,
+writes the round to the database and then its state file. A run killed at any point
+resumes from the round of its state file and ends where an uninterrupted run ends.
 
 Nodes are workers: a message names the client (a share of the data) its node trains,
 so any node can train any client, as the simulation engine's virtual nodes do.
@@ -26,13 +28,14 @@ import torch
 from sparsebench.confusion import balanced_accuracy
 from sparsebench.data.dataset import BatchLoader, ImageDataset
 from sparsebench.federated.aggregate import federated_average
-from sparsebench.federated.client import client_config, federated_trainer
+from sparsebench.federated.client import client_config, dense_twin, federated_trainer
 from sparsebench.federated.partition import Partition, partition_clients
 from sparsebench.federated.payload import decode, encode, held_entries
 from sparsebench.federated.settings import FederatedRun
 from sparsebench.federated.structure import shared_structure
 from sparsebench.files import written_whole
 from sparsebench.sparsity.scorers import Magnitude
+from sparsebench.sparsity.snip import GradientSums
 from sparsebench.store.db import ResultsStore
 from sparsebench.store.federated import (
     begin_federated_run,
@@ -42,6 +45,7 @@ from sparsebench.store.federated import (
 )
 from sparsebench.store.records import ClientRoundRecord, RoundRecord
 from sparsebench.train.loop import evaluate, prepare_dataset
+from sparsebench.train.trainer import SparseTrainer
 
 
 @dataclass
@@ -56,8 +60,8 @@ class Reply:
     error: str | None = None
 
 
-# Send each client (by number) the arrays and config of its message, of a kind ("setup"
-# or "train"), and return each client's reply.
+# Send each client (by number) the arrays and config of its message, of a kind ("score",
+# "setup" or "train"), and return each client's reply.
 Send = Callable[
     [str, dict[int, tuple[dict[str, np.ndarray], dict[str, int | float | str]]]],
     dict[int, Reply],
@@ -119,14 +123,15 @@ class FederatedServer:
             classes_per_client=settings.classes_per_client,
             class_names=self.data.class_names,
         )
-        self.trainer = federated_trainer(fed.run, self.data)
-        self.model = self.trainer.model
         self.input_shape = (self.data.channels, self.data.image_size, self.data.image_size)
         # The masks change in a dynamic run's mask rounds: each change is a revision, and
         # a client is sent the masks when the revision it last received is older.
         self.revision, self.known = 0, dict[int, int]()
-        self._masks_changed()
-        self.encoding = settings.encoding(bool(self.masks))
+        # Until its clients have scored it, a SNIP run's global model is its dense twin:
+        # the same seed, the same initial weights, no mask yet.
+        self.scores: GradientSums | None = None
+        initial = dense_twin(fed.run) if fed.scored_on_clients else fed.run
+        self._use(federated_trainer(initial, self.data))
         self.prunes_at_end = client_config(fed.run).method != fed.run.method
         self.state_path = Path(runs_dir) / self.run_id / "federated.pt"
         self.test = BatchLoader(
@@ -150,7 +155,8 @@ class FederatedServer:
         )
         try:
             done = self.resume()
-            self.set_up(send, record=done == 0)
+            scoring = self.score(send) if done == 0 and self.fed.scored_on_clients else {}
+            self.set_up(send, record=done == 0, scoring=scoring)
             for round_number in range(done + 1, self.fed.federated.rounds + 1):
                 self.train_round(round_number, send)
             end_federated_run(self.store, self.run_id, "finished")
@@ -160,6 +166,11 @@ class FederatedServer:
         except Exception as error:
             end_federated_run(self.store, self.run_id, "failed", str(error))
             raise
+
+    def _use(self, trainer: SparseTrainer) -> None:
+        self.trainer, self.model = trainer, trainer.model
+        self._masks_changed()
+        self.encoding = self.fed.federated.encoding(bool(self.masks))
 
     def _masks_changed(self) -> None:
         self.masks = self.trainer.method.masks.state_dict()
@@ -171,6 +182,9 @@ class FederatedServer:
             drop_rounds_after(self.store, self.run_id, 0)
             return 0
         state = torch.load(self.state_path, weights_only=True)
+        if "scores" in state:
+            self.scores = GradientSums(state["scores"])
+            self._use(federated_trainer(self.fed.run, self.data, self.scores))
         method = {**self.trainer.method.state_dict(), "masks": state["masks"]}
         self.trainer.load_state_dict({"model": state["model"], "method": method})
         self.revision = int(state["revision"])
@@ -179,9 +193,34 @@ class FederatedServer:
         drop_rounds_after(self.store, self.run_id, done)
         return done
 
-    def set_up(self, send: Send, record: bool) -> None:
+    def score(self, send: Send) -> dict[int, Reply]:
+        """SNIP on the clients: every client sums the gradients of the initial weights on
+        its own images; the server adds the sums, weighted by the images each saw, and
+        masks the network by them. The clients' replies (a client that failed is left
+        out; all failing stops the run)."""
+        settings = {"settings": self.fed.model_dump_json()}
+        weights = encode(self.model.state_dict(), {}, "dense")
+        clients = range(self.fed.federated.clients)
+        replies = send("score", {client: (weights, settings) for client in clients})
+        answered = [reply for _, reply in sorted(replies.items()) if reply.error is None]
+        if not answered:
+            errors = "; ".join(f"client {c}: {r.error}" for c, r in sorted(replies.items()))
+            raise RuntimeError(f"no client could score the initial model ({errors})")
+        total = sum(int(reply.config["examples"]) for reply in answered)
+        sums: dict[str, torch.Tensor] = {}
+        for reply in answered:
+            share = int(reply.config["examples"]) / total
+            for name, array in reply.arrays.items():
+                gradient = torch.tensor(array) * share
+                sums[name] = sums[name] + gradient if name in sums else gradient
+        self.scores = GradientSums(sums)
+        self._use(federated_trainer(self.fed.run, self.data, self.scores))
+        return replies
+
+    def set_up(self, send: Send, record: bool, scoring: dict[int, Reply]) -> None:
         """Round 0: the settings and the shared masks to every node; the initial model
-        tested."""
+        tested. `scoring`: the replies of the clients that scored the mask (SNIP), whose
+        bytes round 0 counts too."""
         started = time.perf_counter()
         settings = {"settings": self.fed.model_dump_json()}
         clients = range(self.fed.federated.clients)
@@ -199,10 +238,10 @@ class FederatedServer:
                 RoundRecord(
                     round=0,
                     **metrics,
-                    bytes_up=sum(reply.bytes_up for reply in replies.values()),
-                    bytes_down=sum(reply.bytes_down for reply in replies.values()),
+                    bytes_up=sum(r.bytes_up for r in [*replies.values(), *scoring.values()]),
+                    bytes_down=sum(r.bytes_down for r in [*replies.values(), *scoring.values()]),
                     clients_sampled=len(replies),
-                    clients_failed=0,
+                    clients_failed=sum(reply.error is not None for reply in scoring.values()),
                     client_time_s=0.0,
                     round_time_s=time.perf_counter() - started,
                     train_macs_per_sample=None,
@@ -297,6 +336,7 @@ class FederatedServer:
                     "model": self.model.state_dict(),
                     "masks": self.masks,
                     "revision": self.revision,
+                    **({"scores": self.scores.by_module} if self.scores else {}),
                 },
                 temporary,
             )

@@ -20,11 +20,14 @@ from sparsebench.train.config import RunConfig
 
 # Methods trained dense by every client (post prunes the final global model).
 DENSE_METHODS = ("dense", "post")
-# Methods whose mask is decided once, on the server's initial model, before round 1.
+# Methods whose mask is decided once, before round 1: on the server's initial model.
 FIXED_MASK_METHODS = ("pre", "static")
+# Methods whose mask is decided once, before round 1, on the clients' statistics: each
+# client scores the initial model on its own images, the server adds the scores.
+CLIENT_SCORED_METHODS = ("snip",)
 # Methods whose mask the clients readjust in mask rounds, the server aggregating it.
 DYNAMIC_METHODS = ("set", "rigl")
-FEDERATED_METHODS = DENSE_METHODS + FIXED_MASK_METHODS + DYNAMIC_METHODS
+FEDERATED_METHODS = DENSE_METHODS + FIXED_MASK_METHODS + CLIENT_SCORED_METHODS + DYNAMIC_METHODS
 MAX_CLIENTS = 10_000
 MAX_ROUNDS = 100_000
 
@@ -104,6 +107,10 @@ class FederatedRun(BaseModel):
                 f"{', '.join(FEDERATED_METHODS)}"
             )
         return self
+
+    @property
+    def scored_on_clients(self) -> bool:
+        return self.run.method in CLIENT_SCORED_METHODS
 
     @property
     def dynamic(self) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -36,6 +36,9 @@ from sparsebench.sparsity.masks import LayerMask, MaskSet
 from sparsebench.sparsity.scenarios import SparsityTargets
 from sparsebench.sparsity.schedules import AfterEpoch, EveryEpoch, EverySteps, Never, Schedule
 from sparsebench.sparsity.scorers import Magnitude, Random, Scorer
+
+if TYPE_CHECKING:
+    from sparsebench.sparsity.snip import GradientSums
 
 Draw = Literal["top", "erdos-renyi"]
 
@@ -168,7 +171,7 @@ class PruningMethod:
         optimizer: torch.optim.Optimizer | None = None,
         num_epochs: int = 1,
         steps_per_epoch: int = 0,
-        batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | GradientSums | None = None,
         input_shape: tuple[int, int, int] | None = None,
     ) -> None:
         """Find the layers to prune (with `input_shape`, each filter's followers too, by
@@ -236,8 +239,11 @@ class PruningMethod:
                 stacklevel=4,
             )
 
-    def prepare(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
-        """Work before the first mask, such as scoring on a few batches (SNIP)."""
+    def prepare(
+        self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | GradientSums | None
+    ) -> None:
+        """Work before the first mask, such as scoring on a few batches (SNIP), or on
+        gradients summed elsewhere."""
 
     def after_backward(self) -> None:
         """The gradients are in place, those of pruned units already gated; a method

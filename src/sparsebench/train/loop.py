@@ -31,6 +31,7 @@ from sparsebench.ranking import positive_index
 from sparsebench.sparsity.methods import METHODS, make_method
 from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
 from sparsebench.sparsity.scenarios import SparsityTargets
+from sparsebench.sparsity.snip import GradientSums
 from sparsebench.store.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -65,9 +66,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_run(config: RunConfig, dataset: ImageDataset, device: torch.device) -> SparseTrainer:
+def build_run(
+    config: RunConfig,
+    dataset: ImageDataset,
+    device: torch.device,
+    scoring: GradientSums | None = None,
+) -> SparseTrainer:
     """The trainer of the seeded model, its optimiser and its pruning method, before
-    training."""
+    training. `scoring`: gradients summed elsewhere (a federated server's clients), which
+    a method that scores before its first mask (SNIP) takes in place of the training
+    batches."""
     torch.manual_seed(config.seed)
     model = build_model(
         config.model,
@@ -100,7 +108,7 @@ def build_run(config: RunConfig, dataset: ImageDataset, device: torch.device) ->
         epochs=config.total_epochs,
         steps_per_epoch=len(batches),
         compact=config.execution == "compact",
-        batches=batches,
+        batches=scoring or batches,
         input_shape=(dataset.channels, dataset.image_size, dataset.image_size),
     )
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,9 @@ from torch import nn
 
 from sparsebench.sparsity.methods import PruningMethod
 from sparsebench.train.compact import Execution
+
+if TYPE_CHECKING:
+    from sparsebench.sparsity.snip import GradientSums
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -63,7 +66,8 @@ class SparseTrainer:
     which channels go together (`models.channels`): compact training needs it, and so do
     pruned filters of networks other than VGG and ResNet, to zero the depthwise filters
     and gate rows that follow them. `batches`: unshuffled training batches for a method
-    that scores before its first mask (SNIP). `check_loss`: refuse a non-finite loss before
+    that scores before its first mask (SNIP), or the gradients it would sum, summed
+    elsewhere (`GradientSums`). `check_loss`: refuse a non-finite loss before
     the optimiser uses it (`NonFiniteLoss`); by default on the CPU only, where reading
     the loss costs no synchronisation.
     """
@@ -77,7 +81,7 @@ class SparseTrainer:
         epochs: int,
         steps_per_epoch: int,
         compact: bool = True,
-        batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | GradientSums | None = None,
         input_shape: tuple[int, int, int] | None = None,
         loss: Loss = F.cross_entropy,
         check_loss: bool | None = None,
