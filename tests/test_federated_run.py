@@ -372,7 +372,10 @@ def test_the_report_draws_federated_runs_alone_or_beside_trained_ones(tmp_path):
     # Megabytes uploaded, cumulative from the set-up, as the figure's x-axis.
     assert rows["mb_uploaded"].tolist() == pytest.approx(rows["bytes_up"].cumsum() / 1e6)
     assert (tmp_path / "report" / "figures" / "federated_accuracy.png").stat().st_size > 0
-    assert "Federated runs" in report.index.read_text()
+    page = report.index.read_text()
+    assert "Federated runs" in page and "MB to dense's final accuracy" in page
+    summary = pd.read_csv(tmp_path / "report" / "federated_summary.csv")
+    assert summary["final_accuracy"].tolist() == pytest.approx([rows["test_accuracy"].iloc[-1]])
     # Beside a trained run, the federated section joins the study's report.
     trained = [f"--{key.replace('_', '-')}={value}" for key, value in RUN.items()]
     result = CliRunner().invoke(

@@ -22,7 +22,7 @@ from sparsebench.errors import InputError
 from sparsebench.report.compare import against_dense
 from sparsebench.report.confusions import confusion_figure
 from sparsebench.report.curves import has_curves, sparsity_figure
-from sparsebench.report.federated import federated_figure, load_federated
+from sparsebench.report.federated import federated_figure, federated_summary, load_federated
 from sparsebench.report.figures import BARS, CURVES, FigureNotes, bar_figure, curve_figure
 from sparsebench.report.results import METRICS, SCENARIO_NAMES, Results, load_results
 from sparsebench.report.tables import (
@@ -162,6 +162,13 @@ def _federated_section(federated: pd.DataFrame, report: Report) -> list[str]:
     path = report.out_dir / "federated_rounds.csv"
     federated.to_csv(path, index=False)
     report.tables.append(path)
+    summary = federated_summary(federated)
+    summary_path = report.out_dir / "federated_summary.csv"
+    summary.to_csv(summary_path, index=False)
+    report.tables.append(summary_path)
+    shown = summary.drop(columns=["run_id"]).rename(columns=FEDERATED_SUMMARY_HEADINGS)
+    formats = {heading: "{:.3f}" for heading in FEDERATED_SUMMARY_HEADINGS.values()}
+    formats.update({"round s": "{:.1f}", "rounds": "{:d}", "data": "{}"})
     return [
         "<h2 id='federated'>Federated runs</h2>",
         "<p>Each round's global model on the held-out test split; megabytes are the "
@@ -169,7 +176,27 @@ def _federated_section(federated: pd.DataFrame, report: Report) -> list[str]:
         "<a href='federated_rounds.csv'>CSV</a> of every round, with bytes down, failed "
         "clients and round times.</p>",
         _figure(report, entry),
+        "<p>Whether sparse training paid: the megabytes each run uploaded until its "
+        "global model first reached the final accuracy of dense FedAvg in the same "
+        "federation (same data, model, clients and seed), and that as a share of what "
+        "dense uploaded to get there; missing: never reached, or no dense run in that "
+        "federation. "
+        "<a href='federated_summary.csv'>CSV</a>.</p>",
+        f"<div class='scroll'>{_html_table(shown, formats)}</div>",
     ]
+
+
+FEDERATED_SUMMARY_HEADINGS = {
+    "data_label": "data",
+    "final_accuracy": "final accuracy",
+    "best_accuracy": "best accuracy",
+    "mb_uploaded": "MB uploaded",
+    "mb_per_round": "MB up a round",
+    "setup_mb_up": "set-up MB up",
+    "round_s": "round s",
+    "mb_to_dense_final": "MB to dense's final accuracy",
+    "of_dense_mb": "of dense's MB",
+}
 
 
 def _federated_page(db: Path, parts: list[str]) -> str:

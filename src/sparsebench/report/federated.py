@@ -1,9 +1,12 @@
-"""The federated runs of a results database: their rounds, labelled, and the figure a
-reader looks at first, test accuracy against rounds and against megabytes uploaded."""
+"""The federated runs of a results database: their rounds, labelled; the figure a reader
+looks at first, test accuracy against rounds and against megabytes uploaded; and the
+table that says whether sparse training paid, the megabytes each run uploaded to reach
+dense FedAvg's final accuracy."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -84,3 +87,55 @@ def federated_figure(rounds: pd.DataFrame) -> Figure:
         for axis in (by_round, by_bytes):
             axis.grid(alpha=0.3)
     return figure
+
+
+# The runs a sparse run is compared with: dense FedAvg on the same data, model,
+# federation and seed (the same clients, the same rounds' samples).
+SAME_FEDERATION = ["data_label", "model", "federation", "seed"]
+
+
+def federated_summary(rounds: pd.DataFrame) -> pd.DataFrame:
+    """One row per federated run: its final and best test accuracy, the megabytes it
+    uploaded in all and a round (the set-up apart), its mean round time, and the
+    megabytes uploaded up to the first round whose accuracy reached the final accuracy
+    of dense FedAvg in the same federation (empty when it never did, or no dense run
+    shares its federation), with that as a share of what dense uploaded to get there."""
+    rows = []
+    for run_id, run in rounds.sort_values("round").groupby("run_id", sort=False):
+        last = run.iloc[-1]
+        training = run[run["round"] > 0]
+        rows.append(
+            {
+                **{key: last[key] for key in [*SAME_FEDERATION, "method", "scenario"]},
+                "run_id": run_id,
+                "rounds": int(last["round"]),
+                "final_accuracy": float(last.test_accuracy),
+                "best_accuracy": float(run.test_accuracy.max()),
+                "mb_uploaded": float(last.mb_uploaded),
+                "mb_per_round": float(training.bytes_up.mean() / MB),
+                "setup_mb_up": float(run[run["round"] == 0].bytes_up.sum() / MB),
+                "round_s": float(training.round_time_s.mean()),
+                "run_rounds": run,
+            }
+        )
+    table = pd.DataFrame(rows)
+    table["key"] = table[SAME_FEDERATION].apply(tuple, axis=1)
+    table["is_dense"] = table.method.map(lambda method: METHODS[method].baseline)
+    finals = table[table.is_dense].set_index("key").final_accuracy.to_dict()
+    table["mb_to_dense_final"] = [
+        _mb_to_reach(row.run_rounds, finals.get(row.key)) for row in table.itertuples()
+    ]
+    dense_mb = table[table.is_dense].set_index("key").mb_to_dense_final.to_dict()
+    table["of_dense_mb"] = [
+        float("nan") if row.is_dense else row.mb_to_dense_final / dense_mb.get(row.key, math.nan)
+        for row in table.itertuples()
+    ]
+    return table.drop(columns=["run_rounds", "key", "is_dense"])
+
+
+def _mb_to_reach(run: pd.DataFrame, accuracy: float | None) -> float:
+    """Megabytes uploaded up to the first round at `accuracy` or above (NaN: never)."""
+    if accuracy is None:
+        return float("nan")
+    reached = run[run.test_accuracy >= accuracy]
+    return float(reached.mb_uploaded.iloc[0]) if len(reached) else float("nan")
