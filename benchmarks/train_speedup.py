@@ -1,5 +1,6 @@
 """Compact vs masked training: per-epoch wall time of `pre`, `set` and `rigl` in each
-execution, relative to `dense`, and the peak memory a training step adds.
+execution, relative to `dense`, against the limit (the physically pruned network trained
+directly), and the memory a training step holds.
 
 Every variant trains through the same code as `sparsebench train` (the method's hooks,
 `train.compact.Execution`), on the same batches, in this one process. This machine is
@@ -10,6 +11,14 @@ Each ratio is the median over epochs of the variant's time over the same epoch's
 time, dense being the mean of two identical dense models (`dense`, `dense-again`), whose
 ratios to that mean show the noise floor. RigL updates every 100 steps (its default):
 at each update it takes one dense step on the master and rebuilds the compact network.
+
+The limit (`method/scenario/physical`): the network the method's first mask leaves,
+built physically smaller (`deploy.compact_model`: every layer at its pruned width, the
+residual sums narrowed, in NCHW as compact training runs) and trained directly with its
+own Adam, in a plain loop: no master copy, no write-back, no slicing, no hooks. It is
+what a fixed mask can cost at best; a dynamic method's masks move, so its limit is the
+network of its widths, and its compact epoch pays the rebuilds too. "compact vs limit"
+is the compact epoch over the physical one (1.00: no overhead).
 
 Memory: what one training step of the network actually trained holds, counted: the
 tensors autograd saves for the backward pass, and weights, gradients and Adam's moments.
@@ -30,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from train_overhead import epoch_times  # the same taking of turns (benchmarks/)
 
+from sparsebench.deploy.compact import compact_model
 from sparsebench.models import build_model
 from sparsebench.sparsity import SCENARIOS, SparsityTargets, make_method
 from sparsebench.train.trainer import SparseTrainer
@@ -89,16 +99,44 @@ class Variant:
         return time.perf_counter() - started
 
 
+class PhysicalVariant:
+    """The physically pruned network of a method's first mask, trained in a plain loop."""
+
+    def __init__(self, model: str, name: str, args: argparse.Namespace) -> None:
+        masked = Variant(model, name.replace("/physical", "/masked"), args).network
+        shape = (3, args.image_size, args.image_size)
+        network = compact_model(masked.cpu(), shape).to(memory_format=torch.contiguous_format)
+        self.network = network.to(args.device).train()
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=1e-4)
+
+    def train_batches(self, batches: list) -> float:
+        started = time.perf_counter()
+        for x, y in batches:
+            self.optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(self.network(x), y).backward()
+            self.optimizer.step()
+        _synchronise(x.device)
+        return time.perf_counter() - started
+
+    def end_epoch(self) -> float:
+        return 0.0
+
+
 def _synchronise(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def step_memory(variant: Variant, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+def step_memory(
+    variant: Variant | PhysicalVariant, batch: tuple[torch.Tensor, torch.Tensor]
+) -> int:
     """Bytes a training step holds for its network: the tensors autograd saves for the
     backward pass (activations), and weights, gradients and Adam's two moments. Counted,
     not sampled, so it does not depend on what else the process holds."""
-    network = variant.trainer.eval_network()  # the network the steps train
+    if isinstance(variant, PhysicalVariant):
+        network = variant.network
+    else:
+        network = variant.trainer.eval_network()  # the network the steps train
     saved: dict[int, int] = {}
 
     def keep(tensor: torch.Tensor) -> torch.Tensor:
@@ -135,7 +173,7 @@ def main() -> None:
         f"{method}/{scenario}/{execution}"
         for method in METHODS
         for scenario in SCENARIO_NAMES
-        for execution in ("masked", "compact")
+        for execution in ("masked", "compact", "physical")
     ]
     where = torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else "CPU"
     print(
@@ -148,7 +186,10 @@ def main() -> None:
         f"linear granularity {args.linear_granularity}"
     )
     for model in args.models.split(","):
-        variants = {name: Variant(model, name, args) for name in names}
+        variants = {
+            name: (PhysicalVariant if name.endswith("/physical") else Variant)(model, name, args)
+            for name in names
+        }
         for variant in variants.values():
             variant.train_batches(batches[:2])  # warm-up: allocator, oneDNN kernels
         times: dict[str, list[float]] = {name: [] for name in names}
@@ -159,20 +200,27 @@ def main() -> None:
         print(f"\n{model}")
         print(
             f"  {'variant':<22} {'median epoch s':>15} {'vs dense':>9} "
-            f"{'compact speedup':>16} {'step memory MiB':>16}"
+            f"{'compact speedup':>16} {'compact vs limit':>17} {'step memory MiB':>16}"
         )
         for name in names:
             ratios = [t / d for t, d in zip(times[name], dense, strict=True)]
-            speedup = ""
+            speedup = overhead = ""
             if name.endswith("/compact"):
-                masked = times[name.replace("/compact", "/masked")]
-                pairs = zip(masked, times[name], strict=True)
-                speedup = f"{statistics.median(m / c for m, c in pairs):.2f}x"
+                speedup = f"{_median_ratio(times, name.replace('/compact', '/masked'), name):.2f}x"
+                overhead = (
+                    f"{_median_ratio(times, name, name.replace('/compact', '/physical')):.2f}"
+                )
             memory = step_memory(variants[name], batches[0])
             print(
                 f"  {name:<22} {statistics.median(times[name]):>15.3f} "
-                f"{statistics.median(ratios):>9.3f} {speedup:>16} {memory / 2**20:>16.1f}"
+                f"{statistics.median(ratios):>9.3f} {speedup:>16} {overhead:>17} "
+                f"{memory / 2**20:>16.1f}"
             )
+
+
+def _median_ratio(times: dict[str, list[float]], over: str, under: str) -> float:
+    """The median over epochs of `over`'s epoch time over `under`'s in the same epoch."""
+    return statistics.median(a / b for a, b in zip(times[over], times[under], strict=True))
 
 
 if __name__ == "__main__":
