@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from sparsebench.cli import app
 from sparsebench.config import load_sweep_config
 from sparsebench.errors import InputError
+from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store import ResultsStore
 from sparsebench.sweep.plan import expand_grid, plan_counts, plan_sweep
 
@@ -82,6 +83,40 @@ def stored_rows(db: Path) -> dict:
                 k: {c: v for c, v in row.items() if c not in MEASURED} for k, row in keyed
             }
     return {"runs": runs, **tables}
+
+
+def test_only_runs_a_part_of_the_grid_with_the_dense_runs_it_derives_from(tmp_path):
+    # paper.yaml: 2 models x 3 data sets x 3 seeds; of VGG16 on data/mvtec3d_objects
+    # at seed 1, the post runs (3 scenarios) are derived from that one dense run.
+    plan = runner.invoke(
+        app,
+        [
+            "sweep", str(CONFIGS / "paper.yaml"), "--dry-run", "--json",
+            "--db", str(tmp_path / "none.db"),
+            "--only", "model=vgg16", "--only", "seed=1",
+            "--only", "method=post", "--only", "method=pre",
+            "--only", "data=mvtec3d_objects",
+        ],
+    )  # fmt: skip
+    runs = json.loads(plan.stdout)["runs"]
+    assert {(run["method"], run["scenario"]) for run in runs} == {
+        ("dense", "dense"),
+        *((method, scenario) for method in ("pre", "post") for scenario in SCENARIOS),
+    }
+    assert {(run["model"], run["seed"], run["data"]) for run in runs} == {
+        ("vgg16", 1, "mvtec3d_objects")
+    }
+    dense = next(run["run_id"] for run in runs if run["method"] == "dense")
+    assert {run["derived_from"] for run in runs if run["method"] == "post"} == {dense}
+    # Values no run has, and keys the grid does not know, are named with what there is.
+    for only, message in (
+        ("seed=7", "--only seed=7: no run of the grid has it (seed: 0, 1, 2)"),
+        ("colour=red", "--only colour: no such key (keys: data, model, method"),
+        ("seed", "--only: expected KEY=VALUE, got 'seed'"),
+    ):
+        result = runner.invoke(app, ["sweep", str(CONFIGS / "paper.yaml"), "--dry-run",
+                                     "--only", only])  # fmt: skip
+        assert result.exit_code != 0 and message in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from sparsebench.cli.options import (
 )
 from sparsebench.cli.results import report
 from sparsebench.errors import InputError
+from sparsebench.report.results import data_label
 from sparsebench.store.layout import DEFAULT_RUNS_DIR
 from sparsebench.tracking import log_finished, tracker_named
 
@@ -74,7 +75,8 @@ class RichSweepProgress:
     def run_ended(self, run: Any, result: dict[str, Any]) -> None:
         if not self.console.is_terminal:
             return
-        what = f"{run.config.model} {run.config.dataset} {run.config.method} "
+        data = data_label(run.config.dataset, run.config.data_path, run.config.data_name)
+        what = f"{run.config.model} {data} {run.config.method} "
         what += f"{run.config.scenario_label} seed {run.config.seed}"
         if result["ok"]:
             accuracy = result["summary"].test.accuracy
@@ -124,6 +126,13 @@ def sweep(
     dry_run: Annotated[
         bool, typer.Option(help="list what would be trained, derived, resumed or skipped")
     ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="run only the part of the grid with KEY=VALUE (data, model, method, "
+            "scenario, seed; repeatable: values of one key are alternatives)"
+        ),
+    ] = None,
     as_json: AsJson = False,
     track: Track = None,
     track_dir: TrackDir = DEFAULT_TRACK_DIR,
@@ -145,7 +154,21 @@ def sweep(
     settings = executor_settings(executor, given)
     tracker = tracker_named(track, track_dir, track_experiment) if not dry_run else None
     where = SweepPlace(config, db, runs_dir, cache_dir, download)
-    sweep_file(where, executor, settings, dry_run=dry_run, as_json=as_json, tracker=tracker)
+    part = _only(only or [])
+    sweep_file(
+        where, executor, settings, dry_run=dry_run, as_json=as_json, tracker=tracker, only=part
+    )
+
+
+def _only(pairs: list[str]) -> dict[str, set[str]]:
+    """`--only KEY=VALUE` pairs as each key's accepted values."""
+    only: dict[str, set[str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise fail(f"--only: expected KEY=VALUE, got {pair!r}")
+        only.setdefault(key.strip(), set()).add(value.strip())
+    return only
 
 
 @dataclass(frozen=True)
@@ -166,15 +189,22 @@ def sweep_file(
     dry_run: bool = False,
     as_json: bool = False,
     tracker: Any = None,
+    only: dict[str, set[str]] | None = None,
 ) -> None:
     """Plan (`dry_run`) or run the sweep `where.config` with executor `executor`, and
-    say what became of it; exit code 1 if a run failed or diverged."""
+    say what became of it; exit code 1 if a run failed or diverged. `only`: the part of
+    the grid to run, each key's accepted values (`select_runs`)."""
     from sparsebench.config import load_sweep_config
     from sparsebench.sweep.executors import make_executor
-    from sparsebench.sweep.plan import check_sweep_data, expand_grid
+    from sparsebench.sweep.plan import check_sweep_data, expand_grid, select_runs
 
     sweep_config = load_sweep_config(where.config)
     grid = expand_grid(sweep_config)
+    if only:
+        try:
+            grid = select_runs(grid, only)
+        except InputError as error:
+            raise fail(str(error)) from None
     if sweep_config.federated is not None:
         from sparsebench.cli.federate import federate_grid
 
@@ -309,7 +339,7 @@ def plan_table(planned: list[Any], counts: dict[str, int], config: Path) -> Tabl
         f"{counts['derive']} derived from dense runs, {counts['skip']} skipped (already "
         "finished or diverged)"
     )
-    for column in ("action", "run_id", "model", "dataset", "method", "scenario", "seed"):
+    for column in ("action", "run_id", "model", "data", "method", "scenario", "seed"):
         table.add_column(column, no_wrap=column == "run_id")
     table.add_column("derived from", no_wrap=True)
     for run in planned:
@@ -318,7 +348,7 @@ def plan_table(planned: list[Any], counts: dict[str, int], config: Path) -> Tabl
             row["action"],
             row["run_id"],
             row["model"],
-            row["dataset"],
+            row["data"],
             row["method"],
             row["scenario"],
             str(row["seed"]),

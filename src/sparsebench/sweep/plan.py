@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sparsebench.config import SweepConfig
 from sparsebench.data import probe_dataset
 from sparsebench.errors import InputError
+from sparsebench.report.results import data_label
 from sparsebench.sparsity.methods import is_baseline
 from sparsebench.store.db import ResultsStore
 from sparsebench.store.layout import checkpoint_path
@@ -64,6 +65,7 @@ class PlannedRun:
             "run_id": self.run_id,
             "action": self.action,
             "model": self.config.model,
+            "data": data_label(self.config.dataset, self.config.data_path, self.config.data_name),
             "dataset": self.config.dataset,
             "data_path": self.config.data_path,
             "method": self.config.method,
@@ -112,6 +114,46 @@ def expand_grid(sweep: SweepConfig) -> list[GridRun]:
                         derivable = dense is not None and derivable_from(config, dense)
                         runs.append(GridRun(config, dense if derivable else None))
     return _distinct(runs)
+
+
+# What `--only KEY=VALUE` selects by: each key, and the values a run answers to.
+def _data_names(config: RunConfig) -> set[str]:
+    """The data's own name (as the report shows it), and its file's or folder's name."""
+    names = {data_label(config.dataset, config.data_path, config.data_name)}
+    if config.data_path:
+        names |= {Path(config.data_path).name, Path(config.data_path).stem}
+    return names
+
+
+SELECTORS = {
+    "data": _data_names,
+    "model": lambda config: {config.model},
+    "method": lambda config: {config.method},
+    "scenario": lambda config: {config.scenario_label},
+    "seed": lambda config: {str(config.seed)},
+}
+
+
+def select_runs(grid: list[GridRun], only: dict[str, set[str]]) -> list[GridRun]:
+    """The part of `grid` whose runs match every key of `only` (any of a key's values),
+    with the dense runs that selected `post` runs are derived from. A key the grid does
+    not know, or a value no run has, is an InputError naming it and what there is."""
+    for key, values in only.items():
+        if key not in SELECTORS:
+            raise InputError(f"--only {key}: no such key (keys: {', '.join(SELECTORS)})")
+        known = set().union(*(SELECTORS[key](run.config) for run in grid))
+        for value in sorted(values - known):
+            raise InputError(
+                f"--only {key}={value}: no run of the grid has it "
+                f"({key}: {', '.join(sorted(known))})"
+            )
+
+    def selected(config: RunConfig) -> bool:
+        return all(SELECTORS[key](config) & values for key, values in only.items())
+
+    chosen = [run for run in grid if selected(run.config)]
+    needed = {run.derive_from.run_id() for run in chosen if run.derive_from is not None}
+    return [run for run in grid if run in chosen or run.run_id in needed]
 
 
 def _distinct(runs: list[GridRun]) -> list[GridRun]:
