@@ -316,6 +316,12 @@ def _wait_for(predicate, process, timeout=120.0) -> None:
         assert process.poll() is None, process.stderr.read()[-3000:]
         assert time.monotonic() < deadline, "the sweep never reached the kill point"
         time.sleep(0.05)
+    # The predicate may first hold when the sweep has already ended (a poll starved on a
+    # loaded machine): a signal then finds nothing to stop, which is not what is tested.
+    assert process.poll() is None, (
+        f"the sweep ended (exit {process.returncode}) before its kill point was seen",
+        process.stderr.read()[-3000:],
+    )
 
 
 def _finished_runs(db: Path) -> int:
