@@ -39,9 +39,10 @@ def add_run(
     execution=None,
     inference_s=0.002,
     conv=0.5,
+    model="resnet18",
 ):
     config = {
-        "model": "resnet18",
+        "model": model,
         "dataset": "bloodmnist",
         "data_path": data_path,
         "width": 0.25,
@@ -597,6 +598,29 @@ def test_a_sparsity_axis_draws_one_curve_per_method_through_the_mean_over_seeds(
         assert f"figures/sparsity_{axis_name}.png" in page
     # the grid's points are on the curves, not each a section of seven figures
     assert {f.scenario for f in report.figures} == {"tradeoff", "sparsity", "confusion"}
+
+
+def test_a_panel_of_a_model_and_data_set_with_no_runs_says_so(tmp_path):
+    from sparsebench.report.curves import sparsity_figure
+    from sparsebench.report.results import load_results
+    from sparsebench.report.tradeoff import tradeoff_figure
+
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        for model, data in (("resnet18", "blood.npz"), ("vgg16", "neu")):
+            add_run(store, f"d-{model}", "dense", None, 0, 0.9, data_path=data, model=model)
+            add_run(store, f"p-{model}", "pre", "mixed", 0, 0.8, data_path=data, model=model)
+    results = load_results(path)
+    for figure in (tradeoff_figure(results, "train_s"), sparsity_figure(results, "conv_target")):
+        said = {
+            axis.get_title(): [text.get_text() for text in axis.texts]
+            for axis in figure.axes
+            if axis.get_title()
+        }
+        assert said["VGG16 on blood"] == ["no finished runs"]
+        assert said["ResNet18 on neu"] == ["no finished runs"]
+        assert "no finished runs" not in said["ResNet18 on blood"]
+        assert "no finished runs" not in said["VGG16 on neu"]
 
 
 def test_a_figure_of_one_seed_says_so(db, tmp_path):

@@ -118,12 +118,19 @@ def panel_grid(results: Results, title: str) -> tuple[Figure, dict[tuple[str, st
     )
     # about eleven characters of an 11-point title per inch of figure: wrap, not clip
     figure.suptitle(literal(textwrap.fill(title, int(figure.get_figwidth() * 11))), fontsize=11)
+    runs = results.runs
     panels = {}
     for row, dataset in enumerate(datasets):
         for column, model in enumerate(models):
             axis = axes[row][column]
             axis.set_title(literal(f"{model_display_name(model)} on {dataset}"), fontsize=9)
             axis.grid(alpha=0.3)
+            if not ((runs.data_label == dataset) & (runs.model == model)).any():
+                # A grid run in part (a sweep still going, `--only`): say so, no empty axes.
+                axis.text(0.5, 0.5, "no finished runs", ha="center", va="center",
+                          transform=axis.transAxes, color="grey")  # fmt: skip
+                axis.set_xticks([])
+                axis.set_yticks([])
             panels[(dataset, model)] = axis
     return figure, panels
 
