@@ -146,7 +146,7 @@ def test_paper_grid_trains_180_runs_and_derives_54(tmp_path):
     assert result.exit_code == 2, result.output
     assert "3 of 3 data set(s) cannot be read" in result.stderr
     plan = json.loads(result.stdout)
-    assert plan["counts"] == {"train": 180, "resume": 0, "derive": 54, "skip": 0}
+    assert plan["counts"] == {"train": 180, "resume": 0, "derive": 54, "weights": 0, "skip": 0}
     runs = plan["runs"]
     assert len({run["run_id"] for run in runs}) == 234
     dense = {run["run_id"]: run for run in runs if run["method"] == "dense"}
@@ -241,9 +241,56 @@ def test_a_bad_sweep_config_names_the_file_and_key(tmp_path, text, message):
     assert message in result.output
 
 
+POST_GRID = """
+name: post-grid
+models: [resnet18]
+datasets:
+  - dataset: synthetic
+methods: [dense, post]
+scenarios: {scenarios}
+seeds: [0]
+training: {{width: 0.125, epochs: 2, batch_size: 32, lr: 2.0e-3, device: cpu}}
+"""
+
+
+def test_a_finished_dense_run_whose_weights_are_gone_is_trained_again_once_for_them(tmp_path):
+    import shutil
+
+    def sweep_of(folder, scenarios):
+        folder.mkdir(exist_ok=True)
+        config = folder / "sweep.yaml"
+        config.write_text(POST_GRID.format(scenarios=scenarios))
+        result = sweep_into(folder, config, "--workers", "1")
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout)
+
+    def rows(folder):
+        with sqlite3.connect(folder / "r.db") as connection:
+            query = (
+                "SELECT r.method, r.scenario, r.derived_from, r.finished_at, t.accuracy "
+                "FROM runs r JOIN test_metrics t USING (run_id)"
+            )
+            return {(m, s): (d, f, a) for m, s, d, f, a in connection.execute(query)}
+
+    cut = tmp_path / "cut"
+    sweep_of(cut, "[mixed]")
+    before = rows(cut)
+    shutil.rmtree(cut / "runs")  # the weights are gone; the database is kept
+    outcome = sweep_of(cut, "[mixed, uniform]")
+    assert outcome["counts"] == {"train": 0, "resume": 0, "derive": 1, "weights": 1, "skip": 1}
+    after = rows(cut)
+    dense_id = before[("dense", "dense")]
+    assert after[("dense", "dense")] == dense_id  # its stored results are as they were
+    assert after[("post", "uniform")][0] is not None  # derived from the dense run
+    # Derived from weights trained again, it is what it is from the first weights.
+    whole = tmp_path / "whole"
+    sweep_of(whole, "[mixed, uniform]")
+    assert after[("post", "uniform")][2] == rows(whole)[("post", "uniform")][2]
+
+
 def test_sweep_trains_derives_and_a_second_sweep_does_nothing(straight_sweep):
     folder, outcome = straight_sweep
-    assert outcome["counts"] == {"train": 6, "resume": 0, "derive": 4, "skip": 0}
+    assert outcome["counts"] == {"train": 6, "resume": 0, "derive": 4, "weights": 0, "skip": 0}
     assert outcome["finished"] == 10 and outcome["failed"] == []
     rows = stored_rows(folder / "r.db")
     assert {status for status, *_ in rows["runs"].values()} == {"finished"}
@@ -257,7 +304,13 @@ def test_sweep_trains_derives_and_a_second_sweep_does_nothing(straight_sweep):
             assert [dict(r, run_id=None) for r in ours] == [dict(r, run_id=None) for r in theirs]
     again = sweep_into(folder, folder / "sweep.yaml")
     assert again.returncode == 0, again.stderr[-2000:]
-    assert json.loads(again.stdout)["counts"] == {"train": 0, "resume": 0, "derive": 0, "skip": 10}
+    assert json.loads(again.stdout)["counts"] == {
+        "train": 0,
+        "resume": 0,
+        "derive": 0,
+        "weights": 0,
+        "skip": 10,
+    }
     assert stored_rows(folder / "r.db") == rows
 
 
@@ -414,7 +467,7 @@ def test_dry_run_after_an_interruption_lists_resumes_and_skips(tmp_path, straigh
         assert plan_counts(plan_sweep(grid, store, reference / "runs"))["skip"] == 10
     # Without the database every run with a checkpoint is resumed, and post still derives.
     counts = plan_counts(plan_sweep(grid, None, reference / "runs"))
-    assert counts == {"train": 0, "resume": 6, "derive": 4, "skip": 0}
+    assert counts == {"train": 0, "resume": 6, "derive": 4, "weights": 0, "skip": 0}
 
 
 SPARSITY_GRID = """

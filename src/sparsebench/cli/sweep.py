@@ -329,7 +329,11 @@ def run_grid(
 
 
 def _counts_text(counts: dict[str, int]) -> str:
-    return ", ".join(f"{number} to {action}" for action, number in counts.items())
+    shown = {action: number for action, number in counts.items() if action != "weights"}
+    text = ", ".join(f"{number} to {action}" for action, number in shown.items())
+    if counts.get("weights"):
+        text += f", {counts['weights']} finished dense run(s) to train again for their weights"
+    return text
 
 
 def plan_table(planned: list[Any], counts: dict[str, int], config: Path) -> Table:
@@ -338,6 +342,12 @@ def plan_table(planned: list[Any], counts: dict[str, int], config: Path) -> Tabl
         f"{counts['train']} to train, {counts['resume']} to resume, "
         f"{counts['derive']} derived from dense runs, {counts['skip']} skipped (already "
         "finished or diverged)"
+        + (
+            f"; {counts['weights']} finished dense run(s) trained again for the weights "
+            "their derived runs need"
+            if counts["weights"]
+            else ""
+        )
     )
     for column in ("action", "run_id", "model", "data", "method", "scenario", "seed"):
         table.add_column(column, no_wrap=column == "run_id")

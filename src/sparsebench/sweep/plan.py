@@ -3,7 +3,10 @@
 A dense run is one run per model, data set and seed whatever the scenarios. A `post` run
 trains exactly as dense does and prunes only after its last epoch, so when the grid also
 holds that dense run (and no fine-tune epochs follow the pruning) it is derived from the
-dense run's final weights instead of trained again.
+dense run's final weights instead of trained again. When the dense run is finished but
+its weights are gone (a runs folder deleted, a database carried to another machine),
+the dense run is trained once more for its weights alone (`weights`: its stored results
+stay as they are) and every `post` run waiting for it is derived from them.
 """
 
 from __future__ import annotations
@@ -18,14 +21,15 @@ from sparsebench.data import probe_dataset
 from sparsebench.errors import InputError
 from sparsebench.report.results import data_label
 from sparsebench.sparsity.methods import is_baseline
+from sparsebench.store.checkpoint import CheckpointError, load_checkpoint
 from sparsebench.store.db import ResultsStore
 from sparsebench.store.layout import checkpoint_path
 from sparsebench.train.config import RunConfig
 from sparsebench.train.derive import derivable_from
 from sparsebench.train.run import SETTLED
 
-Action = Literal["train", "resume", "derive", "skip"]
-ACTIONS: tuple[Action, ...] = ("train", "resume", "derive", "skip")
+Action = Literal["train", "resume", "derive", "weights", "skip"]
+ACTIONS: tuple[Action, ...] = ("train", "resume", "derive", "weights", "skip")
 
 
 @dataclass(frozen=True)
@@ -181,23 +185,34 @@ def plan_sweep(
     def settled(run_id: str) -> bool:
         return store is not None and store.run_status(run_id) in SETTLED
 
+    # Finished dense runs that a run still to derive needs, with and without their weights.
+    needed = {
+        run.derive_from.run_id(): run.derive_from
+        for run in grid
+        if run.derive_from is not None
+        and not settled(run.run_id)
+        and finished(run.derive_from.run_id())
+    }
+    has_weights = {run_id for run_id, dense in needed.items() if final_weights(runs_dir, dense)}
+    lost_weights = {run_id for run_id in needed if run_id not in has_weights} & in_grid
     planned = []
     for run in grid:
+        if run.run_id in lost_weights:
+            planned.append(PlannedRun(run, "weights"))
+            continue
         if settled(run.run_id):
             planned.append(PlannedRun(run, "skip"))
             continue
         dense = run.derive_from
         if dense is not None:
             dense_id = dense.run_id()
-            dense_done = finished(dense_id)
-            dense_weights = has_checkpoint(runs_dir, dense)
-            if dense_done and dense_weights:
-                planned.append(PlannedRun(run, "derive"))
-                continue
-            if not dense_done and dense_id in in_grid:
+            if dense_id in lost_weights or (not finished(dense_id) and dense_id in in_grid):
                 planned.append(PlannedRun(run, "derive", waits_for=dense_id))
                 continue
-            # The dense run finished elsewhere and its weights are gone: train this one.
+            if dense_id in has_weights:
+                planned.append(PlannedRun(run, "derive"))
+                continue
+            # The dense run finished elsewhere, outside this grid, its weights gone.
             run = GridRun(run.config)
         action: Action = "resume" if has_checkpoint(runs_dir, run.config) else "train"
         planned.append(PlannedRun(run, action))
@@ -210,6 +225,19 @@ def has_checkpoint(runs_dir: str | Path, config: RunConfig) -> bool:
         checkpoint_path(runs_dir, run_id).exists()
         for run_id in (config.run_id(), config.first_release_run_id())
     )
+
+
+def final_weights(runs_dir: str | Path, dense: RunConfig) -> bool:
+    """A checkpoint of the dense run's last epoch exists (one of an interrupted training
+    for its weights does not count: the `weights` action resumes it)."""
+    for run_id in (dense.run_id(), dense.first_release_run_id()):
+        try:
+            state = load_checkpoint(checkpoint_path(runs_dir, run_id))
+        except CheckpointError:
+            continue
+        if state is not None and len(state.history) == dense.total_epochs:
+            return True
+    return False
 
 
 def plan_counts(planned: list[PlannedRun]) -> dict[str, int]:

@@ -89,7 +89,8 @@ def run_sweep(
         executor.close(cancel=True)
         with contextlib.suppress(StoreError):  # a full disk: they show as interrupted anyway
             for run in driver.in_flight.values():
-                driver.recorders[run.run_id].end("interrupted", None)
+                if run.run_id in driver.recorders:
+                    driver.recorders[run.run_id].end("interrupted", None)
         raise
     executor.close()
     return driver.state
@@ -151,6 +152,9 @@ class _Driver:
     def _start_ready(self) -> None:
         while self.ready and len(self.in_flight) < self.executor.slots:
             run = self.ready.popleft()
+            if run.action == "weights":  # its stored results stay; nothing to record
+                self.in_flight[self.executor.submit(self._task_for(run))] = run
+                continue
             recorder = RunRecorder(self.store, run.config)
             try:
                 recorder.begin(run.config.device, {}, checkpoint_path(self.runs_dir, run.run_id))
@@ -163,7 +167,7 @@ class _Driver:
 
     def _task_for(self, run: PlannedRun) -> RunTask:
         return RunTask(
-            action=run.action,
+            action="train" if run.action == "weights" else run.action,
             config=run.config.model_dump(),
             runs_dir=str(self.runs_dir),
             dense_config=None if run.dense is None else run.dense.model_dump(),
@@ -171,6 +175,9 @@ class _Driver:
         )
 
     def _record(self, run: PlannedRun, result: dict[str, Any]) -> None:
+        if run.action == "weights":
+            self._weights_ended(run, result)
+            return
         state = self.state
         recorder = self.recorders.pop(run.run_id)
         if result["ok"]:
@@ -190,6 +197,23 @@ class _Driver:
                 error = f"its dense run {run.run_id} {status}: {result['error']}"
                 if status != "refused":  # a refused input leaves no row, here neither
                     RunRecorder(self.store, dependent.config).fail_unstarted(error)
+                state.failed.append({"run_id": dependent.run_id, "error": error})
+        self.progress.run_ended(run, result)
+
+    def _weights_ended(self, run: PlannedRun, result: dict[str, Any]) -> None:
+        """A finished dense run trained again for its weights: the runs derived from it
+        start; if it failed, they fail with its error (its own row is left as it was)."""
+        state = self.state
+        dependents = self.waiting.pop(run.run_id, [])
+        if result["ok"]:
+            state.done += 1
+            self.ready.extendleft(dependents)
+        else:
+            error = f"its dense run {run.run_id}'s weights could not be made again: "
+            error += result["error"]
+            state.failed.append({"run_id": run.run_id, "error": result["error"]})
+            for dependent in dependents:
+                RunRecorder(self.store, dependent.config).fail_unstarted(error)
                 state.failed.append({"run_id": dependent.run_id, "error": error})
         self.progress.run_ended(run, result)
 
