@@ -204,16 +204,10 @@ class FederatedServer:
         replies = send("score", {client: (weights, settings) for client in clients})
         answered = [reply for _, reply in sorted(replies.items()) if reply.error is None]
         if not answered:
-            errors = "; ".join(f"client {c}: {r.error}" for c, r in sorted(replies.items()))
-            raise RuntimeError(f"no client could score the initial model ({errors})")
-        total = sum(int(reply.config["examples"]) for reply in answered)
-        sums: dict[str, torch.Tensor] = {}
-        for reply in answered:
-            share = int(reply.config["examples"]) / total
-            for name, array in reply.arrays.items():
-                gradient = torch.tensor(array) * share
-                sums[name] = sums[name] + gradient if name in sums else gradient
-        self.scores = GradientSums(sums)
+            raise RuntimeError(f"no client could score the initial model ({_errors(replies)})")
+        sums = [{name: torch.tensor(a) for name, a in reply.arrays.items()} for reply in answered]
+        examples = [int(reply.config["examples"]) for reply in answered]
+        self.scores = GradientSums(federated_average(sums, examples))
         self._use(federated_trainer(self.fed.run, self.data, self.scores))
         return replies
 
@@ -266,8 +260,7 @@ class FederatedServer:
         replies = send("train", messages)
         answered = {client: reply for client, reply in replies.items() if reply.error is None}
         if not answered:
-            errors = "; ".join(f"client {c}: {r.error}" for c, r in sorted(replies.items()))
-            raise RuntimeError(f"round {round_number}: every client failed ({errors})")
+            raise RuntimeError(f"round {round_number}: every client failed ({_errors(replies)})")
         self.known.update({client: self.revision for client in answered})
         self._aggregate([answered[client] for client in sorted(answered)], state, amount)
         if round_number == settings.rounds and self.prunes_at_end:
@@ -340,6 +333,11 @@ class FederatedServer:
                 },
                 temporary,
             )
+
+
+def _errors(replies: dict[int, Reply]) -> str:
+    """Each client's error, in one line."""
+    return "; ".join(f"client {c}: {r.error}" for c, r in sorted(replies.items()))
 
 
 def _client_record(client: int, reply: Reply) -> ClientRoundRecord:
