@@ -5,14 +5,16 @@ once into a float32 tensor, a `DataLoader` over a `TensorDataset` (shuffled, bat
 the same model built by sparsebench (eager, NCHW), Adam, cross-entropy, and the epoch's
 accuracy summed from the logits. sparsebench's epoch is the one `train` runs
 (`train.loop._train_epoch`: the trainer's step with its loss check, the metric
-accumulator, the multiply-add count, peak memory and energy readings) on its own batch
-loader (uint8 images normalised a batch at a time).
+accumulator, the multiply-add count, peak memory and energy readings), in its default
+layout (channels-last on the CPU), on its own batch loader (uint8 images normalised a
+batch at a time).
 
 This machine is shared and its speed drifts, so the two take turns a whole epoch at a
 time (in a shuffled order each round) and each ratio is sparsebench's epoch over the
 plain epoch of the same round; the median over rounds is reported. `--steps` then times
-the parts of one sparsebench step apart (the forward-backward-update both loops share,
-the loss check, the metric update, the multiply-add count), to name the step where
+the parts of one sparsebench step apart (the batch taken from the loader, which a loader
+preparing batches in the background would hide; the forward-backward-update with the
+loss check; the metric update; the multiply-add count), to name the step where
 sparsebench is slower.
 
     python benchmarks/plain_loop.py [--data PATH.npz] [--model resnet18] [--width 0.25]
@@ -74,12 +76,14 @@ def sparsebench_epoch(trainer, loader, data, epoch: int) -> float:  # noqa: ANN0
 def step_parts(trainer, loader, data, steps: int) -> dict[str, float]:  # noqa: ANN001
     """Median seconds of each part of a sparsebench step over `steps` steps."""
     shape = tuple(data.splits["train"].images.shape[1:])
-    parts: dict[str, list[float]] = {"step": [], "metrics": [], "macs count": []}
+    parts: dict[str, list[float]] = {"batch": [], "step": [], "metrics": [], "macs count": []}
     accumulator = MetricAccumulator(data.num_classes, loader.device)
     trainer.train()
-    for index, (images, labels) in enumerate(loader):
-        if index == steps:
-            break
+    batches = iter(loader)
+    for _ in range(min(steps, len(loader))):
+        started = time.perf_counter()
+        images, labels = next(batches)
+        parts["batch"].append(time.perf_counter() - started)
         started = time.perf_counter()
         taken = trainer.step(images, labels)
         parts["step"].append(time.perf_counter() - started)

@@ -14,23 +14,26 @@ at each update it takes one dense step on the master and rebuilds the compact ne
 
 The limit (`method/scenario/physical`): the network the method's first mask leaves,
 built physically smaller (`deploy.compact_model`: every layer at its pruned width, the
-residual sums narrowed, in NCHW as compact training runs) and trained directly with its
-own Adam, in a plain loop: no master copy, no write-back, no slicing, no hooks. It is
+residual sums narrowed, in the layout compact training runs in) and trained directly with
+its own Adam, in a plain loop: no master copy, no write-back, no slicing, no masks. It is
 what a fixed mask can cost at best; a dynamic method's masks move, so its limit is the
 network of its widths, and its compact epoch pays the rebuilds too. "compact vs limit"
-is the compact epoch over the physical one (1.00: no overhead).
+is the compact epoch over the physical one (1.00: no overhead). For the fixed mask of
+`pre`, `method/scenario/bare` splits that overhead: the trainer's compact network taken
+out and trained in the same plain loop (its "vs limit" is bare over physical).
 
 Memory: what one training step of the network actually trained holds, counted: the
 tensors autograd saves for the backward pass, and weights, gradients and Adam's moments.
 
     python benchmarks/train_speedup.py [--width 0.25] [--image-size 28] [--batches 200]
         [--rounds 3] [--chunk 5] [--models resnet18,vgg16] [--device cpu]
-        [--linear-granularity weight|neuron]
+        [--linear-granularity weight|neuron] [--memory-format auto|contiguous|channels_last]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import time
@@ -42,6 +45,7 @@ from train_overhead import epoch_times  # the same taking of turns (benchmarks/)
 from sparsebench.deploy.compact import compact_model
 from sparsebench.models import build_model
 from sparsebench.sparsity import SCENARIOS, SparsityTargets, make_method
+from sparsebench.train.memory_format import MEMORY_FORMATS, to_channels_last, wants_channels_last
 from sparsebench.train.trainer import SparseTrainer
 
 METHODS = ("pre", "set", "rigl")
@@ -81,6 +85,7 @@ class Variant:
             steps_per_epoch=args.batches,
             compact=execution == "compact",
             input_shape=(3, args.image_size, args.image_size),
+            memory_format=args.memory_format,
         )
         self.epoch = 0
 
@@ -107,6 +112,8 @@ class PhysicalVariant:
         shape = (3, args.image_size, args.image_size)
         network = compact_model(masked.cpu(), shape).to(memory_format=torch.contiguous_format)
         self.network = network.to(args.device).train()
+        if wants_channels_last(args.memory_format, self.network):  # as the trainer would
+            to_channels_last(self.network)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=1e-4)
 
     def train_batches(self, batches: list) -> float:
@@ -120,6 +127,23 @@ class PhysicalVariant:
 
     def end_epoch(self) -> float:
         return 0.0
+
+
+class BareVariant(PhysicalVariant):
+    """The compact network the trainer trains, taken out of it and trained in the same
+    plain loop as the limit: compact over bare is the trainer's own work per step, bare
+    over physical what the compact network computes beyond the physical one (a ResNet's
+    blocks compute every channel of the residual stream they add into)."""
+
+    def __init__(self, model: str, name: str, args: argparse.Namespace) -> None:
+        trainer = Variant(model, name.replace("/bare", "/compact"), args).trainer
+        self.network = copy.deepcopy(trainer.eval_network()).train()
+        for parameter in self.network.parameters():
+            parameter._post_accumulate_grad_hooks = None  # the trainer's gating
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=1e-4)
+
+
+VARIANT_KINDS = {"physical": PhysicalVariant, "bare": BareVariant}
 
 
 def _synchronise(device: torch.device) -> None:
@@ -166,6 +190,12 @@ def main() -> None:
         choices=["weight", "neuron"],
         help="neuron: linear layers lose whole neurons, which compaction removes",
     )
+    parser.add_argument(
+        "--memory-format",
+        default="auto",
+        choices=MEMORY_FORMATS,
+        help="the layout every variant trains in (auto: as `sparsebench train` does)",
+    )
     args = parser.parse_args()
     args.device = torch.device(args.device)
     batches = make_batches(args.batches, args.image_size, args.device)
@@ -173,7 +203,8 @@ def main() -> None:
         f"{method}/{scenario}/{execution}"
         for method in METHODS
         for scenario in SCENARIO_NAMES
-        for execution in ("masked", "compact", "physical")
+        for execution in ("masked", "compact", "physical", "bare")
+        if execution != "bare" or method == "pre"  # a fixed mask: one compact network
     ]
     where = torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else "CPU"
     print(
@@ -183,11 +214,11 @@ def main() -> None:
     print(
         f"workload: width {args.width:g}, {args.image_size}x{args.image_size}, batch 64, "
         f"{args.batches} batches/epoch, {args.rounds} epochs, turns of {args.chunk} batches, "
-        f"linear granularity {args.linear_granularity}"
+        f"linear granularity {args.linear_granularity}, memory format {args.memory_format}"
     )
     for model in args.models.split(","):
         variants = {
-            name: (PhysicalVariant if name.endswith("/physical") else Variant)(model, name, args)
+            name: VARIANT_KINDS.get(name.rsplit("/", 1)[-1], Variant)(model, name, args)
             for name in names
         }
         for variant in variants.values():
@@ -210,6 +241,8 @@ def main() -> None:
                 overhead = (
                     f"{_median_ratio(times, name, name.replace('/compact', '/physical')):.2f}"
                 )
+            if name.endswith("/bare"):
+                overhead = f"{_median_ratio(times, name, name.replace('/bare', '/physical')):.2f}"
             memory = step_memory(variants[name], batches[0])
             print(
                 f"  {name:<22} {statistics.median(times[name]):>15.3f} "

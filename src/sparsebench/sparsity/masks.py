@@ -102,11 +102,13 @@ class MaskSet:
     def __init__(self, masks: list[LayerMask]) -> None:
         self.masks = {m.layer.name: m for m in masks}
         self.serial = next(_SERIALS)
-        self._tensors: list[torch.Tensor] = []
+        # The parameters themselves, not their `.data`: a layout change (channels-last
+        # training) gives a parameter new data, which a kept `.data` would not follow.
+        self._params: list[torch.Tensor] = []
         self._gates: list[torch.Tensor] = []
         for mask in masks:
             for param, gate in mask.gated():
-                self._tensors.append(param.data)
+                self._params.append(param)
                 self._gates.append(gate)
 
     def __iter__(self) -> Iterator[LayerMask]:
@@ -117,8 +119,8 @@ class MaskSet:
 
     @torch.no_grad()
     def apply(self) -> None:
-        for tensor, gate in zip(self._tensors, self._gates, strict=True):
-            tensor.mul_(gate)
+        for param, gate in zip(self._params, self._gates, strict=True):
+            param.data.mul_(gate)
 
     def hook_gradients(self) -> None:
         for mask in self:

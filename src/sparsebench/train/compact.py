@@ -29,6 +29,12 @@ from sparsebench.models.channels import ChannelTrace, UngroupableNetwork, Use, t
 from sparsebench.models.slicing import Slice, Slicer, check_sliceable, slice_network
 from sparsebench.sparsity.masks import MaskSet
 from sparsebench.sparsity.methods import PruningMethod
+from sparsebench.train.memory_format import (
+    ChannelsLast,
+    MemoryFormat,
+    to_channels_last,
+    wants_channels_last,
+)
 
 # Forward plus backward (gradients of the inputs and of the weights) costs about three
 # forward passes: how training multiply-adds per sample are reported.
@@ -122,8 +128,10 @@ class Execution:
     dense gradients the method reads (RigL's update step).
 
     `SparseTrainer` asks `network_for_step()` for the network and optimiser of each
-    step, calls `step_taken()` after it, `sync()` before anything reads the master, and
-    `masks_may_have_changed()` after a method hook that can change the masks.
+    step, calls `step_taken()` after it, `sync()` before anything reads the master,
+    `masks_may_have_changed()` after a method hook that can change the masks, and
+    `release()` when training ends. `memory_format`: the layout each network trains in
+    (`train.memory_format`), the master until `release()`.
     """
 
     def __init__(
@@ -133,6 +141,7 @@ class Execution:
         method: PruningMethod,
         compact: bool,
         input_shape: tuple[int, int, int] | None = None,
+        memory_format: MemoryFormat = "contiguous",
     ) -> None:
         self.master, self.optimizer, self.method = master, optimizer, method
         self.trace: ChannelTrace | None = None
@@ -141,6 +150,10 @@ class Execution:
         if compact:
             self.trace, self.masked_because = trace_for_training(master, input_shape)
         self.compact = self.trace is not None
+        self.memory_format = memory_format
+        self._master_layout = ChannelsLast()
+        if wants_channels_last(memory_format, master):
+            self._master_layout = to_channels_last(master)
         self.network: nn.Module | None = None  # the compact network, when current
         self.network_optimizer: torch.optim.Optimizer | None = None
         self.slices: list[Slice] = []
@@ -218,6 +231,11 @@ class Execution:
             self._macs[network] = count_model(network, input_shape).macs_dense
         return self._macs[network]
 
+    def release(self) -> None:
+        """Training ended: the master back in its own layout, with no hook of ours."""
+        self.sync()
+        self._master_layout.restore()
+
     def train(self) -> None:
         self.master.train()
         if self.network is not None:
@@ -230,6 +248,8 @@ class Execution:
         assert self.trace is not None
         self.network, self.slices = build_compact(self.master, self.trace, self.method.masks)
         self.network.train(self.master.training)
+        if wants_channels_last(self.memory_format, self.network):  # before its optimiser
+            to_channels_last(self.network)
         group = {k: v for k, v in self.optimizer.param_groups[0].items() if k != "params"}
         parameters = [piece.compact for piece in self._parameter_slices()]
         self.network_optimizer = type(self.optimizer)(parameters, **group)

@@ -34,6 +34,7 @@ NOT_IN_RUN_ID = frozenset(
     {
         "device",
         "execution",
+        "memory_format",
         "max_image_pixels",
         "allow_external_paths",
         "init_from",
@@ -163,6 +164,12 @@ class RunConfig(DataSettings):
         "compact",
         description="compact: train the smaller network the masks leave (the same "
         "computation, less work); masked: every pruned unit kept in place, as the study did",
+    )
+    memory_format: Literal["auto", "contiguous", "channels_last"] = Field(
+        "auto",
+        description="the layout convolutions train in: channels_last (NHWC, faster on "
+        "CPUs), contiguous (NCHW), or auto (channels_last for float32 on the CPU, where "
+        "every convolution of the network can train so)",
     )
 
     @model_validator(mode="after")

@@ -34,7 +34,7 @@ def derivable_from(config: RunConfig, dense: RunConfig) -> bool:
     ):
         return False
     pruning = {"method", "method_options", "scenario", "conv_sparsity", "linear_sparsity"}
-    where = {"device", "execution"}
+    where = {"device", "execution", "memory_format"}
     return config.model_dump(exclude=pruning | where) == dense.model_dump(exclude=pruning | where)
 
 

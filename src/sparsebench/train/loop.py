@@ -110,6 +110,7 @@ def build_run(
         compact=config.execution == "compact",
         batches=scoring or batches,
         input_shape=(dataset.channels, dataset.image_size, dataset.image_size),
+        memory_format=config.memory_format,
     )
 
 

@@ -33,6 +33,7 @@ from torch import nn
 
 from sparsebench.sparsity.methods import PruningMethod
 from sparsebench.train.compact import Execution
+from sparsebench.train.memory_format import MemoryFormat
 
 if TYPE_CHECKING:
     from sparsebench.sparsity.snip import GradientSums
@@ -69,7 +70,10 @@ class SparseTrainer:
     that scores before its first mask (SNIP), or the gradients it would sum, summed
     elsewhere (`GradientSums`). `check_loss`: refuse a non-finite loss before
     the optimiser uses it (`NonFiniteLoss`); by default on the CPU only, where reading
-    the loss costs no synchronisation.
+    the loss costs no synchronisation. `memory_format`: contiguous, channels_last, or
+    auto (channels-last where it was measured to pay: float32 on the CPU, for a network
+    with no layer that must stay NCHW): the layout the networks train in
+    (`train.memory_format`); `finish()` gives the model back in its own.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class SparseTrainer:
         input_shape: tuple[int, int, int] | None = None,
         loss: Loss = F.cross_entropy,
         check_loss: bool | None = None,
+        memory_format: MemoryFormat = "auto",
     ) -> None:
         self.model, self.optimizer, self.method = model, optimizer, method
         self.loss = loss
@@ -94,7 +99,7 @@ class SparseTrainer:
         device = next(model.parameters()).device
         self.check_loss = device.type == "cpu" if check_loss is None else check_loss
         method.on_train_begin(model, optimizer, epochs, steps_per_epoch, batches, input_shape)
-        self.execution = Execution(model, optimizer, method, compact, input_shape)
+        self.execution = Execution(model, optimizer, method, compact, input_shape, memory_format)
 
     @property
     def execution_name(self) -> str:
@@ -130,8 +135,8 @@ class SparseTrainer:
 
     def finish(self) -> None:
         """End training: the full-size network holds the final weights, its dead units
-        exactly zero, and no gradient hook is left on it."""
-        self.execution.sync()
+        exactly zero, in its own layout, and no hook is left on it."""
+        self.execution.release()
         self.method.on_train_end()
 
     def eval_network(self) -> nn.Module:
