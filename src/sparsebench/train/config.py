@@ -24,6 +24,7 @@ from sparsebench.sparsity.methods import (
 )
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.records import RunRecord
+from sparsebench.train.memory_format import MemoryFormat
 
 # Fields that say where results go, what runs them (a device; an execution, the same
 # computation at another cost), what input is trusted, what the data or its defect class
@@ -165,7 +166,7 @@ class RunConfig(DataSettings):
         description="compact: train the smaller network the masks leave (the same "
         "computation, less work); masked: every pruned unit kept in place, as the study did",
     )
-    memory_format: Literal["auto", "contiguous", "channels_last"] = Field(
+    memory_format: MemoryFormat = Field(
         "auto",
         description="the layout convolutions train in: channels_last (NHWC, faster on "
         "CPUs), contiguous (NCHW), or auto (channels_last for float32 on the CPU, where "

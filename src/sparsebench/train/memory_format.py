@@ -8,10 +8,9 @@ strided or padded 1x1, such as a ResNet shortcut) writes past its workspace when
 layer has fewer input channels per group than the kernel's block (8 with AVX2, 16 with
 AVX-512). The process aborts ("double free or corruption"), hangs, or computes wrong
 gradients (uxlfoundation/oneDNN#6035; reproduced by that benchmark). Pruning thins
-exactly those layers, so such a convolution keeps NCHW: its weight stays contiguous and
-its input is made contiguous, which sends oneDNN to its NCHW kernels for that layer
-alone, every other convolution runs channels-last (`channels_last`); `auto` trains such a
-network NCHW throughout, which measured faster.
+exactly those layers. Under `channels_last` such a convolution alone keeps NCHW (its
+weight stays contiguous and its input is made contiguous, which sends oneDNN to its NCHW
+kernels); `auto` trains a network holding one NCHW throughout, which measured faster.
 
 The layout changes where float sums are rounded, not what is computed.
 """
@@ -19,14 +18,14 @@ The layout changes where float sums are rounded, not what is computed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 MemoryFormat = Literal["auto", "contiguous", "channels_last"]
-MEMORY_FORMATS: tuple[str, ...] = ("auto", "contiguous", "channels_last")
+MEMORY_FORMATS: tuple[str, ...] = get_args(MemoryFormat)
 
 # The widest block of oneDNN's 1x1 kernels for float32 (AVX-512): below it, the unsafe case.
 SAFE_INPUT_CHANNELS = 16
