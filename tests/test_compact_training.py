@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from sparsebench.data.synthetic import make_synthetic
+from sparsebench.deploy.compact import compact_model
 from sparsebench.models.slicing import DropoutOver
 from sparsebench.train import RunConfig
 from sparsebench.train.compact import build_compact
@@ -123,18 +124,22 @@ def test_the_mixed_scenario_is_the_same_computation(tmp_path, data, method):
 
 
 def test_the_compact_network_computes_what_the_masked_one_does(data):
+    """...and is as small as the physically pruned network: a ResNet's residual stream
+    keeps every channel any block adds into it, but each block computes only its own
+    filters, as the deployed network does (compacted from the masked weights' zeros)."""
     torch.manual_seed(0)
-    # Filters are 80% pruned; ResNet's residual streams keep every channel any block
-    # adds into them, so its convolutions read more channels.
-    for model, largest_share in (("resnet18", 0.7), ("vgg16", 0.1)):
+    for model in ("resnet18", "vgg16"):
         config = RunConfig(**{**BASE, "model": model, "method": "pre", "scenario": "uniform"})
         trainer = build_run(config, data, CPU)
         master = trainer.model
-        network, _ = build_compact(master, trainer.execution.trace, trainer.method.masks)
+        network, _ = build_compact(
+            master, trainer.execution.trace, trainer.method.masks, (3, 28, 28)
+        )
         master.eval(), network.eval()
         images = torch.randn(8, 3, 28, 28)
         torch.testing.assert_close(network(images), master(images), atol=TOLERANCE, rtol=TOLERANCE)
-        assert conv_weights(network) < largest_share * conv_weights(master)
+        physical = compact_model(master, (3, 28, 28))
+        assert conv_weights(network) == conv_weights(physical) < 0.1 * conv_weights(master)
 
 
 def conv_weights(network: torch.nn.Module) -> int:
@@ -145,9 +150,9 @@ def test_a_pruned_filter_takes_its_bias_batch_norm_and_the_next_layers_inputs(da
     config = RunConfig(**{**BASE, "model": "resnet18", "method": "pre", "scenario": "uniform"})
     trainer = build_run(config, data, CPU)
     master = trainer.model
-    network, _ = build_compact(master, trainer.execution.trace, trainer.method.masks)
+    network, _ = build_compact(master, trainer.execution.trace, trainer.method.masks, (3, 28, 28))
     keep = trainer.method.masks.masks["layer1.0.conv1"].keep
-    block = network.layer1[0]
+    block = network.get_submodule("layer1.0")
     assert block.conv1.out_channels == int(keep.sum()) == block.bn1.num_features
     assert block.conv2.in_channels == int(keep.sum())
     alive_filters = keep.nonzero().flatten()

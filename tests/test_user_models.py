@@ -41,17 +41,25 @@ class Block(nn.Module):
         return x + self.bn_project(self.project(F.relu(y)))
 
 
+class Damped(nn.Module):
+    '''Halves its input in training only: a module whose mode changes what it computes.'''
+
+    def forward(self, x):
+        return 0.5 * x if self.training else x
+
+
 class Net(nn.Module):
     def __init__(self, num_classes, in_channels):
         super().__init__()
         self.left = nn.Conv2d(in_channels, 8, 3, padding=1)
         self.right = nn.Conv2d(in_channels, 8, 1)
         self.blocks = nn.Sequential(Block(16), Block(16))
+        self.damped = Damped()
         self.head = nn.Linear(16, num_classes)
 
     def forward(self, x):
         x = F.relu(torch.cat([self.left(x), self.right(x)], dim=1))
-        x = self.blocks(x)
+        x = self.damped(self.blocks(x))
         return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
@@ -131,7 +139,9 @@ def test_a_network_of_ones_own_trains_prunes_and_exports_compact(user_network):
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_a_network_of_ones_own_trains_compact_as_it_trains_masked(user_network):
     """Its residual blocks, concatenation and depthwise convs sliced to the channels the
-    masks keep, through SET's regrowth: the computation masked training does."""
+    masks keep, each block computing only its own filters, through SET's regrowth, and
+    its module that behaves by its mode doing so in training and validation: the
+    computation masked training does."""
     data = make_synthetic(seed=5, samples=(128, 32, 32))
     settings = {"model": "usernet:build", "method": "set", "scenario": "mixed", "width": 1.0}
     masked = run(settings, "masked", data, user_network)

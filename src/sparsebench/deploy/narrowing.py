@@ -10,13 +10,16 @@ hidden neuron whose weights are all zero outputs the constant relu(bias):
 `fold_constant_neurons` drops it and adds that constant, through the next layer's
 weights, into the next layer's bias.
 
-Both rewrite a traced network for inference (eval mode: batch norms use their running
-statistics, dropout is inert) and leave its outputs as they were.
+Both rewrite a traced network and leave its outputs as they were: for inference (eval
+mode: batch norms use their running statistics, dropout is inert) by the values that are
+zero, and `narrow_sums` for compact training by the rows a mask gates to zero
+(`train.compact`), which are zero in either mode.
 """
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +48,19 @@ def zero_rows(layer: nn.Conv2d | nn.Linear) -> torch.Tensor:
     return zero if layer.bias is None else zero & layer.bias.eq(0)
 
 
+# The output channels of a conv (followed by its batch norms) that are zero whatever
+# the input.
+ZeroRows = Callable[[nn.Conv2d, list[nn.Module]], torch.Tensor]
+
+
+def zero_in_eval(conv: nn.Conv2d, norms: list[nn.Module]) -> torch.Tensor:
+    """Channels a conv and its batch norms (in eval) output as zero, by their values."""
+    zero = zero_rows(conv)
+    for norm in norms:
+        zero &= zero_maps_to_zero(norm)
+    return zero
+
+
 def spread(values: torch.Tensor, index: torch.Tensor, width: int) -> torch.Tensor:
     """`values` placed at channels `index` of a zero map `width` channels wide."""
     full = values.new_zeros(values.shape[0], width, *values.shape[2:])
@@ -52,12 +68,16 @@ def spread(values: torch.Tensor, index: torch.Tensor, width: int) -> torch.Tenso
 
 
 @torch.no_grad()
-def narrow_sums(network: fx.GraphModule) -> None:
-    """Each contributor to a channel-by-channel sum computes only its non-zero channels."""
+def narrow_sums(
+    network: fx.GraphModule, zero: ZeroRows = zero_in_eval, slicer: Slicer | None = None
+) -> None:
+    """Each contributor to a channel-by-channel sum computes only the channels `zero`
+    does not find; its layers are sliced by `slicer` (which records the slices)."""
+    slicer = slicer or Slicer()
     for node in list(network.graph.nodes):
         if not _is_plain_sum(node):
             continue
-        contributions = [_contribution(network, operand) for operand in node.args]
+        contributions = [_contribution(network, operand, zero, slicer) for operand in node.args]
         if all(live is None for _, live in contributions):
             continue
         (first, first_live), (second, second_live) = contributions
@@ -89,7 +109,9 @@ def _is_plain_sum(node: fx.Node) -> bool:
     return len(shapes[0].shape) == 4 and all(m.shape == shapes[0].shape for m in shapes[1:])
 
 
-def _contribution(network: fx.GraphModule, operand: fx.Node) -> tuple[fx.Node, torch.Tensor | None]:
+def _contribution(
+    network: fx.GraphModule, operand: fx.Node, zero_of: ZeroRows, slicer: Slicer
+) -> tuple[fx.Node, torch.Tensor | None]:
     """`operand`, and the channels it computes if it is a conv (and batch norm) read by
     the sum alone and some of its channels are zero (None otherwise), its layers then
     sliced to those channels."""
@@ -102,15 +124,12 @@ def _contribution(network: fx.GraphModule, operand: fx.Node) -> tuple[fx.Node, t
     if conv is None or conv.groups != 1 or any(len(n.users) != 1 for n in (node, *chain)):
         return operand, None
     chain.insert(0, node)
-    zero = zero_rows(conv)
     norms = [network.get_submodule(str(n.target)) for n in chain[1:]]
-    for norm in norms:
-        zero &= zero_maps_to_zero(norm)
+    zero = zero_of(conv, norms)
     if not bool(zero.any()):
         return operand, None
     live = (~zero).nonzero().flatten()
-    live = live if len(live) else torch.zeros(1, dtype=torch.long)
-    slicer = Slicer()
+    live = live if len(live) else torch.zeros(1, dtype=torch.long, device=zero.device)
     every_input = torch.arange(conv.in_channels)
     replace_module(network, str(chain[0].target), slicer.conv(conv, live, every_input))
     for link, norm in zip(chain[1:], norms, strict=True):

@@ -26,7 +26,7 @@ def shared_structure(
     holds; tensors it holds whole are left out."""
     if not len(masks):
         return {}
-    _, slices = build_compact(model, trace_network(model, input_shape), masks)
+    _, slices = build_compact(model, trace_network(model, input_shape), masks, input_shape)
     names = {id(tensor): name for name, tensor in model.state_dict(keep_vars=True).items()}
     held: dict[str, torch.Tensor] = {}
     for piece in slices:

@@ -8,6 +8,14 @@ that go together, `models.slicing` slices), so any traceable network trains comp
 Its optimiser state is sliced from the master's, and written back, with the weights,
 before anything reads the master (a mask update, a checkpoint).
 
+A residual stream keeps every channel any of its contributors computes, so a block that
+lost filters would still compute them, gated to zero, at the stream's width. As for
+inference (`deploy.narrowing`), each contributor to a sum then computes only the rows
+its masks leave and adds them into their channels: the compact network is rebuilt by
+torch.fx for this, its modules called as before. A module whose `forward` reads
+`self.training` stays one call in the graph, so that its train and eval behaviour stay
+its own.
+
 A compact and a masked run are the same computation. Pruned channels are exactly zero in
 the masked model, so the weights that read them get a zero data gradient; with Adam such
 a weight still moves while its momentum decays (a unit dropped mid-run), and weight decay
@@ -20,13 +28,22 @@ zero whatever they are, and a regrown one starts them afresh.)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import torch
-from torch import nn
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
 
+from sparsebench.deploy.narrowing import narrow_sums
 from sparsebench.measure.counting import count_model
 from sparsebench.models.channels import ChannelTrace, UngroupableNetwork, Use, trace_network
-from sparsebench.models.slicing import Slice, Slicer, check_sliceable, slice_network
+from sparsebench.models.slicing import (
+    DropoutOver,
+    Slice,
+    Slicer,
+    check_sliceable,
+    slice_network,
+)
 from sparsebench.sparsity.masks import MaskSet
 from sparsebench.sparsity.methods import PruningMethod
 from sparsebench.train.memory_format import (
@@ -92,15 +109,95 @@ def _gates(masks: MaskSet, whole_rows_only: bool = False) -> dict[int, torch.Ten
 
 
 def build_compact(
-    master: nn.Module, trace: ChannelTrace, masks: MaskSet
+    master: nn.Module, trace: ChannelTrace, masks: MaskSet, input_shape: tuple[int, int, int]
 ) -> tuple[nn.Module, list[Slice]]:
-    """The compact network of `master` under `masks`, and the slices it is made of."""
+    """The compact network of `master` under `masks` for inputs of `input_shape`, and
+    the slices it is made of."""
     # A residual stream keeps a channel one of its producers pruned: that producer's
-    # row is in the compact network, and stays gated there as in the master.
+    # row is in the compact network, and stays gated there until the sum is narrowed.
     slicer = Slicer(_gates(masks))
     kept = kept_by_masks(trace, master, masks)
     network = slice_network(master, trace, kept, slicer, random_streams=True)
-    return network.train(master.training), slicer.slices
+    network, slices = _narrowed_sums(network, slicer.slices, input_shape)
+    return network.train(master.training), slices
+
+
+class _ModeKeepingTracer(fx.Tracer):
+    """Calls as one node, besides torch's own layers, every module that behaves by
+    `self.training` (dropout over the full width among them): tracing into it would fix
+    the mode it was traced in."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        if isinstance(module, DropoutOver) or "training" in type(module).forward.__code__.co_names:
+            return True
+        return super().is_leaf_module(module, qualified_name)
+
+
+def _narrowed_sums(
+    network: nn.Module, slices: list[Slice], input_shape: tuple[int, int, int]
+) -> tuple[nn.Module, list[Slice]]:
+    """`network` with every residual contributor computing only the rows its masks
+    leave (`network` itself when there is none to narrow), and its slices of the
+    master."""
+    gates = {id(piece.compact): piece.gate for piece in slices if piece.gate is not None}
+    if not any(bool(_whole_rows_off(gate).any()) for gate in gates.values()):
+        return network, slices  # nothing a sum could leave out: no tracing
+    graph = fx.GraphModule(network, _ModeKeepingTracer().trace(network))
+    was_training = network.training
+    graph.eval()  # a batch of one, and no dropout drawing from the random stream
+    parameter = next(network.parameters())
+    with torch.no_grad():
+        sample = torch.zeros(1, *input_shape, device=parameter.device, dtype=parameter.dtype)
+        ShapeProp(graph).propagate(sample)
+    graph.train(was_training)
+    narrowing = Slicer(gates)
+    narrow_sums(graph, partial(_gated_off, gates), narrowing)
+    if not narrowing.slices:
+        return network, slices
+    outer = {id(piece.compact): piece for piece in slices}
+    narrowed = [_through(outer.pop(id(inner.master)), inner) for inner in narrowing.slices]
+    return graph, [*outer.values(), *narrowed]
+
+
+def _gated_off(
+    gates: dict[int, torch.Tensor], conv: nn.Conv2d, norms: list[nn.Module]
+) -> torch.Tensor:
+    """Rows of a conv and the batch norms after it that masks gate to zero, in training
+    and in eval: a batch norm's scale and shift gated (zero whatever its statistics),
+    or, without one, the conv's weights and bias."""
+    if norms:
+        dead = torch.ones(conv.out_channels, dtype=torch.bool, device=conv.weight.device)
+        for norm in norms:
+            if not norm.affine:
+                return torch.zeros_like(dead)
+            dead &= _rows_off(gates, norm.weight) & _rows_off(gates, norm.bias)
+        return dead
+    dead = _rows_off(gates, conv.weight)
+    return dead if conv.bias is None else dead & _rows_off(gates, conv.bias)
+
+
+def _rows_off(gates: dict[int, torch.Tensor], tensor: torch.Tensor) -> torch.Tensor:
+    gate = gates.get(id(tensor))
+    if gate is None:
+        return torch.zeros(tensor.shape[0], dtype=torch.bool, device=tensor.device)
+    return _whole_rows_off(gate.expand_as(tensor))
+
+
+def _whole_rows_off(gate: torch.Tensor) -> torch.Tensor:
+    return gate.reshape(gate.shape[0], -1).eq(0).all(dim=1)
+
+
+def _through(outer: Slice, inner: Slice) -> Slice:
+    """`inner`, a slice of `outer`'s compact tensor, as a slice of `outer`'s master."""
+
+    def composed(first: torch.Tensor | None, then: torch.Tensor | None) -> torch.Tensor | None:
+        if then is None:
+            return first
+        then = then.cpu()
+        return then if first is None else first.cpu()[then]
+
+    rows, cols = composed(outer.rows, inner.rows), composed(outer.cols, inner.cols)
+    return Slice(outer.master, inner.compact, rows, cols, inner.gate)
 
 
 def trace_for_training(
@@ -149,6 +246,7 @@ class Execution:
         self.masked_because: str | None = None
         if compact:
             self.trace, self.masked_because = trace_for_training(master, input_shape)
+        self.input_shape = input_shape
         self.compact = self.trace is not None
         self.memory_format = memory_format
         self._master_layout = ChannelsLast()
@@ -245,8 +343,10 @@ class Execution:
 
     def _build(self) -> None:
         self.sync()
-        assert self.trace is not None
-        self.network, self.slices = build_compact(self.master, self.trace, self.method.masks)
+        assert self.trace is not None and self.input_shape is not None
+        self.network, self.slices = build_compact(
+            self.master, self.trace, self.method.masks, self.input_shape
+        )
         self.network.train(self.master.training)
         if wants_channels_last(self.memory_format, self.network):  # before its optimiser
             to_channels_last(self.network)
