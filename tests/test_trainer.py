@@ -49,7 +49,7 @@ def test_a_loop_of_ones_own_computes_what_train_does(tmp_path, model, method, op
 
     torch.manual_seed(3)
     network = sb.build_model(model, num_classes=4, image_size=28, width=0.125)
-    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3, fused=True)  # as train's
     pruning = sb.make_method(method, sb.SCENARIOS["mixed"], seed=3, options=options)
     loader = BatchLoader(data.splits["train"], data.mean, data.std, 32, CPU, shuffle=True, seed=3)
     trainer = sb.SparseTrainer(
