@@ -56,6 +56,7 @@ class EpochProgress:
 
     def end_epoch(self, row: EpochRecord) -> None: ...
 
+
 # The devices with a fused Adam kernel in torch 2.13.0.
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
