@@ -140,8 +140,13 @@ def _narrowed_sums(
     leave (`network` itself when there is none to narrow), and its slices of the
     master."""
     gates = {id(piece.compact): piece.gate for piece in slices if piece.gate is not None}
-    if not any(bool(_whole_rows_off(gate).any()) for gate in gates.values()):
-        return network, slices  # nothing a sum could leave out: no tracing
+    narrowable = (
+        module
+        for module in network.modules()
+        if isinstance(module, nn.Conv2d | nn.BatchNorm2d) and id(module.weight) in gates
+    )
+    if not any(bool(_rows_off(gates, module.weight).any()) for module in narrowable):
+        return network, slices  # no conv or batch norm row gated off: nothing to trace for
     graph = fx.GraphModule(network, _ModeKeepingTracer().trace(network))
     was_training = network.training
     graph.eval()  # a batch of one, and no dropout drawing from the random stream
@@ -180,11 +185,7 @@ def _rows_off(gates: dict[int, torch.Tensor], tensor: torch.Tensor) -> torch.Ten
     gate = gates.get(id(tensor))
     if gate is None:
         return torch.zeros(tensor.shape[0], dtype=torch.bool, device=tensor.device)
-    return _whole_rows_off(gate.expand_as(tensor))
-
-
-def _whole_rows_off(gate: torch.Tensor) -> torch.Tensor:
-    return gate.reshape(gate.shape[0], -1).eq(0).all(dim=1)
+    return gate.expand_as(tensor).reshape(tensor.shape[0], -1).eq(0).all(dim=1)
 
 
 def _through(outer: Slice, inner: Slice) -> Slice:
