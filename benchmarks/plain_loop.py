@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from sparsebench.data.registry import load_dataset
 from sparsebench.measure.energy import EnergyMeter
 from sparsebench.measure.memory import PeakMemory
+from sparsebench.models import build_model
 from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import (
     EpochProgress,
@@ -122,7 +123,14 @@ def main() -> None:
         train.images, train.labels = train.images[: args.limit], train.labels[: args.limit]
     trainer = build_run(config, data, torch.device("cpu"))
     loader = _train_loader(data, config, torch.device("cpu"))
-    plain = build_run(config, data, torch.device("cpu")).model
+    torch.manual_seed(config.seed)
+    plain = build_model(  # not build_run's: its trainer puts the network in its own layout
+        config.model,
+        num_classes=data.num_classes,
+        in_channels=data.channels,
+        image_size=data.image_size,
+        width=config.width,
+    )
     plain_optimizer = torch.optim.Adam(plain.parameters(), lr=config.lr)
     train = data.splits["train"]
     mean, std = data.mean.view(1, -1, 1, 1), data.std.view(1, -1, 1, 1)
