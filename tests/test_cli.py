@@ -97,6 +97,8 @@ def test_train_json_then_runs_lists_it(tmp_path):
             str(db),
             "--runs-dir",
             str(runs_dir),
+            "--data-name",
+            "four patterns",
             "--json",
         ],
     )
@@ -112,10 +114,16 @@ def test_train_json_then_runs_lists_it(tmp_path):
     rows = json.loads(listed.stdout)
     assert rows[0]["run_id"] == summary["run_id"]
     assert rows[0]["test_accuracy"] == pytest.approx(summary["test"]["accuracy"])
+    # the data by its own name, the loader as its layout; `dataset` stays the loader's key
+    assert (rows[0]["data"], rows[0]["layout"], rows[0]["dataset"]) == (
+        "four patterns",
+        "synthetic",
+        "synthetic",
+    )
     csv = runner.invoke(app, ["runs", "--db", str(db), "--format", "csv"])
     assert csv.stdout.splitlines()[0].startswith("run_id,model,dataset,method")
-    table = runner.invoke(app, ["runs", "--db", str(db)])
-    assert summary["run_id"] in table.stdout
+    table = runner.invoke(app, ["runs", "--db", str(db)], env={"COLUMNS": "240"})
+    assert summary["run_id"] in table.stdout and "four patterns" in table.stdout
 
 
 def test_console_script_is_installed():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -23,6 +23,9 @@ from sparsebench.cli.options import (
 )
 from sparsebench.errors import InputError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 @app.command()
 def runs(
@@ -38,7 +41,7 @@ def runs(
         raise fail(f"--format: expected table, csv or json, got {fmt!r}")
     check_select(select)
     with open_results(db, read_only=True) as store:
-        frame = store.runs_overview(select)
+        frame = _named_data(store.runs_overview(select))
     if fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif fmt == "json":
@@ -48,7 +51,7 @@ def runs(
         columns = [
             "run_id",
             "model",
-            "dataset",
+            "data",
             "method",
             "scenario",
             "seed",
@@ -66,6 +69,22 @@ def runs(
         for record in frame[columns].itertuples(index=False):
             table.add_row(*(_cell(value) for value in record))
         out.print(table)
+
+
+def _named_data(frame: pd.DataFrame) -> pd.DataFrame:
+    """The data's own name (`data`) and the layout its loader read (`layout`), after
+    the columns earlier releases printed, so scripts reading them by position still
+    read what they did; `dataset` stays the loader's key."""
+    from sparsebench.data.registry import data_label, dataset_display_name
+
+    names = [
+        data_label(dataset, path, name)
+        for dataset, path, name in zip(frame.dataset, frame.data_path, frame.data_name, strict=True)
+    ]
+    frame = frame.drop(columns=["data_name"])
+    frame["data"] = names
+    frame["layout"] = frame.dataset.map(dataset_display_name)
+    return frame
 
 
 @app.command()

@@ -34,8 +34,8 @@ from sparsebench.cli.options import (
     TrackExperiment,
 )
 from sparsebench.cli.results import report
+from sparsebench.data.registry import data_label
 from sparsebench.errors import InputError
-from sparsebench.report.results import data_label
 from sparsebench.store.layout import DEFAULT_RUNS_DIR
 from sparsebench.tracking import log_finished, tracker_named
 

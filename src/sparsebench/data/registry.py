@@ -107,6 +107,20 @@ def dataset_display_name(name: str) -> str:
     return name if spec is None else spec.display_name
 
 
+def data_label(dataset: str, data_path: str | None, data_name: str | None) -> str:
+    """The data's own name: the one its run was given (`--data-name`, `data_name:`), else
+    its file's or folder's name (`neu_det`, `bloodmnist_like_28`), else, for data read
+    from no path (a download, a package), its loader's display name. The loader names the
+    layout it was read in, never the data: NEU steel defects read in the MVTec 3D layout
+    are not MVTec 3D."""
+    if isinstance(data_name, str) and data_name:
+        return data_name
+    if isinstance(data_path, str) and data_path:
+        path = Path(data_path)
+        return path.stem if path.suffix else path.name
+    return dataset_display_name(dataset)
+
+
 def load_dataset(
     name: str, data_path: str | Path | None = None, options: DataOptions | None = None
 ) -> ImageDataset:

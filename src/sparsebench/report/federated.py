@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sparsebench.data.registry import data_label
 from sparsebench.report.figures import method_colour
-from sparsebench.report.results import data_label
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.store.federated import federated_rounds, federated_runs
 from sparsebench.train.config import RunConfig

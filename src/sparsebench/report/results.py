@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from sparsebench.confusion import balanced_accuracy, majority_share
-from sparsebench.data.registry import dataset_display_name
+from sparsebench.data.registry import data_label, dataset_display_name
 from sparsebench.errors import InputError
 from sparsebench.sparsity.methods import METHODS, is_baseline
 from sparsebench.sparsity.scenarios import SCENARIOS
@@ -198,20 +198,6 @@ def _derived_columns(
     keys = ["run_id", "model", "data_label", "method", "scenario", "seed", "derived_from"]
     epochs = epochs.merge(runs[keys], on="run_id")
     return runs, unfinished, epochs
-
-
-def data_label(dataset: str, data_path: str | None, data_name: str | None) -> str:
-    """The data's own name: the one its run was given (`--data-name`, `data_name:`), else
-    its file's or folder's name (`neu_det`, `bloodmnist_like_28`), else, for data read
-    from no path (a download, a package), its loader's display name. The loader names the
-    layout it was read in, never the data: NEU steel defects read in the MVTec 3D layout
-    are not MVTec 3D."""
-    if isinstance(data_name, str) and data_name:
-        return data_name
-    if isinstance(data_path, str) and data_path:
-        path = Path(data_path)
-        return path.stem if path.suffix else path.name
-    return dataset_display_name(dataset)
 
 
 def _data_labels(runs: pd.DataFrame) -> pd.Series:

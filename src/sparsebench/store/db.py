@@ -728,7 +728,7 @@ class ResultsStore:
         """One row per run with its test metrics (empty where not finished): those of the
         last epoch's weights, or with `select="best-val"` those of the best validation
         epoch (empty for runs stored before they were kept), its epoch in
-        `selected_epoch`."""
+        `selected_epoch`; `data_path` and `data_name` as the run was given them."""
         if select not in SELECTIONS:
             raise ValueError(f"unknown selection {select!r}")
         table, epoch = (
@@ -745,7 +745,9 @@ class ResultsStore:
                       t.loss AS test_loss, r.total_train_time_s, r.total_train_energy_j,
                       t.inference_time_per_sample_s, r.sparsity_conv, r.sparsity_linear,
                       t.params_effective, t.macs_effective, r.derived_from, r.error,
-                      t.confusion_json, {epoch} AS selected_epoch
+                      t.confusion_json, {epoch} AS selected_epoch,
+                      json_extract(r.config_json, '$.data_path') AS data_path,
+                      json_extract(r.config_json, '$.data_name') AS data_name
                FROM runs r LEFT JOIN {table} t USING (run_id)
                ORDER BY r.created_at""",
             self.connection,

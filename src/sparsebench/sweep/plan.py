@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from sparsebench.config import SweepConfig
 from sparsebench.data import probe_dataset
+from sparsebench.data.registry import data_label
 from sparsebench.errors import InputError
-from sparsebench.report.results import data_label
 from sparsebench.sparsity.methods import is_baseline
 from sparsebench.store.checkpoint import CheckpointError, load_checkpoint
 from sparsebench.store.db import ResultsStore
