@@ -506,6 +506,14 @@ def test_the_metric_a_report_compares_by_changes_its_recommendations(tmp_path):
         ["report", "--db", str(path), "--out", str(tmp_path / "r"), "--metric", "balanced"],
     )
     assert result.exit_code == 2 and "--metric: unknown metric 'balanced'" in result.stderr
+    out = tmp_path / "by-balanced"
+    arguments = ["--db", str(path), "--out", str(out), "--metric", "balanced_accuracy"]
+    result = runner.invoke(app, ["report", *arguments, "--no-svg"])
+    assert result.exit_code == 0, result.stderr
+    page = (out / "index.html").read_text()
+    # the figures' captions name the metric they compare by
+    assert "Balanced accuracy against inference time per image" in page
+    assert "Test accuracy against" not in page
 
 
 def test_an_interval_by_hand():

@@ -216,18 +216,20 @@ def _federated_page(db: Path, parts: list[str]) -> str:
 
 
 def _draw_figures(results: Results, report: Report) -> None:
+    label = results.metric.label
+    metric = label[0].upper() + label[1:]  # 'AUROC' stays as it is
     for cost, title in (
-        ("inference_ms", "Test accuracy against inference time per image"),
-        ("train_s", "Test accuracy against total training time"),
+        ("inference_ms", f"{metric} against inference time per image"),
+        ("train_s", f"{metric} against total training time"),
     ):
         report.figures.append(
             _save(tradeoff_figure(results, cost), report, "tradeoff", cost, title)
         )
     if has_curves(results):
         for axis_name, title in (
-            ("conv_target", "Test metric against conv sparsity"),
-            ("macs_share", "Test metric against multiply-adds per image"),
-            ("inference_ms", "Test metric against inference time per image"),
+            ("conv_target", f"{metric} against conv sparsity"),
+            ("macs_share", f"{metric} against multiply-adds per image"),
+            ("inference_ms", f"{metric} against inference time per image"),
         ):
             figure = sparsity_figure(results, axis_name)
             report.figures.append(_save(figure, report, "sparsity", axis_name, title))
