@@ -659,6 +659,7 @@ def test_confusion_matrices_are_summed_over_seeds_and_shown_as_shares_of_each_cl
         add_run(store, "dense0", "dense", None, 0, 0.8)
         add_run(store, "dense1", "dense", None, 1, 0.7)
         add_run(store, "pre0", "pre", "uniform", 0, 0.7)  # not Table 1's scenario
+        add_run(store, "set0", "set", "mixed", 0, 0.7)
         for run_id, confusion in (("dense0", [[7, 0], [2, 1]]), ("dense1", [[6, 1], [1, 2]])):
             store.connection.execute(
                 "UPDATE test_metrics SET confusion_json = ? WHERE run_id = ?",
@@ -668,12 +669,44 @@ def test_confusion_matrices_are_summed_over_seeds_and_shown_as_shares_of_each_cl
             "UPDATE runs SET data_json = ?", (json.dumps({"classes": ["good", "crack"]}),)
         )
     figure = confusion_figure(load_results(path), "blood")
-    (drawn,) = [axis for axis in figure.axes if axis.images]
+    drawn = figure.axes[0]
     # summed: [[13, 1], [3, 3]]; rows divided by 14 and 6 images
     shares = drawn.images[0].get_array()
     assert shares.ravel().tolist() == pytest.approx([13 / 14, 1 / 14, 0.5, 0.5])
     assert [t.get_text() for t in drawn.get_yticklabels()] == ["good", "crack"]
-    assert drawn.get_title() == "Dense"  # Pre-Training ran only in uniform: not drawn
+    assert drawn.get_title() == "Dense"
+    # Pre-Training ran only in uniform, not Table 1's scenario: not drawn
+    assert [axis.get_title() for axis in figure.axes] == ["Dense", "SET"]
+
+
+def test_data_with_no_mixed_run_shows_the_configuration_most_methods_ran(tmp_path):
+    """A grid of sparsity lists alone: the confusion matrices are those of the
+    configuration that most methods ran (conv 0.9 here: pre and set; conv 0.3 only pre),
+    of those the nearest to the mixed scenario (conv 0.7 before 0.9), its title says
+    which and wraps to the figure, and Table 1 says it holds dense alone."""
+    from sparsebench.report.confusions import confusion_figure
+    from sparsebench.report.results import load_results
+
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "dense0", "dense", None, 0, 0.8)
+        add_run(store, "pre3", "pre", "conv0.3-linear0.8", 0, 0.7, conv=0.3)
+        add_run(store, "pre9", "pre", "conv0.9-linear0.8", 0, 0.6, conv=0.9)
+        add_run(store, "set9", "set", "conv0.9-linear0.8", 0, 0.5, conv=0.9)
+    figure = confusion_figure(load_results(path), "blood")
+    assert [axis.get_title() for axis in figure.axes] == ["Dense", "Pre-Training", "SET"]
+    title = figure._suptitle.get_text()
+    assert "dense and scenario conv0.9-linear0.8" in title.replace("\n", " ")
+    with ResultsStore(path) as store:
+        add_run(store, "pre7", "pre", "conv0.7-linear0.8", 0, 0.7, conv=0.7)
+        add_run(store, "set7", "set", "conv0.7-linear0.8", 0, 0.5, conv=0.7)
+    title = confusion_figure(load_results(path), "blood")._suptitle.get_text()
+    assert "dense and scenario conv0.7-linear0.8" in title.replace("\n", " ")
+    characters_per_inch = max(len(line) for line in title.splitlines()) / figure.get_figwidth()
+    assert characters_per_inch <= 13
+    build_report(path, tmp_path / "report", svg=False)
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "No sparse run here is in the mixed scenario" in page
 
 
 def test_auroc_compares_two_class_data_and_says_so_for_the_rest(tmp_path):

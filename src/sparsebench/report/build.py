@@ -24,7 +24,13 @@ from sparsebench.report.confusions import confusion_figure
 from sparsebench.report.curves import has_curves, sparsity_figure
 from sparsebench.report.federated import federated_figure, federated_summary, load_federated
 from sparsebench.report.figures import BARS, CURVES, FigureNotes, bar_figure, curve_figure
-from sparsebench.report.results import METRICS, SCENARIO_NAMES, Results, load_results
+from sparsebench.report.results import (
+    METRICS,
+    SCENARIO_NAMES,
+    Results,
+    baseline_rows,
+    load_results,
+)
 from sparsebench.report.tables import (
     bench_table,
     per_run_table,
@@ -440,7 +446,20 @@ def _table1_section(results: Results, tables: Tables) -> list[str]:
         "accuracies are in the table below with their sources and protocols: none was "
         "measured here, and none follows the study's protocol (from scratch at 28x28, "
         "Adam 1e-4, 50 epochs).</p>",
+        *_no_mixed_runs(results),
         _titled_table(tables.first, tables.first_intervals),
+    ]
+
+
+def _no_mixed_runs(results: Results) -> list[str]:
+    """A sentence where Table 1 can hold dense alone: a grid of sparsity lists."""
+    runs = results.runs
+    if (runs[~baseline_rows(runs)].scenario == "mixed").any():
+        return []
+    return [
+        "<p>No sparse run here is in the mixed scenario (conv 0.5, linear 0.8), so this "
+        "table holds dense alone: every configuration is compared with dense under "
+        "<a href='#against-dense'>every configuration against dense</a>.</p>"
     ]
 
 
@@ -448,8 +467,10 @@ def _confusion_section(report: Report, references: pd.DataFrame) -> list[str]:
     parts = [
         "<h2 id='confusion'>Where the networks err</h2>",
         "<p>Per data set, the test confusion matrices of dense and of every method in the "
-        "mixed scenario, summed over seeds; each row is a true class, shaded by the share of "
-        "its images predicted as each class, so the diagonal is the per-class recall "
+        "mixed scenario (for data with no run in it, the configuration most methods ran, "
+        "named above its matrices), summed over seeds; each row is a true class, shaded by "
+        "the share of its images predicted as each class, so the diagonal is the per-class "
+        "recall "
         "(<code>recall_per_class</code> in <code>train --json</code>).</p>",
         *(_figure(report, f) for f in report.figures if f.scenario == "confusion"),
     ]
