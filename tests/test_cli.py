@@ -104,6 +104,7 @@ def test_train_json_then_runs_lists_it(tmp_path):
     )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
+    assert "on four patterns (synthetic layout; train 512" in result.stderr
     assert summary["config"]["scenario"] == "mixed" and summary["config"]["seed"] == 3
     assert summary["data"]["class_counts"]["train"] == {f"pattern{k}": 128 for k in range(4)}
     assert len(summary["epochs"]) == 1 and "val_f1" in summary["epochs"][0]

@@ -87,6 +87,7 @@ def federate(
     """Train one model federated over clients that keep their images (Flower), measuring
     every byte sent. `--epochs` is each client's local epochs per round (default 1)."""
     from sparsebench.cli.train import run_config_and_data
+    from sparsebench.data.registry import data_label, dataset_display_name
     from sparsebench.federated.settings import federated_run
 
     settings.setdefault("epochs", 1)
@@ -108,8 +109,10 @@ def federate(
     except InputError as error:
         raise fail(str(error)) from None
     run_id = fed.run_id()
+    name = data_label(run_config.dataset, run_config.data_path, run_config.data_name)
     say(
-        f"federated run {run_id}: {run_config.model} x{run_config.width:g} on {data.name}, "
+        f"federated run {run_id}: {run_config.model} x{run_config.width:g} on {name} "
+        f"({dataset_display_name(run_config.dataset)} layout), "
         f"method {run_config.method} ({run_config.scenario_label}), {clients} clients "
         f"({_dealt(fed.federated)}), {fed.federated.per_round} per round, {rounds} rounds"
     )

@@ -97,6 +97,7 @@ def train(
     **settings: Any,
 ) -> None:
     """Train one network with one pruning method and store every metric."""
+    from sparsebench.data.registry import data_label, dataset_display_name
     from sparsebench.tracking import log_finished, tracker_named
 
     try:
@@ -104,9 +105,11 @@ def train(
         tracker = tracker_named(track, track_dir, track_experiment)
     except InputError as error:
         raise fail(str(error)) from None
+    name = data_label(run_config.dataset, run_config.data_path, run_config.data_name)
+    samples = ", ".join(f"{k} {v}" for k, v in data.summary()["samples"].items())
     say(
-        f"run {run_config.run_id()}: {run_config.model} x{run_config.width:g} on "
-        f"{data.name} ({', '.join(f'{k} {v}' for k, v in data.summary()['samples'].items())}), "
+        f"run {run_config.run_id()}: {run_config.model} x{run_config.width:g} on {name} "
+        f"({dataset_display_name(run_config.dataset)} layout; {samples}), "
         f"method {run_config.method}, {run_config.scenario_label}"
     )
     if not as_json:  # the result goes to stdout; stderr keeps to progress and problems
