@@ -516,6 +516,46 @@ def test_the_metric_a_report_compares_by_changes_its_recommendations(tmp_path):
     assert "Test accuracy against" not in page
 
 
+def test_recommendations_rank_by_multiply_adds_when_asked(tmp_path):
+    """Pre-Training was timed faster (1 ms against SET's 2 ms, say on a quieter machine)
+    but computes more: 40 million multiply-adds per image against SET's 10. By latency
+    the recommendation names Pre-Training; `--rank-by macs` names SET, its multiply-adds
+    and its time."""
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        for seed in (0, 1):
+            add_run(store, f"dense{seed}", "dense", None, seed, 0.90, inference_s=0.004)
+            add_run(store, f"pre{seed}", "pre", "mixed", seed, 0.90, inference_s=0.001)
+            add_run(store, f"set{seed}", "set", "uniform", seed, 0.90, inference_s=0.002)
+        for prefix, macs in (("dense", 80e6), ("pre", 40e6), ("set", 10e6)):
+            store.connection.execute(
+                "UPDATE test_metrics SET macs_effective = ? WHERE run_id LIKE ?",
+                (macs, f"{prefix}%"),
+            )
+    for rank_by, column, named in (
+        (
+            "latency",
+            "fastest within 1 point of dense",
+            "Pre-Training, mixed: accuracy 0.9000, 1 ms",
+        ),
+        (
+            "macs",
+            "fewest multiply-adds within 1 point of dense",
+            "SET, uniform: accuracy 0.9000, 10 MMACs/image, 2 ms/image",
+        ),
+    ):
+        out = tmp_path / rank_by
+        result = runner.invoke(
+            app, ["report", "--db", str(path), "--out", str(out), "--no-svg", "--rank-by", rank_by]
+        )
+        assert result.exit_code == 0, result.stderr
+        advice = pd.read_csv(out / "recommendations.csv").iloc[0]
+        assert advice[column].startswith(named), advice[column]
+    assert advice["dense MMACs/image"] == 80
+    refused = runner.invoke(app, ["report", "--db", str(path), "--rank-by", "flops"])
+    assert refused.exit_code == 2 and "--rank-by: expected latency or macs" in refused.stderr
+
+
 def test_an_interval_by_hand():
     from sparsebench.report.spread import spread_of
 

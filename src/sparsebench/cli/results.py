@@ -123,6 +123,14 @@ def report(
         ),
     ] = "accuracy",
     select: Select = "last",
+    rank_by: Annotated[
+        str,
+        typer.Option(
+            help="what the recommendations call the cheapest by: latency (inference time "
+            "per image as tested) or macs (multiply-adds per image, the same on every "
+            "machine: for runs timed on several machines or beside other work)"
+        ),
+    ] = "latency",
     track: Track = None,
     track_dir: TrackDir = DEFAULT_TRACK_DIR,
     track_experiment: TrackExperiment = "sparsebench",
@@ -136,7 +144,7 @@ def report(
         check_select(select)
         if latency_budget_ms is not None:
             check_range("--latency-budget-ms", latency_budget_ms, 0, 1e9, above=True)
-        built = build_report(db, out_dir, latency_budget_ms, svg, metric, select)
+        built = build_report(db, out_dir, latency_budget_ms, svg, metric, select, rank_by)
     except InputError as error:
         raise fail(str(error)) from None
     kinds = "PNG + SVG" if svg else "PNG"

@@ -25,6 +25,7 @@ from sparsebench.report.curves import has_curves, sparsity_figure
 from sparsebench.report.federated import federated_figure, federated_summary, load_federated
 from sparsebench.report.figures import BARS, CURVES, FigureNotes, bar_figure, curve_figure
 from sparsebench.report.results import (
+    COSTS,
     METRICS,
     SCENARIO_NAMES,
     Results,
@@ -73,16 +74,20 @@ def build_report(
     svg: bool = True,
     metric: str = "accuracy",
     select: str = "last",
+    rank_by: str = "latency",
 ) -> Report:
     """`svg=False` writes PNG figures only: a report committed to a repository or mailed
     is half the size. `metric` (a key of METRICS) is what Table 1, the trade-off figures
     and the recommendations compare methods by; `select` whose weights' test metrics
-    every figure and table shows: the last epoch's or the best validation epoch's."""
+    every figure and table shows: the last epoch's or the best validation epoch's;
+    `rank_by` (a key of COSTS) what the recommendations call the cheapest by."""
     db, out_dir = Path(db), Path(out_dir)
     if metric not in METRICS:
         raise InputError(f"--metric: unknown metric {metric!r} (choose from {', '.join(METRICS)})")
+    if rank_by not in COSTS:
+        raise InputError(f"--rank-by: expected {' or '.join(COSTS)}, got {rank_by!r}")
     _check_replaceable(out_dir)
-    results = replace(load_results(db, select), metric=METRICS[metric])
+    results = replace(load_results(db, select), metric=METRICS[metric], cost=COSTS[rank_by])
     if results.empty and results.left_out:
         raise InputError(
             f"{db}: none of its {results.left_out} finished run(s) has best-validation "
@@ -350,7 +355,7 @@ def _index_html(
     scenarios = _sections(results)
     parts = [
         *_page_head(results, db, report, scenarios),
-        *_choice_section(report, tables),
+        *_choice_section(results, report, tables),
         *_table1_section(results, tables),
         *_confusion_section(report, tables.references),
         *(part for scenario in scenarios for part in _scenario_section(report, scenario)),
@@ -397,11 +402,18 @@ def _page_head(results: Results, db: Path, report: Report, scenarios: list[str])
     ]
 
 
-def _choice_section(report: Report, tables: Tables) -> list[str]:
+def _choice_section(results: Results, report: Report, tables: Tables) -> list[str]:
     e = html.escape
     curve_caption = (
         ": one curve per method through the mean over seeds, the band from the lowest to "
         "the highest seed, dense as the grey band"
+    )
+    cheapest = results.cost.cheapest
+    ranked_by = (
+        " (<code>--rank-by macs</code>: multiply-adds per image, the same on every "
+        "machine, where the times were taken on several or beside other work)"
+        if results.cost.name == "macs"
+        else ""
     )
     return [
         "<h2 id='choice'>Which method and sparsity for this box?</h2>",
@@ -409,10 +421,11 @@ def _choice_section(report: Report, tables: Tables) -> list[str]:
         "deviation); the line joins the Pareto front, the configurations no other one "
         "beats on both accuracy and cost. Inference time is per test image as the run was "
         "tested (the compact network for compact runs).</p>",
-        f"<p>Fastest within {ACCURACY_TOLERANCE * 100:.0f} point of dense: a configuration "
-        "qualifies when the 95% interval of its difference from dense, seed by seed, lies "
-        "above minus one point; where none does, the cell names the fastest whose mean does, "
-        "the one to run more seeds of. Most accurate within the latency budget "
+        f"<p>{cheapest.capitalize()} within {ACCURACY_TOLERANCE * 100:.0f} point of dense"
+        f"{ranked_by}: a configuration qualifies when the 95% interval of its difference "
+        "from dense, seed by seed, lies above minus one point; where none does, the cell "
+        f"names the {cheapest} whose mean does, the one to run more seeds of. Most "
+        "accurate within the latency budget "
         "(<code>report --latency-budget-ms</code>), by the mean, with how many others are "
         "within noise of it. <a href='recommendations.csv'>CSV</a></p>",
         _html_table(tables.advice, _number_formats(tables.advice)),

@@ -65,6 +65,27 @@ METRICS = {
 }
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What the recommendations rank configurations by when they name the cheapest
+    within one point of dense (`report --rank-by`): the inference time each run was
+    tested at, or its multiply-adds per image, which no machine changes."""
+
+    name: str
+    column: str  # of `tradeoff.configurations`
+    unit: str
+    cheapest: str  # how the recommendation names the cheapest
+
+
+COSTS = {
+    cost.name: cost
+    for cost in (
+        Cost("latency", "inference_ms", "ms/image", "fastest"),
+        Cost("macs", "mmacs", "MMACs/image", "fewest multiply-adds"),
+    )
+}
+
+
 @dataclass
 class Results:
     runs: pd.DataFrame  # one row per finished run
@@ -73,6 +94,7 @@ class Results:
     # runs that ended without results (diverged, failed), with their keys and error
     unfinished: pd.DataFrame = field(default_factory=pd.DataFrame)
     metric: Metric = METRICS["accuracy"]
+    cost: Cost = COSTS["latency"]
     select: str = "last"  # whose test metrics: the last epoch's or the best validation's
     left_out: int = 0  # finished runs without test metrics of that selection
 

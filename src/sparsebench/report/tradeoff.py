@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from sparsebench.models.registry import model_display_name
 from sparsebench.report.compare import CONFIGURATION, by_seed, configuration_runs, keyed_runs
 from sparsebench.report.figures import literal, method_colour, panel_grid, seed_note
-from sparsebench.report.results import Results, baseline_rows, method_name
+from sparsebench.report.results import Cost, Results, baseline_rows, method_name
 from sparsebench.report.spread import difference_text, paired_difference, spread_of, verdict
 from sparsebench.sparsity.methods import METHODS, baseline_name, is_baseline
 
@@ -39,7 +39,9 @@ def configurations(results: Results) -> pd.DataFrame:
     standard deviation over seeds beside its mean (NaN for one seed)."""
     runs = keyed_runs(results)
     runs = runs.assign(
-        inference_ms=runs.inference_time_per_sample_s * 1e3, train_s=runs.total_train_time_s
+        inference_ms=runs.inference_time_per_sample_s * 1e3,
+        mmacs=runs.macs_effective / 1e6,
+        train_s=runs.total_train_time_s,
     )
     return (
         runs.groupby(CONFIGURATION, as_index=False)
@@ -47,6 +49,7 @@ def configurations(results: Results) -> pd.DataFrame:
             accuracy=(results.metric.column, "mean"),  # the report's metric
             accuracy_sd=(results.metric.column, "std"),
             inference_ms=("inference_ms", "mean"),
+            mmacs=("mmacs", "mean"),
             train_s=("train_s", "mean"),
             seeds=("seed", "nunique"),
         )
@@ -135,19 +138,21 @@ def _draw_point(axis: Axes, row: Any, cost: float) -> None:
 
 
 def recommendations(results: Results, latency_budget_ms: float | None = None) -> pd.DataFrame:
-    """Per data set and model: dense, the fastest configuration within one point of
-    dense, and the most accurate within the latency budget.
+    """Per data set and model: dense, the cheapest configuration within one point of
+    dense (the fastest, or with `results.cost` "macs" the fewest multiply-adds), and the
+    most accurate within the latency budget.
 
     "Within one point" is judged on the 95% interval of the paired difference from
     dense (over shared seeds): a configuration qualifies when the whole interval lies
     above minus one point. When none does (one seed has no interval; a few noisy seeds
-    a wide one), the cell says so and names the fastest whose mean does, as the
+    a wide one), the cell says so and names the cheapest whose mean does, as the
     candidate to run more seeds of. The most accurate within the budget is ranked by the
     mean, and the cell counts the others within noise of it."""
     points = configurations(results)
     groups = configuration_runs(results)
     column = results.metric.column
     metric = results.metric.label.removeprefix("test ")
+    cost = results.cost
     rows = []
     for (dataset, model), panel in points.groupby(["data_label", "model"], sort=True):
         row: dict[str, object] = {"data set": dataset, "model": model_display_name(model)}
@@ -155,13 +160,13 @@ def recommendations(results: Results, latency_budget_ms: float | None = None) ->
         dense = panel[baseline_rows(panel)]
         if dense.empty or dense_runs is None:
             row[f"dense {metric}"] = "not run"
-            row[CLOSE_COLUMN] = "no dense run to compare with"
+            row[close_column(cost)] = "no dense run to compare with"
         else:
             dense_spread = spread_of(dense_runs[column])
             row[f"dense {metric}"] = dense_spread.cell(4) if dense_spread else "n/a"
-            row["dense ms/image"] = round(float(dense.iloc[0].inference_ms), 4)
-            row[CLOSE_COLUMN] = _fastest_close(
-                panel, groups, by_seed(dense_runs, column), column, metric
+            row[f"dense {cost.unit}"] = round(float(dense.iloc[0][cost.column]), 4)
+            row[close_column(cost)] = _cheapest_close(
+                panel, groups, by_seed(dense_runs, column), column, metric, cost
             )
         if latency_budget_ms is None:
             row[_budget_column(None)] = "give report --latency-budget-ms"
@@ -174,33 +179,36 @@ def recommendations(results: Results, latency_budget_ms: float | None = None) ->
     return pd.DataFrame(rows)
 
 
-CLOSE_COLUMN = "fastest within 1 point of dense"
+def close_column(cost: Cost) -> str:
+    return f"{cost.cheapest} within 1 point of dense"
 
 
-def _fastest_close(
+def _cheapest_close(
     panel: pd.DataFrame,
     groups: dict[tuple[str, str, str, str], pd.DataFrame],
     dense: pd.Series,
     column: str,
     metric: str,
+    cost: Cost,
 ) -> str:
     shown, by_mean = [], []
-    for point in panel[~baseline_rows(panel)].dropna(subset=["inference_ms"]).itertuples():
+    for point in panel[~baseline_rows(panel)].dropna(subset=[cost.column]).itertuples():
         runs = groups[(point.data_label, point.model, point.method, point.scenario)]
         difference = paired_difference(by_seed(runs, column), dense)
         if difference is None:
             continue
+        price = getattr(point, cost.column)
         if difference.low is not None and difference.low >= -ACCURACY_TOLERANCE:
-            shown.append((point.inference_ms, point, difference))
+            shown.append((price, point, difference))
         elif difference.mean >= -ACCURACY_TOLERANCE:
-            by_mean.append((point.inference_ms, point, difference))
+            by_mean.append((price, point, difference))
     if shown:
         _, point, difference = min(shown, key=lambda item: item[0])
-        return f"{_name(point, metric)}; minus dense {difference_text(difference)}"
+        return f"{_name(point, metric, cost)}; minus dense {difference_text(difference)}"
     if by_mean:
         _, point, difference = min(by_mean, key=lambda item: item[0])
         return (
-            f"none shown at 95%; by the mean: {_name(point, metric)}; minus dense "
+            f"none shown at 95%; by the mean: {_name(point, metric, cost)}; minus dense "
             f"{difference_text(difference)}"
         )
     return "none"
@@ -233,7 +241,12 @@ def _budget_column(budget: float | None) -> str:
     return f"most accurate within {budget:g} ms/image"
 
 
-def _name(row: pd.Series, metric: str) -> str:
+def _name(row: pd.Series, metric: str, cost: Cost | None = None) -> str:
+    """The configuration, its metric and its cost: time per image, and with `cost` the
+    multiply-adds the recommendation ranked by, its time beside them."""
     method = method_name(row.method)
     where = "" if is_baseline(row.method) else f", {row.scenario}"
-    return f"{method}{where}: {metric} {row.accuracy:.4f}, {row.inference_ms:.4g} ms/image"
+    named = f"{method}{where}: {metric} {row.accuracy:.4f}"
+    if cost is not None and cost.column != "inference_ms":
+        named += f", {getattr(row, cost.column):.4g} {cost.unit}"
+    return f"{named}, {row.inference_ms:.4g} ms/image"
