@@ -229,8 +229,15 @@ def _federated_page(db: Path, parts: list[str]) -> str:
 def _draw_figures(results: Results, report: Report) -> None:
     label = results.metric.label
     metric = label[0].upper() + label[1:]  # 'AUROC' stays as it is
+    # Ranked by multiply-adds, the times as tested are not comparisons between runs:
+    # the figures that would read them as such draw multiply-adds or are left out.
+    by_time = results.cost.name == "latency"
+    per_image = "inference_ms" if by_time else "mmacs"
     for cost, title in (
-        ("inference_ms", f"{metric} against inference time per image"),
+        (
+            per_image,
+            f"{metric} against {'inference time' if by_time else 'multiply-adds'} per image",
+        ),
         ("train_s", f"{metric} against total training time"),
     ):
         report.figures.append(
@@ -240,7 +247,7 @@ def _draw_figures(results: Results, report: Report) -> None:
         for axis_name, title in (
             ("conv_target", f"{metric} against conv sparsity"),
             ("macs_share", f"{metric} against multiply-adds per image"),
-            ("inference_ms", f"{metric} against inference time per image"),
+            *([("inference_ms", f"{metric} against inference time per image")] if by_time else []),
         ):
             figure = sparsity_figure(results, axis_name)
             report.figures.append(_save(figure, report, "sparsity", axis_name, title))
@@ -419,8 +426,16 @@ def _choice_section(results: Results, report: Report, tables: Tables) -> list[st
         "<h2 id='choice'>Which method and sparsity for this box?</h2>",
         "<p>Each point is one method and scenario (seeds averaged, whiskers one standard "
         "deviation); the line joins the Pareto front, the configurations no other one "
-        "beats on both accuracy and cost. Inference time is per test image as the run was "
-        "tested (the compact network for compact runs).</p>",
+        "beats on both accuracy and cost. "
+        + (
+            "Inference time is per test image as the run was tested (the compact network "
+            "for compact runs).</p>"
+            if results.cost.name == "latency"
+            else "Multiply-adds are the effective ones per image (those of non-zero "
+            "weights), the same on every machine (<code>--rank-by macs</code>); the times of "
+            "these runs, taken on several machines or beside other work, are in the per-run "
+            "table.</p>"
+        ),
         f"<p>{cheapest.capitalize()} within {ACCURACY_TOLERANCE * 100:.0f} point of dense"
         f"{ranked_by}: a configuration qualifies when the 95% interval of its difference "
         "from dense, seed by seed, lies above minus one point; where none does, the cell "

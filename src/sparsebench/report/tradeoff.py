@@ -30,6 +30,7 @@ from sparsebench.sparsity.methods import METHODS, baseline_name, is_baseline
 ACCURACY_TOLERANCE = 0.01 + 1e-9
 AXES = {
     "inference_ms": "inference time per image (ms, as tested)",
+    "mmacs": "multiply-adds per image (millions)",
     "train_s": "total training time (s)",
 }
 
