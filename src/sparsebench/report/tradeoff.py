@@ -170,7 +170,9 @@ def recommendations(results: Results, latency_budget_ms: float | None = None) ->
                 panel, groups, by_seed(dense_runs, column), column, metric, cost
             )
         if latency_budget_ms is None:
-            row[_budget_column(None)] = "give report --latency-budget-ms"
+            # Ranked by multiply-adds, times are not compared: no budget is hinted at.
+            if cost.name == "latency":
+                row[_budget_column(None)] = "give report --latency-budget-ms"
         else:
             within = panel[panel.inference_ms <= latency_budget_ms]
             row[_budget_column(latency_budget_ms)] = (
