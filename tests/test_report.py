@@ -553,6 +553,7 @@ def test_recommendations_rank_by_multiply_adds_when_asked(tmp_path):
         assert advice[column].startswith(named), advice[column]
     assert advice["dense MMACs/image"] == 80
     assert "most accurate within budget" not in advice  # no budget given, none hinted at
+    assert "Most accurate within the latency budget" not in (out / "index.html").read_text()
     # ranked by multiply-adds, no figure reads the times as a comparison between runs
     figures = {path.name for path in (out / "figures").iterdir()}
     assert "tradeoff_mmacs.png" in figures and "tradeoff_inference_ms.png" not in figures

@@ -439,10 +439,15 @@ def _choice_section(results: Results, report: Report, tables: Tables) -> list[st
         f"<p>{cheapest.capitalize()} within {ACCURACY_TOLERANCE * 100:.0f} point of dense"
         f"{ranked_by}: a configuration qualifies when the 95% interval of its difference "
         "from dense, seed by seed, lies above minus one point; where none does, the cell "
-        f"names the {cheapest} whose mean does, the one to run more seeds of. Most "
-        "accurate within the latency budget "
-        "(<code>report --latency-budget-ms</code>), by the mean, with how many others are "
-        "within noise of it. <a href='recommendations.csv'>CSV</a></p>",
+        f"names the {cheapest} whose mean does, the one to run more seeds of. "
+        + (
+            "Most accurate within the latency budget "
+            "(<code>report --latency-budget-ms</code>), by the mean, with how many others "
+            "are within noise of it. "
+            if any(c.startswith("most accurate within") for c in tables.advice.columns)
+            else ""
+        )
+        + "<a href='recommendations.csv'>CSV</a></p>",
         _html_table(tables.advice, _number_formats(tables.advice)),
         *(_figure(report, f) for f in report.figures if f.scenario == "tradeoff"),
         *(
