@@ -227,8 +227,7 @@ def _federated_page(db: Path, parts: list[str]) -> str:
 
 
 def _draw_figures(results: Results, report: Report) -> None:
-    label = results.metric.label
-    metric = label[0].upper() + label[1:]  # 'AUROC' stays as it is
+    metric = results.metric.heading
     # Ranked by multiply-adds, the times as tested are not comparisons between runs:
     # the figures that would read them as such draw multiply-adds or are left out.
     by_time = results.cost.name == "latency"

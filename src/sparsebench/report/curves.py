@@ -42,8 +42,7 @@ def sparsity_figure(results: Results, axis_name: str) -> Figure:
     )
     figure, panels = panel_grid(
         results,
-        f"{metric.label[0].upper()}{metric.label[1:]} against {AXES[axis_name]}"
-        f"{seed_note(results.runs)}",
+        f"{metric.heading} against {AXES[axis_name]}{seed_note(results.runs)}",
     )
     for (dataset, model), axis in panels.items():
         panel = runs[(runs.data_label == dataset) & (runs.model == model)]

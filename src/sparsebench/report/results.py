@@ -51,6 +51,11 @@ class Metric:
     column: str
     label: str
 
+    @property
+    def heading(self) -> str:
+        """The label opening a title: its first letter raised ('AUROC' stays as it is)."""
+        return self.label[0].upper() + self.label[1:]
+
 
 METRICS = {
     metric.name: metric

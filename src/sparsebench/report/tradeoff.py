@@ -74,7 +74,7 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
     label = results.metric.label
     figure, panels = panel_grid(
         results,
-        f"{label[0].upper()}{label[1:]} against {AXES[cost]}; Pareto front joined"
+        f"{results.metric.heading} against {AXES[cost]}; Pareto front joined"
         f"{seed_note(results.runs) or '; whiskers: sd over seeds'}",
     )
     for (dataset, model), axis in panels.items():
