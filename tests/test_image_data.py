@@ -14,7 +14,7 @@ from sparsebench.data.coco import CocoAnnotation, CocoOptions, image_label
 from sparsebench.data.elpv import ElpvOptions
 from sparsebench.data.splits import stratified_split, stratified_subset
 from sparsebench.data.visa import VisaOptions
-from sparsebench.errors import InputError
+from sparsebench.errors import DataWarning, InputError
 
 
 def write_image(path, value, size=(20, 16), mode="L"):
@@ -81,7 +81,8 @@ def test_csv_split_for_a_folder(tmp_path):
             for k in range(4):
                 writer.writerow(["train" if k < 3 else "test", f"{name}/{name}_{k}.png"])
     data = load_dataset("folder", root, DataOptions(image_size=28, split=f"csv:{split_file}"))
-    assert {k: len(v) for k, v in data.splits.items()} == {"train": 6, "val": 2, "test": 2}
+    # the CSV brings no validation split: one of each class's three training images
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 4, "val": 2, "test": 2}
 
 
 def test_decoded_images_are_cached_and_a_changed_file_is_decoded_again(tmp_path, monkeypatch):
@@ -176,10 +177,21 @@ def test_visa_layout_with_csv_and_paper_splits(tmp_path):
         ),
     )
     assert data.class_names == ["normal", "anomaly"]
-    assert len(data.splits["train"]) == 5 and len(data.splits["test"]) == 5
-    assert torch.equal(data.splits["val"].labels, data.splits["test"].labels)
+    assert len(data.splits["train"]) + len(data.splits["val"]) == 5
+    assert len(data.splits["test"]) == 5 and len(data.splits["val"]) >= 1
+    asked = DataOptions(
+        image_size=28,
+        split="csv:2cls_highshot",
+        validation="test",
+        loader_options=VisaOptions(visa_objects=("pcb1",)),
+    )
+    with pytest.warns(DataWarning, match="model selection.*see the test set"):
+        study = load_dataset("visa", root, asked)
+    assert len(study.splits["train"]) == 5
+    assert torch.equal(study.splits["val"].images, study.splits["test"].images)
     paper = load_dataset("visa", root, DataOptions(image_size=28))
-    assert len(paper.splits["train"]) == 16 and len(paper.splits["test"]) == 4
+    assert len(paper.splits["train"]) + len(paper.splits["val"]) == 16
+    assert len(paper.splits["test"]) == 4
     with pytest.raises(InputError, match="--visa-objects: capsules not in"):
         load_dataset(
             "visa",
@@ -290,11 +302,14 @@ def test_real_magnetic_tile_visa_counts_and_official_csv():
     root = shared_path("magnetic_tile_visa")
     paper = load_dataset("visa", root, DataOptions(image_size=32))
     counts = Counter()
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         counts.update(paper.class_counts()[split])
     assert counts == {"normal": 952, "anomaly": 392}
+    # the study's 80/20, with a tenth of training held out for validation
+    assert len(paper.splits["test"]) == 268 and len(paper.splits["val"]) == 107
     one_class = load_dataset("visa", root, DataOptions(image_size=32, split="csv:1cls"))
-    assert one_class.class_counts()["train"] == {"normal": 856, "anomaly": 0}
+    assert one_class.class_counts()["train"] == {"normal": 770, "anomaly": 0}
+    assert one_class.class_counts()["val"] == {"normal": 86, "anomaly": 0}
 
 
 def test_official_visa_split_files_parse():

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from sparsebench.cli import app
 from sparsebench.store.db import ResultsStore, StoreError
 from sparsebench.train import RunConfig
+from sparsebench.train.results import open_results
 
 runner = CliRunner()
 RELEASE = Path(__file__).parent / "fixtures" / "release-0.1"
@@ -30,6 +31,7 @@ SETTINGS = {
     "epochs": 1,
     "batch_size": 64,
     "lr": 0.002,
+    "numerics": 1,  # what every release before numerics 2 computed
 }
 FIRST_RELEASE_IDS = {"dense": "aa551106e428f9c8", "pre": "058fa072e7b658f1"}
 
@@ -42,18 +44,51 @@ def test_a_run_id_hashes_the_settings_version_and_what_differs_from_the_defaults
         "dataset": "synthetic",
         "linear_sparsity": 0.0,
         "lr": 0.01,
+        "numerics": 2,
         "seed": 7,
         "settings_version": 2,
     }
+    assert config.run_id() == _sha(identity)
+
+
+def _sha(identity: dict) -> str:
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    assert config.run_id() == hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_a_run_of_numerics_1_keeps_the_id_it_was_stored_under():
+    """Numerics 1 validated on the test split where the data brought no validation
+    split: a run stored so hashes as before numerics existed, and today's same settings
+    are another run."""
+    stored = RunConfig(dataset="synthetic", seed=7, lr=0.01, numerics=1)
+    assert stored.validation == "test"
+    before = {
+        "conv_sparsity": 0.0,
+        "dataset": "synthetic",
+        "linear_sparsity": 0.0,
+        "lr": 0.01,
+        "seed": 7,
+        "settings_version": 2,
+    }
+    assert stored.run_id() == _sha(before)
+    assert stored.earlier_run_ids() == (stored.first_release_run_id(),)
+    today = RunConfig(dataset="synthetic", seed=7, lr=0.01)
+    assert today.validation == "held-out"
+    assert today.run_id() != stored.run_id()
+    assert today.earlier_run_ids() == ()
+    asked = RunConfig(dataset="synthetic", seed=7, lr=0.01, validation="test")
+    assert asked.run_id() not in (stored.run_id(), today.run_id())
 
 
 def test_a_setting_added_later_leaves_stored_run_ids_unchanged():
     class Upgraded(RunConfig):
         label_smoothing: float = Field(0.0, ge=0, le=1)
 
-    for settings in ({"dataset": "synthetic"}, {**SETTINGS, "method": "set", "seed": 4}):
+    for settings in (
+        {"dataset": "synthetic"},
+        {**SETTINGS, "method": "set", "seed": 4},
+        {**SETTINGS, "numerics": 2},
+    ):
         assert Upgraded(**settings).run_id() == RunConfig(**settings).run_id()
     changed = Upgraded(dataset="synthetic", label_smoothing=0.1)
     assert changed.run_id() != RunConfig(dataset="synthetic").run_id()
@@ -77,16 +112,13 @@ def test_a_first_release_database_is_migrated_and_its_runs_found_again(release):
     db, runs = str(release / "results.db"), str(release / "runs")
     listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
     assert listed.exit_code == 0, listed.stderr
-    assert "migrated from results database schema 2 to 9" in listed.stderr
+    assert "migrated from results database schema 2 to 10" in listed.stderr
     rows = {row["method"]: row for row in json.loads(listed.stdout)}
     for method in ("dense", "pre"):
         assert rows[method]["run_id"] == RunConfig(**SETTINGS, method=method).run_id()
         assert rows[method]["status"] == "finished"
-    # the same command finds the finished run: nothing is trained again
-    train = ["train", *(f"--{key.replace('_', '-')}={value}" for key, value in SETTINGS.items())]
-    again = runner.invoke(app, [*train, "--method", "dense", "--db", db, "--runs-dir", runs])
-    assert again.exit_code == 0, again.stderr
-    assert "was already finished" in again.stderr
+    # the same settings find the finished run; today's command is a run of today's numerics
+    _found_finished(db, RunConfig(**SETTINGS, method="dense"))
     # the first-release id a user kept still names the run; its folder is renamed
     old = FIRST_RELEASE_IDS["pre"]
     exported = runner.invoke(
@@ -110,17 +142,14 @@ SCHEMA4_RUN = "b7afe621579e41eb"
 
 def test_a_database_of_the_release_before_compact_execution_keeps_its_runs(tmp_path):
     shutil.copytree(SCHEMA4, tmp_path / "release")
-    db, runs = str(tmp_path / "release" / "results.db"), str(tmp_path / "release" / "runs")
+    db = str(tmp_path / "release" / "results.db")
     listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
     assert listed.exit_code == 0, listed.stderr
-    assert "migrated from results database schema 4 to 9" in listed.stderr
+    assert "migrated from results database schema 4 to 10" in listed.stderr
     [row] = json.loads(listed.stdout)
     # the execution is not part of a run's identity: the id, and the run, stay
     assert row["run_id"] == SCHEMA4_RUN == RunConfig(**SETTINGS, method="pre").run_id()
-    train = ["train", *(f"--{key.replace('_', '-')}={value}" for key, value in SETTINGS.items())]
-    again = runner.invoke(app, [*train, "--method", "pre", "--db", db, "--runs-dir", runs])
-    assert again.exit_code == 0, again.stderr
-    assert "was already finished" in again.stderr
+    _found_finished(db, RunConfig(**SETTINGS, method="pre"))
     # and the report says its training costs are those of masked execution
     report = runner.invoke(app, ["report", "--db", db, "--out", str(tmp_path / "report")])
     assert report.exit_code == 0, report.stderr
@@ -141,8 +170,10 @@ def test_a_method_setting_keeps_its_run_id_where_the_method_reads_it():
         ("set", "allocation", "erk"): "3ef07933a8f25d76",
     }
     for (method, key, value), stored in ids.items():
-        old_spelling = RunConfig(dataset="synthetic", method=method, **{key: value})
-        option = RunConfig(dataset="synthetic", method=method, method_options={key: value})
+        # computed by a release of numerics 1
+        common = {"dataset": "synthetic", "method": method, "numerics": 1}
+        old_spelling = RunConfig(**common, **{key: value})
+        option = RunConfig(**common, method_options={key: value})
         assert old_spelling.run_id() == option.run_id() == stored
         assert option.method_options == {key: value} and getattr(option, key) is None
     ignored = RunConfig(dataset="synthetic", method="pre", swap_fraction=0.3)
@@ -167,7 +198,13 @@ def test_a_loaders_own_setting_keeps_its_run_id_under_data_options():
     for dataset, key, value, method, *stored in ids:
         seed = 2 if dataset == "elpv" else 0
         path = {"mvtec3d-objects": "/d", "visa": "/v"}.get(dataset)
-        common = {"dataset": dataset, "data_path": path, "method": method, "seed": seed}
+        common = {
+            "dataset": dataset,
+            "data_path": path,
+            "method": method,
+            "seed": seed,
+            "numerics": 1,
+        }
         flat = RunConfig(**common, **{key: value})
         nested = RunConfig(**common, data_options={key: value})
         assert flat == nested and nested.data_options == {key: value}
@@ -201,7 +238,7 @@ def test_a_run_whose_id_hashed_a_setting_its_method_never_read_is_found_by_eithe
     db, runs = str(tmp_path / "release" / "results.db"), str(tmp_path / "release" / "runs")
     listed = runner.invoke(app, ["runs", "--db", db, "--format", "json"])
     assert listed.exit_code == 0, listed.stderr
-    assert "migrated from results database schema 7 to 9" in listed.stderr
+    assert "migrated from results database schema 7 to 10" in listed.stderr
     # two stored runs that are one computation: the second keeps its id, saying so
     assert (
         f"run {SCHEMA7_IDS['pre swap']} is the same computation as run {SCHEMA7_IDS['pre']}"
@@ -231,10 +268,16 @@ def test_a_run_whose_id_hashed_a_setting_its_method_never_read_is_found_by_eithe
     assert f"renamed to {dense}" in exported.stderr
     assert (tmp_path / "release" / "runs" / dense / "checkpoint.pt").is_file()
     # the old spelling of the same settings finds the run finished
-    train = ["train", *(f"--{key.replace('_', '-')}={v}" for key, v in dense_settings.items())]
-    again = runner.invoke(app, [*train, "--method", "dense", "--allocation", "erk", "--db", db])
-    assert again.exit_code == 0, again.stderr
-    assert "was already finished" in again.stderr
+    _found_finished(db, RunConfig(**dense_settings, method="dense", allocation="erk"))
+
+
+def _found_finished(db: str, config: RunConfig) -> None:
+    """`config` names a finished run of the database, and the same settings given today
+    (numerics left to the release) name another run."""
+    with open_results(db, read_only=True) as store:
+        assert store.run_status(config.run_id()) == "finished"
+    today = config.model_dump(exclude={"numerics", "validation"})
+    assert RunConfig(**today).run_id() != config.run_id()
 
 
 def test_the_store_alone_refuses_to_guess_run_ids_and_leaves_the_database_as_it_was(release):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import torch
@@ -10,8 +11,14 @@ import torch
 from sparsebench.data.dataset import SPLITS, ImageDataset, Split
 from sparsebench.data.images import decode_images
 from sparsebench.data.options import DataOptions
-from sparsebench.data.splits import stratified_split, stratified_subset, warn_thin_classes
-from sparsebench.errors import InputError
+from sparsebench.data.splits import (
+    held_out,
+    stratified_split,
+    stratified_subset,
+    warn_shared_images,
+    warn_thin_classes,
+)
+from sparsebench.errors import DataWarning, InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -30,8 +37,8 @@ def build_image_dataset(
     fractions: dict[str, float] | None = None,
 ) -> ImageDataset:
     """Decode `paths` and split them: by `assigned` (split name -> indices) when the data
-    or a CSV brings a split, else stratified by `fractions` (seeded). A split named in
-    `fractions` with value 0 is the test split again ("validation combined with test")."""
+    or a CSV brings a split, else stratified by `fractions` (seeded). Where neither
+    brings a validation split, one is held out of training (`with_validation`)."""
     if not paths:
         raise InputError(f"{source}: no images found")
     label_tensor = torch.tensor(labels, dtype=torch.int64)
@@ -53,12 +60,12 @@ def build_image_dataset(
             label_tensor, {k: v for k, v in fractions.items() if v > 0}, options.seed
         )
         assigned = {split: drawn[split].tolist() for split in drawn}
-    val_is_test = "val" not in assigned
-    if val_is_test and assigned.get("test"):
-        assigned["val"] = assigned["test"]  # validation combined with test, as the study did
-    for split in ("train", "test", "val"):  # val is checked last: it may stand for test
+    for split in ("train", "test", "val"):
+        if split == "val":
+            assigned = with_validation(source, label_tensor, assigned, options)
         if not assigned.get(split):
             raise InputError(f"{source}: split {split!r} has no samples")
+    val_is_test = assigned["val"] is assigned["test"]
     warn_thin_classes(
         source,
         class_names,
@@ -66,11 +73,36 @@ def build_image_dataset(
         val_is_test,
     )
     images = decode_images(paths, options.decode_size, options.cache_dir, options.max_image_pixels)
+    warn_shared_images(source, paths, assigned, images)
     splits = {
         split: Split(images[assigned[split]].contiguous(), label_tensor[assigned[split]])
         for split in SPLITS
     }
     return ImageDataset(name, splits, class_names, source=source)
+
+
+def with_validation(
+    source: str, labels: torch.Tensor, assigned: dict[str, list[int]], options: DataOptions
+) -> dict[str, list[int]]:
+    """`assigned` with a validation split. Where the data brings none, `val_share` of
+    each class's training images are held out for it (seeded by the run's seed, so the
+    split is paired across a cell's runs), or, asked for by name (`validation: test`),
+    the test split stands in for it as in the study, and a warning says what that costs."""
+    if assigned.get("val"):
+        return assigned
+    if options.validation == "test":
+        warnings.warn(
+            f"{source}: validation is the test split (validation: test, the study's "
+            "arrangement): model selection, early stopping and validation curves see the "
+            "test set",
+            DataWarning,
+            stacklevel=3,
+        )
+        return {**assigned, "val": assigned["test"]}
+    train = torch.tensor(assigned["train"], dtype=torch.int64)
+    val = torch.zeros(len(train), dtype=torch.bool)
+    val[held_out(labels[train], options.val_share, options.seed)] = True
+    return {**assigned, "train": train[~val].tolist(), "val": train[val].tolist()}
 
 
 def data_file(root: Path, entry: str, where: str, allow_external: bool = False) -> Path:

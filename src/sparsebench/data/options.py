@@ -5,7 +5,7 @@ and `DataOptions`, what a loader is handed. How a run gives them is `data.settin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -30,6 +30,19 @@ class LoaderSettings(_Settings):
 
     image_size: int | None = Field(None, ge=28, le=224, description="default: the data's size")
     split: str = Field("paper", description="paper, csv:1cls, csv:2cls_highshot or csv:FILE")
+    validation: Literal["held-out", "test"] = Field(
+        "held-out",
+        description="data that brings no validation split: held-out carves --val-share of "
+        "training out for it (stratified, seeded); test validates on the test split, as the "
+        "study did, so that model selection sees the test set",
+    )
+    val_share: float = Field(
+        0.1,
+        gt=0,
+        le=0.5,
+        description="share of each class's training images held out for validation where "
+        "the data brings no validation split",
+    )
     subset_size: int | None = Field(
         None, ge=1, le=10**9, description="stratified subset of the data"
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -32,6 +34,22 @@ def stratified_split(
     return {name: torch.sort(torch.cat(chunks)).values for name, chunks in parts.items()}
 
 
+def held_out(labels: torch.Tensor, share: float, seed: int) -> torch.Tensor:
+    """Positions of `share` of each class's members (seeded), at least one of every
+    class that has two or more: a validation split carved from a training split, which
+    must not lose a class to rounding."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in torch.unique(labels):
+        members = (labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        count = int(round(share * len(members)))
+        if len(members) >= 2:
+            count = min(max(count, 1), len(members) - 1)
+        chosen.append(members[:count])
+    return torch.sort(torch.cat(chosen)).values
+
+
 def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     """`size` indices keeping every class's share (the study's reduced-size variant)."""
     if size <= 0:
@@ -39,6 +57,33 @@ def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tenso
     if size >= len(labels):
         return torch.arange(len(labels))
     return stratified_split(labels, {"kept": size / len(labels), "rest": 1.0}, seed)["kept"]
+
+
+def warn_shared_images(
+    source: str, paths: list[Path], assigned: dict[str, list[int]], images: torch.Tensor
+) -> None:
+    """One warning naming the files when an image of one split is, pixel for pixel, an
+    image of another (a data set that holds the same picture twice): its result there
+    measures memory, not generalisation. Validation standing in for test is not this."""
+    first: dict[bytes, tuple[str, int]] = {}
+    shared = []
+    for split in ("train", "val", "test"):
+        if split == "val" and assigned["val"] is assigned["test"]:
+            continue
+        for index in assigned[split]:
+            key = hashlib.blake2b(images[index].numpy().tobytes(), digest_size=16).digest()
+            other = first.setdefault(key, (split, index))
+            if other[0] != split:
+                shared.append(
+                    f"{paths[index].name} ({split}) = {paths[other[1]].name} ({other[0]})"
+                )
+    if shared:
+        warnings.warn(
+            f"{source}: {len(shared)} image(s) are in two splits as identical files: "
+            f"{'; '.join(shared[:3])}{' ...' if len(shared) > 3 else ''}",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def warn_thin_classes(

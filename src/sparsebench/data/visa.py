@@ -17,7 +17,8 @@ from sparsebench.data.options import DataOptions, LoaderOptions
 from sparsebench.errors import InputError
 
 CLASSES = ["normal", "anomaly"]
-# The study's VisA protocol: 80% train, 20% test, validation combined with test.
+# The study's VisA protocol: 80% train, 20% test (its validation was the test split;
+# sparsebench holds validation out of training unless `validation: test` is asked for).
 VISA_PAPER_FRACTIONS = {"train": 0.8, "test": 0.2}
 OFFICIAL_SPLITS = ("1cls", "2cls_highshot", "2cls_fewshot")
 

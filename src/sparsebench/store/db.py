@@ -50,8 +50,13 @@ from sparsebench.store.records import (
 # 7: table best_val_metrics;
 # 8: run ids without the settings a method does not read, every earlier id of a run in
 #    table run_aliases;
-# 9: tables federated_runs, federated_rounds and federated_clients.
-SCHEMA_VERSION = 9
+# 9: tables federated_runs, federated_rounds and federated_clients;
+# 10: every run config says its numerics (`train.config.NUMERICS`): those stored before
+#     are numerics 1, which validated on the test split where the data brought no
+#     validation split.
+SCHEMA_VERSION = 10
+# What a config stored before schema 10 computed, in the keys that say so now.
+NUMERICS_1 = {"numerics": 1, "validation": "test"}
 # Which weights' test metrics are read: the last epoch's, or the best validation epoch's.
 SELECTIONS = ("last", "best-val")
 STATUSES = ("running", "interrupted", "finished", "failed", "diverged")
@@ -323,6 +328,8 @@ class ResultsStore:
                 for column, kind in LATER_TEST_COLUMNS.items():
                     if column not in present:
                         cursor.execute(f"ALTER TABLE test_metrics ADD COLUMN {column} {kind}")
+            if existed and version < 10:
+                self._mark_numerics_1(cursor)
             if existed and version < 8:
                 cursor.execute(
                     """INSERT OR IGNORE INTO run_aliases (alias, run_id)
@@ -338,6 +345,21 @@ class ResultsStore:
                 f"{self.path}: migrated from results database schema {version} to "
                 f"{SCHEMA_VERSION} (this sparsebench's); older releases cannot write it",
                 stacklevel=4,
+            )
+
+    @staticmethod
+    def _mark_numerics_1(cursor: sqlite3.Cursor) -> None:
+        """Say in every stored config what its run computed (`NUMERICS_1`), so that it
+        keeps its id and is never taken for a run of today's numerics."""
+        pairs = ", ".join("?, ?" for _ in NUMERICS_1)
+        for table, where in (("runs", "$"), ("federated_runs", "$.run")):
+            values = [
+                item for key, value in NUMERICS_1.items() for item in (f"{where}.{key}", value)
+            ]
+            cursor.execute(
+                f"""UPDATE {table} SET config_json = json_set(config_json, {pairs})
+                    WHERE json_extract(config_json, ?) IS NULL""",
+                (*values, f"{where}.numerics"),
             )
 
     def _rekey_runs(self, cursor: sqlite3.Cursor, first_release: bool) -> None:

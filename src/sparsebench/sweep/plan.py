@@ -223,14 +223,14 @@ def has_checkpoint(runs_dir: str | Path, config: RunConfig) -> bool:
     """Under the run's id, or the first release's (its folder is renamed when it runs)."""
     return any(
         checkpoint_path(runs_dir, run_id).exists()
-        for run_id in (config.run_id(), config.first_release_run_id())
+        for run_id in (config.run_id(), *config.earlier_run_ids())
     )
 
 
 def final_weights(runs_dir: str | Path, dense: RunConfig) -> bool:
     """A checkpoint of the dense run's last epoch exists (one of an interrupted training
     for its weights does not count: the `weights` action resumes it)."""
-    for run_id in (dense.run_id(), dense.first_release_run_id()):
+    for run_id in (dense.run_id(), *dense.earlier_run_ids()):
         try:
             state = load_checkpoint(checkpoint_path(runs_dir, run_id))
         except CheckpointError:

@@ -68,12 +68,12 @@ def execute_task(task: RunTask) -> dict[str, Any]:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
         data = _dataset(config.dataset, config.data_path, _options(config, task))
-        adopt_earlier_folder(task.runs_dir, config.run_id(), config.first_release_run_id())
+        adopt_earlier_folder(task.runs_dir, config.run_id(), *config.earlier_run_ids())
         checkpoint = checkpoint_path(task.runs_dir, config.run_id())
         if task.action == "derive":
             assert task.dense_config is not None
             dense = RunConfig(**task.dense_config)
-            adopt_earlier_folder(task.runs_dir, dense.run_id(), dense.first_release_run_id())
+            adopt_earlier_folder(task.runs_dir, dense.run_id(), *dense.earlier_run_ids())
             dense_checkpoint = checkpoint_path(task.runs_dir, dense.run_id())
             result = derive_post_run(config, dense, data, dense_checkpoint, checkpoint)
         else:

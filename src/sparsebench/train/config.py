@@ -48,6 +48,16 @@ NOT_IN_RUN_ID = frozenset(
 # leaves every stored id unchanged. Version 1, the first release, hashed every setting
 # below with its value, defaults included; changing a default bumps the version.
 SETTINGS_VERSION = 2
+# What training computes, raised by a release that changes it for the same settings (a
+# split, a recipe's default, the arithmetic): part of every new run id, so a result
+# stored under one numerics is never found again, resumed or pooled as another's.
+# 1: every release up to 0.1 (validation was the test split where the data brings no
+#    validation split); the results database marks its runs so when it migrates.
+# 2: validation held out of training where the data brings none.
+NUMERICS = 2
+# The defaults a setting had under an earlier numerics: a run of that numerics hashes
+# what differs from these, so its id is the one it was stored under.
+EARLIER_DEFAULTS: dict[int, dict[str, Any]] = {1: {"validation": "test"}}
 FIRST_RELEASE_SETTINGS = (
     "model",
     "width",
@@ -160,6 +170,13 @@ class RunConfig(DataSettings):
     )
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="Adam weight decay")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
+    numerics: int = Field(
+        NUMERICS,
+        ge=1,
+        le=NUMERICS,
+        description="what training computes (raised by a release that changes it)",
+        json_schema_extra={"flag": False},  # set by the release, never typed
+    )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     execution: Literal["compact", "masked"] = Field(
         "compact",
@@ -172,6 +189,16 @@ class RunConfig(DataSettings):
         "CPUs), contiguous (NCHW), or auto (channels_last for float32 on the CPU, where "
         "every convolution of the network can train so)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_numerics(cls, values: Any) -> Any:
+        """A run of an earlier numerics takes that numerics' defaults for what it leaves
+        unset: its config reads as it trained."""
+        if isinstance(values, dict):
+            earlier = EARLIER_DEFAULTS.get(values.get("numerics", NUMERICS), {})
+            values = {**earlier, **values}
+        return values
 
     @model_validator(mode="after")
     def _init_digest(self) -> RunConfig:
@@ -298,11 +325,11 @@ class RunConfig(DataSettings):
         version and every setting that differs from its default. The same config always
         maps to the same run, so finished work is found again, and a setting added later
         does not change the id of a run that leaves it at its default."""
+        defaults = self._hashed_defaults()
         identity = {
             key: value
             for key, value in self.model_dump(exclude=set(NOT_IN_RUN_ID)).items()
-            if key not in type(self).model_fields
-            or value != type(self).model_fields[key].get_default(call_default_factory=True)
+            if key not in defaults or value != defaults[key]
         }
         # A moved setting (a method's or a loader's) is hashed where it was a run setting,
         # so that runs keep their ids; one the method does not declare is no longer hashed.
@@ -315,6 +342,19 @@ class RunConfig(DataSettings):
             if options:
                 identity[nested] = options
         return _digest({"settings_version": SETTINGS_VERSION, **identity})
+
+    def _hashed_defaults(self) -> dict[str, Any]:
+        """What a setting is left out of the id at: its default under the run's
+        numerics. Numerics 1 is left out, so the ids stored before it existed stand."""
+        fields = type(self).model_fields
+        defaults = {key: fields[key].get_default(call_default_factory=True) for key in fields}
+        return {**defaults, **EARLIER_DEFAULTS.get(self.numerics, {}), "numerics": 1}
+
+    def earlier_run_ids(self) -> tuple[str, ...]:
+        """The ids earlier releases gave this same computation (its checkpoint folder
+        may be named by one); none for a run of a later numerics, which no earlier
+        release trained."""
+        return (self.first_release_run_id(),) if self.numerics == 1 else ()
 
     def first_release_run_id(self) -> str:
         """The id the first release gave this run (every setting hashed, defaults

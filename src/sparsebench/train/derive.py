@@ -55,7 +55,7 @@ def derive_post_run(
     state = load_checkpoint(dense_checkpoint)
     if state is None:
         raise InputError(f"{dense_checkpoint}: no checkpoint of dense run {dense.run_id()}")
-    state.require_run(dense_checkpoint, dense.run_id(), dense.first_release_run_id())
+    state.require_run(dense_checkpoint, dense.run_id(), *dense.earlier_run_ids())
     if len(state.history) != dense.total_epochs:
         raise InputError(
             f"{dense_checkpoint}: dense run {dense.run_id()} has trained "

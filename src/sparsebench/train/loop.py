@@ -258,7 +258,7 @@ def train_run(
     val_loader = _eval_loader(dataset, "val", config, device)
     history: list[EpochRecord] = []
     best = BestValidation(best_val_path(checkpoint_path), run_id)
-    state = load_resumable(checkpoint_path, run_id, config.first_release_run_id(), *earlier_ids)
+    state = load_resumable(checkpoint_path, run_id, *config.earlier_run_ids(), *earlier_ids)
     if state is not None:
         history = _resume(trainer, train_loader, state, checkpoint_path, run_id)
         best = BestValidation.resumed(best.path, run_id)

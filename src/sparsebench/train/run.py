@@ -61,7 +61,7 @@ def run_and_record(
     recorder = RunRecorder(store, config)
     recorder.begin(str(device), dataset.summary(), checkpoint)
     earlier = store.earlier_run_ids(run_id)
-    adopt_earlier_folder(runs_dir, run_id, config.first_release_run_id(), *earlier)
+    adopt_earlier_folder(runs_dir, run_id, *config.earlier_run_ids(), *earlier)
     if force:  # only once the run is ours: a busy run keeps its files
         for stale in checkpoint.parent.glob(f"{checkpoint.stem}*"):
             stale.unlink()
