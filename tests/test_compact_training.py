@@ -102,8 +102,10 @@ def test_compact_and_masked_runs_are_the_same_computation(tmp_path, data, model,
         {"model": "resnet18", "method": "in", "weight_decay": 0.01},
         {"model": "resnet18", "method": "rigl", "conv_granularity": "weight"},
         {"model": "vgg16", "method": "static", "include": ["features.*"]},
+        {"model": "resnet18", "method": "set", "preset": "study", "lr": 0.001},
+        {"model": "vgg16", "method": "set", "optimizer": "sgd", "schedule": "step", "lr": 0.05},
     ],
-    ids=["neurons", "weight-decay", "conv-weights", "some-layers"],
+    ids=["neurons", "weight-decay", "conv-weights", "some-layers", "study-adam", "sgd-step"],
 )
 def test_granularities_weight_decay_and_layer_choices_are_the_same_computation(
     tmp_path, data, settings

@@ -356,7 +356,7 @@ def test_a_database_of_the_release_before_federation_gains_its_tables(tmp_path):
         for table in ("federated_clients", "federated_rounds", "federated_runs"):
             connection.execute(f"DROP TABLE {table}")
         connection.execute("PRAGMA user_version=8")
-    with pytest.warns(UserWarning, match="migrated from results database schema 8 to 9"):
+    with pytest.warns(UserWarning, match="migrated from results database schema 8 to 10"):
         store = open_results(db)
     with store:
         assert federated_runs(store).empty and federated_rounds(store).empty

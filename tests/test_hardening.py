@@ -167,10 +167,14 @@ def test_a_float_image_out_of_range_stops_train_in_one_line(tmp_path):
 
 
 def class_tree(root: Path, counts: dict[str, int]) -> Path:
+    """Class folders of plain grey images, each image of its own shade (no file is
+    another's twin, which the loader would report)."""
+    shade = 0
     for name, count in counts.items():
         (root / name).mkdir(parents=True)
         for index in range(count):
-            Image.new("L", (8, 8), 10 * index).save(root / name / f"{index}.png")
+            Image.new("L", (8, 8), shade % 256).save(root / name / f"{index}.png")
+            shade += 7
     return root
 
 
@@ -390,7 +394,7 @@ def test_a_database_of_the_first_release_is_migrated_with_a_line(tmp_path):
         )
     result = runner.invoke(app, ["runs", "--db", str(db), "--format", "json"])
     assert result.exit_code == 0, result.stderr
-    assert "migrated from results database schema 1 to 9" in result.stderr
+    assert "migrated from results database schema 1 to 10" in result.stderr
     assert json.loads(result.stdout)[0]["run_id"] == "abc"
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT COUNT(*) FROM epochs").fetchone()[0] == 1

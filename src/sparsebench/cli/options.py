@@ -46,8 +46,9 @@ TrackExperiment = Annotated[
 Select = Annotated[
     str,
     typer.Option(
-        help="which weights' test metrics: last (the last epoch's, the study's) or best-val "
-        "(the best validation epoch's, at the trained sparsity)"
+        help="which weights' test metrics: best-val (the best validation epoch's, at the "
+        "trained sparsity; model selection never sees the test split) or last (the last "
+        "epoch's, the study's)"
     ),
 ]
 

@@ -31,10 +31,10 @@ if TYPE_CHECKING:
 def runs(
     db: ResultsDb = DEFAULT_DB,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
-    select: Select = "last",
+    select: Select = "best-val",
 ) -> None:
-    """List stored runs with their test metrics (of the last epoch's weights, or of the
-    best validation epoch's with --select best-val)."""
+    """List stored runs with their test metrics (of the best validation epoch's weights,
+    or of the last epoch's with --select last)."""
     from sparsebench.train.results import open_results
 
     if fmt not in ("table", "csv", "json"):
@@ -122,7 +122,7 @@ def report(
             "accuracy, balanced_accuracy, f1 or auroc (two-class data)"
         ),
     ] = "accuracy",
-    select: Select = "last",
+    select: Select = "best-val",
     rank_by: Annotated[
         str,
         typer.Option(

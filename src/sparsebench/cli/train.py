@@ -240,11 +240,16 @@ def summary_table(summary: RunSummary) -> Table:
             peak,
             energy,
         )
-    test = summary.test
+    test = summary.test_best_val or summary.test
     assert test is not None
     by_kind = summary.sparsity_by_kind
+    selected = (
+        f"best validation epoch {test.epoch + 1}"
+        if summary.test_best_val is not None and test.epoch is not None
+        else "last epoch"
+    )
     caption = (
-        f"test: accuracy {test.accuracy:.4f}  balanced {_number(test.balanced_accuracy)}  "
+        f"test ({selected}): accuracy {test.accuracy:.4f}  balanced {_number(test.balanced_accuracy)}  "
         f"{_ranking(test)}F1 {test.f1:.4f}  precision "
         f"{test.precision:.4f}  recall {test.recall:.4f}  "
         f"inference {test.inference_time_per_sample_s * 1e3:.3f} ms/sample\n"

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from sparsebench.data.augment import Augment, augment_batch
+
 SPLITS = ("train", "val", "test")
 
 
@@ -132,14 +134,14 @@ class BatchLoader:
         device: torch.device,
         shuffle: bool = False,
         seed: int = 0,
-        flip: bool = False,
+        augment: Augment = "none",
     ) -> None:
         self.device = device
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.flip = flip
+        self.augment = augment
         self.generator = torch.Generator().manual_seed(seed)
         self.scale = (1.0 / (255.0 * std)).to(device).view(1, -1, 1, 1)
         self.offset = (mean / std).to(device).view(1, -1, 1, 1)
@@ -157,7 +159,4 @@ class BatchLoader:
             index = order[start : start + self.batch_size]
             images = self.images.index_select(0, index).to(torch.get_default_dtype())
             x = images.mul_(self.scale).sub_(self.offset).contiguous()
-            if self.flip:
-                flipped = (torch.rand(len(index), generator=self.generator) < 0.5).to(self.device)
-                x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(-1), x).contiguous()
-            yield x, self.labels.index_select(0, index)
+            yield augment_batch(x, self.augment, self.generator), self.labels.index_select(0, index)

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from sparsebench.data.augment import Augment
 from sparsebench.data.options import DataOptions, LoaderSettings
 from sparsebench.data.registry import dataset_options
 from sparsebench.errors import InputError, validation_message
@@ -42,10 +43,20 @@ class DataSettings(LoaderSettings):
         "(default: the one named as a defect, such as anomaly, else the rarer in training)",
     )
     in_channels: Literal[1, 3] | None = Field(None, description="default: the data's channels")
-    augment: bool = Field(False, description="random horizontal flips (the study used none)")
+    augment: Augment = Field(
+        "standard",
+        description="training images: standard (random flips and shifts of up to an eighth "
+        "of the side), flip (random horizontal flips) or none (the study's)",
+    )
     data_options: dict[str, Any] = Field(
         default_factory=dict, description="the data set's own settings (its loader's), KEY: VALUE"
     )
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _released_augment(cls, value: Any) -> Any:
+        """An earlier release's `augment: true` was flips alone; `false`, none."""
+        return {True: "flip", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="before")
     @classmethod

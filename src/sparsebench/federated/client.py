@@ -84,6 +84,9 @@ def federated_trainer(
         warnings.simplefilter("ignore", SparsityWarning)
         trainer = build_run(run, data, torch.device("cpu"), scoring)
     trainer.method.replan(Never())
+    # A client's local epochs are a slice of training, not all of it: it trains at the
+    # run's base rate (a schedule over rounds would be the server's to set).
+    trainer.learning_rate = None
     return trainer
 
 
@@ -127,7 +130,14 @@ def train_client(
         data.num_classes,
     ).result()
     loader = BatchLoader(
-        own, data.mean, data.std, run.batch_size, device, shuffle=True, seed=seed, flip=run.augment
+        own,
+        data.mean,
+        data.std,
+        run.batch_size,
+        device,
+        shuffle=True,
+        seed=seed,
+        augment=run.augment,
     )
     sample_shape = tuple(own.images.shape[1:])
     accumulator = MetricAccumulator(data.num_classes, device)

@@ -73,7 +73,7 @@ def build_report(
     latency_budget_ms: float | None = None,
     svg: bool = True,
     metric: str = "accuracy",
-    select: str = "last",
+    select: str = "best-val",
     rank_by: str = "latency",
 ) -> Report:
     """`svg=False` writes PNG figures only: a report committed to a repository or mailed
@@ -584,12 +584,12 @@ def _selection_text(results: Results) -> str:
     if results.select == "last":
         return (
             "Test metrics are those of each run's last epoch, the study's protocol "
-            "(report --select best-val: those of the best validation epoch)."
+            "(report --select best-val: those of the best validation epoch, the default)."
         )
     text = (
         "Test metrics are those of the weights at each run's best validation epoch, among "
-        "the epochs validated at the trained sparsity (report --select last: the last "
-        "epoch's, the study's protocol)."
+        "the epochs validated at the trained sparsity; the test split is read once, for "
+        "those weights (report --select last: the last epoch's, the study's protocol)."
     )
     if results.left_out:
         text += (

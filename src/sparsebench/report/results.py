@@ -100,7 +100,7 @@ class Results:
     unfinished: pd.DataFrame = field(default_factory=pd.DataFrame)
     metric: Metric = METRICS["accuracy"]
     cost: Cost = COSTS["latency"]
-    select: str = "last"  # whose test metrics: the last epoch's or the best validation's
+    select: str = "best-val"  # whose test metrics: the last epoch's or the best validation's
     left_out: int = 0  # finished runs without test metrics of that selection
 
     @property
@@ -142,10 +142,10 @@ class Results:
         return None if rows.empty else str(sorted(rows.status)[0])
 
 
-def load_results(db: str | Path, select: str = "last") -> Results:
-    """The finished runs with the test metrics of the last epoch's weights, or with
-    `select="best-val"` of the best validation epoch's (runs stored before those were
-    kept are left out: `Results.left_out` counts them)."""
+def load_results(db: str | Path, select: str = "best-val") -> Results:
+    """The finished runs with the test metrics of the best validation epoch's weights
+    (runs stored before those were kept are left out: `Results.left_out` counts them),
+    or with `select="last"` of the last epoch's (the study's protocol)."""
     if select not in SELECTIONS:
         raise InputError(f"--select: expected {' or '.join(SELECTIONS)}, got {select!r}")
     table = "best_val_metrics" if select == "best-val" else "test_metrics"

@@ -51,6 +51,7 @@ class Checkpoint:
     history: list[EpochRecord]
     cuda_rng: torch.Tensor | None = None
     config: dict[str, Any] | None = None  # the first release kept none
+    steps: int | None = None  # optimiser steps taken; releases before numerics 2 kept none
 
     def as_state(self) -> dict[str, Any]:
         return {"version": CHECKPOINT_VERSION, **asdict(self)}
@@ -58,7 +59,8 @@ class Checkpoint:
     @property
     def trainer_state(self) -> dict[str, Any]:
         """What `SparseTrainer.load_state_dict` takes."""
-        return {"model": self.model, "optimizer": self.optimizer, "method": self.method}
+        state = {"model": self.model, "optimizer": self.optimizer, "method": self.method}
+        return state if self.steps is None else {**state, "steps": self.steps}
 
     def require_run(self, path: Path, run_id: str, *earlier_ids: str) -> None:
         """Refuse a checkpoint of another run (a run's earlier ids are its own)."""
@@ -154,6 +156,7 @@ FIELDS: dict[str, tuple[str, Any]] = {
     "data_generator": ("a generator state", _is_rng_state),
     "torch_rng": ("a generator state", _is_rng_state),
     "cuda_rng": ("a generator state or nothing", lambda v: v is None or _is_rng_state(v)),
+    "steps": ("a step count or nothing", lambda v: v is None or isinstance(v, int)),
     "history": (
         "a list of epochs, each with its number",
         lambda v: (
@@ -165,7 +168,7 @@ FIELDS: dict[str, tuple[str, Any]] = {
 }
 
 
-OPTIONAL = ("cuda_rng",)
+OPTIONAL = ("cuda_rng", "steps")
 
 
 def format_problem(state: dict[str, Any]) -> str | None:

@@ -746,11 +746,10 @@ class ResultsStore:
         return pd.read_sql_query(f"SELECT * FROM {name}", self.connection)
 
     @_named_errors
-    def runs_overview(self, select: str = "last") -> pd.DataFrame:
+    def runs_overview(self, select: str = "best-val") -> pd.DataFrame:
         """One row per run with its test metrics (empty where not finished): those of the
-        last epoch's weights, or with `select="best-val"` those of the best validation
-        epoch (empty for runs stored before they were kept), its epoch in
-        `selected_epoch`; `data_path` and `data_name` as the run was given them."""
+        best validation epoch (empty for runs stored before they were kept), or with
+        `select="last"` those of the last epoch's weights, the epoch in `selected_epoch`; `data_path` and `data_name` as the run was given them."""
         if select not in SELECTIONS:
             raise ValueError(f"unknown selection {select!r}")
         table, epoch = (

@@ -257,6 +257,9 @@ class Execution:
         self.network_optimizer: torch.optim.Optimizer | None = None
         self.slices: list[Slice] = []
         self.master_current = True
+        # The learning rate of each compact step since the master was last current: the
+        # left-out entries are stepped at the same rates (a schedule changes it per step).
+        self._rates: list[float] = []
         self._masks_seen = self._mask_revision()
         self._macs: dict[nn.Module, int] = {}
         self._worth: tuple[tuple[int, int], bool] | None = None
@@ -298,6 +301,8 @@ class Execution:
         the master (the method then zeroes its dead units again)."""
         if self.network is None:
             return True
+        assert self.network_optimizer is not None
+        self._rates.append(self.network_optimizer.param_groups[0]["lr"])
         self.master_current = False
         self._apply_gates()
         return False
@@ -400,7 +405,7 @@ class Execution:
                     piece.write(master_state[key], value)
                 else:
                     master_state[key] = value.clone()
-        self.master_current = True
+        self.master_current, self._rates = True, []
 
     def _step_left_out(self, piece: Slice, master_state: dict, state: dict) -> None:
         """The master entries outside the compact tensor, stepped as many times as it
@@ -429,7 +434,9 @@ class Execution:
                 key: value[active].clone() if _per_entry(value, piece.master) else value.clone()
                 for key, value in master_state.items()
             }
-        for _ in range(round(done)):
+        rates = self._rates[-round(done) :]
+        for rate in [group["lr"]] * (round(done) - len(rates)) + rates:
+            stepper.param_groups[0]["lr"] = rate
             values.grad = torch.zeros_like(values)
             stepper.step()
         piece.master.data[active] = values.data

@@ -25,6 +25,7 @@ from sparsebench.sparsity.methods import (
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.records import RunRecord
 from sparsebench.train.memory_format import MemoryFormat
+from sparsebench.train.schedule import Schedule
 
 # Fields that say where results go, what runs them (a device; an execution, the same
 # computation at another cost), what input is trusted, what the data or its defect class
@@ -39,6 +40,7 @@ NOT_IN_RUN_ID = frozenset(
         "max_image_pixels",
         "allow_external_paths",
         "init_from",
+        "preset",  # what it sets is hashed, as the settings it set
         "data_name",
         "positive_class",
     }
@@ -57,7 +59,34 @@ SETTINGS_VERSION = 2
 NUMERICS = 2
 # The defaults a setting had under an earlier numerics: a run of that numerics hashes
 # what differs from these, so its id is the one it was stored under.
-EARLIER_DEFAULTS: dict[int, dict[str, Any]] = {1: {"validation": "test"}}
+EARLIER_DEFAULTS: dict[int, dict[str, Any]] = {
+    1: {
+        "validation": "test",
+        "augment": "none",
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "weight_decay": 0.0,
+        "schedule": "constant",
+        "warmup": 0.0,
+    }
+}
+# Presets: the values a run takes for the settings it leaves unset. `recommended` is the
+# fields' own defaults (a recipe that trains these networks about as well as the
+# literature does); `study` is the study's protocol, for sweeps that reproduce it.
+PRESETS: dict[str, dict[str, Any]] = {
+    "recommended": {},
+    "study": {
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "weight_decay": 0.0,
+        "schedule": "constant",
+        "warmup": 0.0,
+        "augment": "none",
+        "width": 1.0,
+        "epochs": 50,
+        "batch_size": 64,
+    },
+}
 FIRST_RELEASE_SETTINGS = (
     "model",
     "width",
@@ -161,14 +190,38 @@ class RunConfig(DataSettings):
         default_factory=dict, description="the method's own settings, KEY: VALUE"
     )
 
+    preset: Literal["recommended", "study"] = Field(
+        "recommended",
+        description="values for the training settings left unset: recommended (AdamW 1e-3, "
+        "weight decay 0.05, cosine with warm-up, standard augmentation) or study (the "
+        "study's constant Adam 1e-4, no augmentation, width 1, 50 epochs, batch 64)",
+    )
     epochs: int = Field(50, ge=1, le=MAX_EPOCHS, description="training epochs (study: 50)")
     batch_size: int = Field(64, ge=1, le=MAX_BATCH, description="batch size (study: 64)")
     eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="batch size of evaluation")
+    optimizer: Literal["adamw", "adam", "sgd"] = Field(
+        "adamw",
+        description="adamw (decoupled weight decay), adam (the study's; weight decay as an L2 "
+        "term) or sgd (momentum 0.9, Nesterov)",
+    )
     # Above 1e30 Adam's step (lr over its bias correction) no longer fits a float32.
     lr: float = Field(
-        1e-4, gt=0, le=1e30, allow_inf_nan=False, description="Adam learning rate (study: 1e-4)"
+        1e-3, gt=0, le=1e30, allow_inf_nan=False, description="base learning rate (study: 1e-4)"
     )
-    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="Adam weight decay")
+    weight_decay: float = Field(
+        0.05, ge=0, allow_inf_nan=False, description="weight decay (study: 0)"
+    )
+    schedule: Schedule = Field(
+        "cosine",
+        description="learning rate over training: cosine (to zero), step (a tenth from half-way, "
+        "a hundredth from three quarters) or constant (the study's)",
+    )
+    warmup: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="share of training's steps over which the learning rate rises linearly",
+    )
     seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
     numerics: int = Field(
         NUMERICS,
@@ -192,12 +245,16 @@ class RunConfig(DataSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _earlier_numerics(cls, values: Any) -> Any:
+    def _unset_values(cls, values: Any) -> Any:
         """A run of an earlier numerics takes that numerics' defaults for what it leaves
-        unset: its config reads as it trained."""
+        unset (its config reads as it trained); a run of today's, its preset's."""
         if isinstance(values, dict):
-            earlier = EARLIER_DEFAULTS.get(values.get("numerics", NUMERICS), {})
-            values = {**earlier, **values}
+            numerics = values.get("numerics", NUMERICS)
+            preset = values.get("preset", "recommended")
+            unset = EARLIER_DEFAULTS[numerics] if numerics in EARLIER_DEFAULTS else {}
+            if preset in PRESETS and numerics == NUMERICS:
+                unset = PRESETS[preset]
+            values = {**unset, **values}
         return values
 
     @model_validator(mode="after")
@@ -333,6 +390,8 @@ class RunConfig(DataSettings):
         }
         # A moved setting (a method's or a loader's) is hashed where it was a run setting,
         # so that runs keep their ids; one the method does not declare is no longer hashed.
+        if self.numerics == 1 and "augment" in identity:
+            identity["augment"] = identity["augment"] == "flip"  # hashed as the bool it was
         for nested, moved in (
             ("method_options", MOVED_SETTINGS),
             ("data_options", FLAT_LOADER_SETTINGS),
@@ -360,6 +419,7 @@ class RunConfig(DataSettings):
         """The id the first release gave this run (every setting hashed, defaults
         included), by which its databases, checkpoint folders and users know it."""
         settings = self.model_dump(include=set(FIRST_RELEASE_SETTINGS))
+        settings["augment"] = settings["augment"] == "flip"  # the first release's bool
         for key, default in FIRST_RELEASE_DEFAULTS.items():
             settings[key] = self.method_options.get(key, default)
         for key, default in FLAT_LOADER_SETTINGS.items():

@@ -43,6 +43,7 @@ from sparsebench.store.records import EpochRecord, RunSummary, TestMetrics
 from sparsebench.train.compact import TRAINING_PASSES
 from sparsebench.train.config import RunConfig
 from sparsebench.train.metrics import MetricAccumulator
+from sparsebench.train.schedule import LearningRate
 from sparsebench.train.selection import BestValidation, best_val_path
 from sparsebench.train.trainer import NonFiniteLoss, SparseTrainer
 
@@ -91,14 +92,7 @@ def build_run(
     if config.init_from is not None:
         start_from(model, config)
     model = model.to(device)
-    # Adam's update in one kernel per weight where PyTorch has one: the same arithmetic,
-    # in less time (benchmarks/optimizer_step.py, BENCHMARKS.md).
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        fused=device.type in FUSED_ADAM_DEVICES,
-    )
+    optimizer = make_optimizer(model, config, device)
     method = make_method(
         config.method,
         SparsityTargets(config.conv_sparsity or 0.0, config.linear_sparsity or 0.0),
@@ -112,6 +106,7 @@ def build_run(
     train = dataset.splits["train"]
     # In training order but unshuffled, for a method that scores on a few batches (SNIP).
     batches = BatchLoader(train, dataset.mean, dataset.std, config.batch_size, device)
+    total_steps = config.total_epochs * len(batches)
     return SparseTrainer(
         model,
         optimizer,
@@ -122,6 +117,34 @@ def build_run(
         batches=scoring or batches,
         input_shape=(dataset.channels, dataset.image_size, dataset.image_size),
         memory_format=config.memory_format,
+        learning_rate=LearningRate(
+            config.lr, config.schedule, total_steps, round(config.warmup * total_steps)
+        ),
+    )
+
+
+def make_optimizer(
+    model: nn.Module, config: RunConfig, device: torch.device
+) -> torch.optim.Optimizer:
+    """The run's optimiser over `model`'s weights. Adam's and AdamW's update run in one
+    kernel per weight where PyTorch has one: the same arithmetic, in less time
+    (benchmarks/optimizer_step.py, BENCHMARKS.md)."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=config.lr,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=config.weight_decay,
+        )
+    # AdamW as Adam with decoupled decay (what torch's AdamW is): one optimiser class, whose
+    # groups a compact network's optimiser is rebuilt from (`train.compact`).
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        decoupled_weight_decay=config.optimizer == "adamw",
+        fused=device.type in FUSED_ADAM_DEVICES,
     )
 
 
@@ -302,6 +325,8 @@ def _resume(
     device = loader.device
     try:
         trainer.load_state_dict(state.trainer_state)
+        if state.steps is None:  # a checkpoint of an earlier release: whole epochs of steps
+            trainer.steps = len(state.history) * len(loader)
         loader.generator.set_state(state.data_generator)
         torch.set_rng_state(state.torch_rng)
         if device.type == "cuda" and state.cuda_rng is not None:
@@ -462,7 +487,7 @@ def _train_epoch(
 
 
 def _train_loader(dataset: ImageDataset, config: RunConfig, device: torch.device) -> BatchLoader:
-    """The training batches: shuffled by the run's seed, flipped when it augments."""
+    """The training batches: shuffled by the run's seed, augmented as it says."""
     return BatchLoader(
         dataset.splits["train"],
         dataset.mean,
@@ -471,7 +496,7 @@ def _train_loader(dataset: ImageDataset, config: RunConfig, device: torch.device
         device,
         shuffle=True,
         seed=config.seed,
-        flip=config.augment,
+        augment=config.augment,
     )
 
 

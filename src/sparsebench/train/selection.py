@@ -1,6 +1,7 @@
-"""Which weights are tested: the last epoch's (the study's protocol, the default) and,
-beside them, those of the best validation epoch (`--select best-val` in `runs` and
-`report`), kept in a second checkpoint, `checkpoint.best-val.pt`, beside the run's own.
+"""Which weights are tested: those of the best validation epoch (what `train` prints, and
+`runs` and `report` show by default), kept in a second checkpoint,
+`checkpoint.best-val.pt`, beside the run's own; and the last epoch's (the study's
+protocol, `--select last`).
 
 A pruning method that prunes while it trains (In-Training, GMP) or after it (Post-
 Training) validates networks that are not yet as sparse as the one it delivers: the

@@ -68,7 +68,8 @@ class SparseTrainer:
     pruned filters of networks other than VGG and ResNet, to zero the depthwise filters
     and gate rows that follow them. `batches`: unshuffled training batches for a method
     that scores before its first mask (SNIP), or the gradients it would sum, summed
-    elsewhere (`GradientSums`). `check_loss`: refuse a non-finite loss before
+    elsewhere (`GradientSums`). `learning_rate`: the rate at each step, from the step's
+    number (`train.schedule`); without it the optimiser's own stays. `check_loss`: refuse a non-finite loss before
     the optimiser uses it (`NonFiniteLoss`); by default on the CPU only, where reading
     the loss costs no synchronisation. `memory_format`: contiguous, channels_last, or
     auto (channels-last where it was measured to pay: float32 on the CPU, for a network
@@ -90,8 +91,11 @@ class SparseTrainer:
         loss: Loss = F.cross_entropy,
         check_loss: bool | None = None,
         memory_format: MemoryFormat = "auto",
+        learning_rate: Callable[[int], float] | None = None,
     ) -> None:
         self.model, self.optimizer, self.method = model, optimizer, method
+        self.learning_rate = learning_rate
+        self.steps = 0  # optimiser steps taken, the learning rate's clock
         self.loss = loss
         # A term added to each step's loss, given the network taking the step (compact
         # or full size): FedProx's pull towards the global model (`federated.proximal`).
@@ -123,7 +127,13 @@ class SparseTrainer:
             raise NonFiniteLoss(float(loss.detach()))
         loss.backward()
         self.method.after_backward()
+        if self.learning_rate is not None:
+            rate = self.learning_rate(self.steps)
+            # the master's groups too: a compact network's optimiser is rebuilt from them
+            for group in (*optimizer.param_groups, *self.optimizer.param_groups):
+                group["lr"] = rate
         optimizer.step()
+        self.steps += 1
         on_master = self.execution.step_taken()
         self._update(self.method.update_due_after_step(masks_on_master=on_master))
         return Step(logits, loss, network)
@@ -161,6 +171,7 @@ class SparseTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "method": self.method.state_dict(),
+            "steps": self.steps,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -171,6 +182,7 @@ class SparseTrainer:
             self.optimizer.load_state_dict(state["optimizer"])
         if "method" in state:
             self.method.load_state_dict(state["method"])
+        self.steps = state.get("steps", self.steps)
         self.execution.master_replaced()
         self.execution.masks_may_have_changed()
 
