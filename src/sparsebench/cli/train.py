@@ -249,7 +249,8 @@ def summary_table(summary: RunSummary) -> Table:
         else "last epoch"
     )
     caption = (
-        f"test ({selected}): accuracy {test.accuracy:.4f}  balanced {_number(test.balanced_accuracy)}  "
+        f"test ({selected}): accuracy {test.accuracy:.4f}  "
+        f"balanced {_number(test.balanced_accuracy)}  "
         f"{_ranking(test)}F1 {test.f1:.4f}  precision "
         f"{test.precision:.4f}  recall {test.recall:.4f}  "
         f"inference {test.inference_time_per_sample_s * 1e3:.3f} ms/sample\n"

@@ -749,7 +749,8 @@ class ResultsStore:
     def runs_overview(self, select: str = "best-val") -> pd.DataFrame:
         """One row per run with its test metrics (empty where not finished): those of the
         best validation epoch (empty for runs stored before they were kept), or with
-        `select="last"` those of the last epoch's weights, the epoch in `selected_epoch`; `data_path` and `data_name` as the run was given them."""
+        `select="last"` those of the last epoch's weights, the epoch in `selected_epoch`;
+        `data_path` and `data_name` as the run was given them."""
         if select not in SELECTIONS:
             raise ValueError(f"unknown selection {select!r}")
         table, epoch = (

@@ -251,7 +251,7 @@ class RunConfig(DataSettings):
         if isinstance(values, dict):
             numerics = values.get("numerics", NUMERICS)
             preset = values.get("preset", "recommended")
-            unset = EARLIER_DEFAULTS[numerics] if numerics in EARLIER_DEFAULTS else {}
+            unset = EARLIER_DEFAULTS.get(numerics, {})
             if preset in PRESETS and numerics == NUMERICS:
                 unset = PRESETS[preset]
             values = {**unset, **values}
