@@ -69,12 +69,13 @@ class SparseTrainer:
     and gate rows that follow them. `batches`: unshuffled training batches for a method
     that scores before its first mask (SNIP), or the gradients it would sum, summed
     elsewhere (`GradientSums`). `learning_rate`: the rate at each step, from the step's
-    number (`train.schedule`); without it the optimiser's own stays. `check_loss`: refuse
-    a non-finite loss before the optimiser uses it (`NonFiniteLoss`); by default on the
-    CPU only, where reading the loss costs no synchronisation. `memory_format`:
-    contiguous, channels_last, or auto (channels-last where it was measured to pay: float32 on the CPU, for a network
-    with no layer that must stay NCHW): the layout the networks train in
-    (`train.memory_format`); `finish()` gives the model back in its own.
+    number (`train.schedule`); without it the optimiser's own stays. `check_loss`:
+    refuse a non-finite loss before the optimiser uses it (`NonFiniteLoss`); by default
+    on the CPU only, where reading the loss costs no synchronisation. `memory_format`:
+    contiguous, channels_last, or auto (channels-last where it was measured to pay:
+    float32 on the CPU, for a network with no layer that must stay NCHW): the layout the
+    networks train in (`train.memory_format`); `finish()` gives the model back in its
+    own.
     """
 
     def __init__(
