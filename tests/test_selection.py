@@ -95,11 +95,12 @@ def test_runs_and_report_select_the_best_validation_epoch(tmp_path):
         assert result.exit_code == 0, result.stderr
         return json.loads(result.stdout)[0]
 
-    assert listed()["test_loss"] == pytest.approx(summary["test"]["loss"])
-    assert listed()["selected_epoch"] == 3
-    chosen = listed("--select", "best-val")
+    last = listed("--select", "last")
+    assert last["test_loss"] == pytest.approx(summary["test"]["loss"])
+    assert (last["selected_epoch"], last["selected"]) == (3, "last")
+    chosen = listed()  # the best validation epoch's, by default
     assert chosen["test_loss"] == pytest.approx(best["loss"])
-    assert chosen["selected_epoch"] == best["epoch"]
+    assert (chosen["selected_epoch"], chosen["selected"]) == (best["epoch"], "best-val")
     refused = runner.invoke(app, ["runs", "--db", str(db), "--select", "best"])
     assert refused.exit_code != 0 and "--select: expected last or best-val, got 'best'" in (
         refused.stderr
@@ -125,3 +126,10 @@ def test_best_val_of_a_database_from_before_it_existed_says_what_to_do(tmp_path)
     assert result.exit_code != 0
     assert "none of its 1 finished run(s) has best-validation metrics" in result.stderr
     assert "report --select last" in result.stderr
+    # by default such a database is reported by its last epochs, and says so
+    result = CliRunner().invoke(app, ["report", "--db", str(db), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "stored before sparsebench kept the weights of the best validation epoch" in page
+    listed = CliRunner().invoke(app, ["runs", "--db", str(db), "--format", "json"])
+    assert json.loads(listed.stdout)[0]["selected"] == "last"

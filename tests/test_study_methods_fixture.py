@@ -51,6 +51,7 @@ def run_case(settings: dict, folder: Path) -> dict[str, Any]:
     """One case's outcome; call it with float64 as the default dtype."""
     config = RunConfig(
         **{
+            "preset": "study",  # the study's recipe: constant Adam, no augmentation
             "model": "resnet18",
             "width": 0.125,
             "dataset": "synthetic",

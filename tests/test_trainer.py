@@ -49,11 +49,24 @@ def test_a_loop_of_ones_own_computes_what_train_does(tmp_path, model, method, op
 
     torch.manual_seed(3)
     network = sb.build_model(model, num_classes=4, image_size=28, width=0.125)
-    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3, fused=True)  # as train's
+    # train's recommended recipe: AdamW (Adam with decoupled decay), a cosine schedule
+    # with 5% of the steps warming up, flips and shifts
+    optimizer = torch.optim.Adam(
+        network.parameters(), lr=3e-3, weight_decay=0.05, decoupled_weight_decay=True, fused=True
+    )
     pruning = sb.make_method(method, sb.SCENARIOS["mixed"], seed=3, options=options)
-    loader = BatchLoader(data.splits["train"], data.mean, data.std, 32, CPU, shuffle=True, seed=3)
+    loader = BatchLoader(
+        data.splits["train"], data.mean, data.std, 32, CPU, shuffle=True, seed=3, augment="standard"
+    )
+    steps = 2 * len(loader)
     trainer = sb.SparseTrainer(
-        network, optimizer, pruning, epochs=2, steps_per_epoch=len(loader), input_shape=(3, 28, 28)
+        network,
+        optimizer,
+        pruning,
+        epochs=2,
+        steps_per_epoch=len(loader),
+        input_shape=(3, 28, 28),
+        learning_rate=sb.LearningRate(3e-3, "cosine", steps, round(0.05 * steps)),
     )
     assert trainer.execution_name == "compact"
     for epoch in range(2):

@@ -20,6 +20,7 @@ from sparsebench.sparsity import (
 )
 from sparsebench.store import ResultsStore
 from sparsebench.train import RunConfig, SparseTrainer, train_run
+from sparsebench.train.schedule import LearningRate
 from sparsebench.train.results import open_results
 
 __version__ = "0.1.0"
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SCENARIOS",
     "InputError",
+    "LearningRate",
     "PruningMethod",
     "ResultsStore",
     "RunConfig",

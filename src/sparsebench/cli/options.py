@@ -44,11 +44,11 @@ TrackExperiment = Annotated[
 ]
 
 Select = Annotated[
-    str,
+    str | None,
     typer.Option(
         help="which weights' test metrics: best-val (the best validation epoch's, at the "
-        "trained sparsity; model selection never sees the test split) or last (the last "
-        "epoch's, the study's)"
+        "trained sparsity; model selection never sees the test split; the default, where "
+        "the runs kept them) or last (the last epoch's, the study's)"
     ),
 ]
 

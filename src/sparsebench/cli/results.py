@@ -122,7 +122,7 @@ def report(
             "accuracy, balanced_accuracy, f1 or auroc (two-class data)"
         ),
     ] = "accuracy",
-    select: Select = "best-val",
+    select: Select = None,
     rank_by: Annotated[
         str,
         typer.Option(
@@ -141,7 +141,8 @@ def report(
 
     try:
         tracker = tracker_named(track, track_dir, track_experiment)
-        check_select(select)
+        if select is not None:
+            check_select(select)
         if latency_budget_ms is not None:
             check_range("--latency-budget-ms", latency_budget_ms, 0, 1e9, above=True)
         built = build_report(db, out_dir, latency_budget_ms, svg, metric, select, rank_by)

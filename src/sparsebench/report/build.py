@@ -73,13 +73,14 @@ def build_report(
     latency_budget_ms: float | None = None,
     svg: bool = True,
     metric: str = "accuracy",
-    select: str = "best-val",
+    select: str | None = None,
     rank_by: str = "latency",
 ) -> Report:
     """`svg=False` writes PNG figures only: a report committed to a repository or mailed
     is half the size. `metric` (a key of METRICS) is what Table 1, the trade-off figures
     and the recommendations compare methods by; `select` whose weights' test metrics
-    every figure and table shows: the last epoch's or the best validation epoch's;
+    every figure and table shows: the best validation epoch's (by default, where the
+    runs kept them) or the last epoch's;
     `rank_by` (a key of COSTS) what the recommendations call the cheapest by."""
     db, out_dir = Path(db), Path(out_dir)
     if metric not in METRICS:
@@ -581,6 +582,11 @@ def _sections(results: Results) -> list[str]:
 
 def _selection_text(results: Results) -> str:
     """Which weights every test metric of the report is of."""
+    if results.no_best_val:
+        return (
+            "Test metrics are those of each run's last epoch: the runs of this database were "
+            "stored before sparsebench kept the weights of the best validation epoch."
+        )
     if results.select == "last":
         return (
             "Test metrics are those of each run's last epoch, the study's protocol "

@@ -102,6 +102,8 @@ class Results:
     cost: Cost = COSTS["latency"]
     select: str = "best-val"  # whose test metrics: the last epoch's or the best validation's
     left_out: int = 0  # finished runs without test metrics of that selection
+    # no run of the database kept best-validation metrics, so the default fell back
+    no_best_val: bool = False
 
     @property
     def empty(self) -> bool:
@@ -142,17 +144,24 @@ class Results:
         return None if rows.empty else str(sorted(rows.status)[0])
 
 
-def load_results(db: str | Path, select: str = "best-val") -> Results:
+def load_results(db: str | Path, select: str | None = None) -> Results:
     """The finished runs with the test metrics of the best validation epoch's weights
     (runs stored before those were kept are left out: `Results.left_out` counts them),
-    or with `select="last"` of the last epoch's (the study's protocol)."""
-    if select not in SELECTIONS:
+    or with `select="last"` of the last epoch's (the study's protocol). Without
+    `select`, best-val; the last epoch's for a database none of whose runs kept them."""
+    if select is not None and select not in SELECTIONS:
         raise InputError(f"--select: expected {' or '.join(SELECTIONS)}, got {select!r}")
-    table = "best_val_metrics" if select == "best-val" else "test_metrics"
     with open_results(db, read_only=True) as store:
         finished = store.connection.execute(
             "SELECT COUNT(*) FROM runs WHERE status = 'finished'"
         ).fetchone()[0]
+        kept = store.connection.execute(
+            """SELECT COUNT(*) FROM best_val_metrics JOIN runs USING (run_id)
+               WHERE status = 'finished'"""
+        ).fetchone()[0]
+        no_best_val = select is None and finished > 0 and kept == 0
+        select = select or ("last" if no_best_val else "best-val")
+        table = "best_val_metrics" if select == "best-val" else "test_metrics"
         runs = pd.read_sql_query(
             f"""SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
                       r.config_json, r.data_json, r.device, r.created_at, r.derived_from,
@@ -190,6 +199,7 @@ def load_results(db: str | Path, select: str = "best-val") -> Results:
         unfinished=unfinished,
         select=select,
         left_out=finished - len(runs),
+        no_best_val=no_best_val,
     )
 
 

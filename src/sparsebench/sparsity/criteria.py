@@ -47,6 +47,26 @@ def keep_top(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
     return mask.view(scores.shape)
 
 
+def keep_top_spread(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """Like `keep_top` over a (rows, columns) score matrix, with the budget spread over
+    the rows: each row first keeps its own best `n_keep // rows` (among its scores above
+    -inf, ties to the earlier column), then the rest of the budget goes to the highest
+    scores left anywhere. An output layer's rows are its classes: a score over the whole
+    layer can leave a class without a weight (SNIP did, on NEU steel defects, for four
+    of six classes), so that class can never be predicted."""
+    rows, columns = scores.shape
+    share = min(n_keep // rows, columns)
+    keep = torch.zeros_like(scores, dtype=torch.bool)
+    if share > 0:
+        order = torch.sort(scores.detach(), dim=1, descending=True, stable=True).indices
+        best = order[:, :share]
+        keep.scatter_(1, best, scores.detach().gather(1, best) > -float("inf"))
+    rest = n_keep - int(keep.sum())
+    if rest > 0:
+        keep |= keep_top(scores.detach().masked_fill(keep, -float("inf")), rest) & ~keep
+    return keep
+
+
 def units_to_keep(units: int, sparsity: float) -> int:
     """Units left when `sparsity` of them is removed; a layer always keeps at least one."""
     return min(units, max(1, units - int(round(sparsity * units))))

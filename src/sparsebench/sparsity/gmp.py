@@ -8,8 +8,14 @@ import torch
 from pydantic import Field, model_validator
 
 from sparsebench.sparsity import criteria
+from sparsebench.sparsity.connectivity import connected
 from sparsebench.sparsity.masks import LayerMask, MaskSet
-from sparsebench.sparsity.methods import MethodOptions, PruningMethod, register_method
+from sparsebench.sparsity.methods import (
+    MethodOptions,
+    PruningMethod,
+    keep_best,
+    register_method,
+)
 from sparsebench.sparsity.schedules import CubicRamp, Schedule
 from sparsebench.sparsity.scorers import Magnitude
 
@@ -62,7 +68,8 @@ class Gmp(PruningMethod):
             if n_keep >= mask.alive:
                 continue
             scores = Magnitude().scores(mask.layer, self).to(mask.keep.device)
-            keep = criteria.keep_top(scores.masked_fill(~mask.keep, -float("inf")), n_keep)
+            ranked = scores.masked_fill(~mask.keep, -float("inf"))
+            keep = connected(mask.layer, keep_best(mask.layer, ranked, n_keep))
             dropped = mask.keep & ~keep.to(mask.keep.device)
             mask.update(keep)
             mask.apply()

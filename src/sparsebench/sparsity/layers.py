@@ -37,6 +37,7 @@ class PrunableLayer:
     bn: nn.BatchNorm2d | None = None
     granularity: Granularity = "filter"
     followers: tuple[nn.Module, ...] = ()
+    output: bool = False  # the network's last linear layer: its rows are the classes
 
     def __post_init__(self) -> None:
         if self.kind == "linear" and self.granularity == "filter":
@@ -92,8 +93,9 @@ def discover_layers(
             coupled = tuple(m for m in followers.get(name, ()) if m is not bn)
             layers.append(PrunableLayer(name, module, "conv", bn, conv_granularity, coupled))
         elif isinstance(module, nn.Linear):
-            granularity = "weight" if name == output_layer else linear_granularity
-            layers.append(PrunableLayer(name, module, "linear", None, granularity))
+            output = name == output_layer
+            granularity = "weight" if output else linear_granularity
+            layers.append(PrunableLayer(name, module, "linear", None, granularity, output=output))
     return layers
 
 

@@ -25,6 +25,7 @@ from torch import nn
 from sparsebench.errors import InputError, validation_message
 from sparsebench.sparsity import criteria
 from sparsebench.sparsity.allocation import Allocation, Uniform, allocation_named
+from sparsebench.sparsity.connectivity import connected
 from sparsebench.sparsity.layers import (
     CONV_GRANULARITIES,
     LINEAR_GRANULARITIES,
@@ -304,9 +305,12 @@ class PruningMethod:
                 )
             else:
                 n_keep = criteria.units_to_keep(layer.units, target.sparsity)
-                keeps.append(criteria.keep_top(scorer.scores(layer, self), n_keep))
+                keeps.append(keep_best(layer, scorer.scores(layer, self), n_keep))
         self.masks = MaskSet(
-            [LayerMask(layer, keep) for layer, keep in zip(self.layers, keeps, strict=True)]
+            [
+                LayerMask(layer, connected(layer, keep))
+                for layer, keep in zip(self.layers, keeps, strict=True)
+            ]
         )
         self.masks.apply()
         self.masks.hook_gradients()
@@ -318,8 +322,8 @@ class PruningMethod:
         """Each mask keeps as many units as it keeps now: those `scorer` ranks highest
         (a federated server choosing among the units its clients kept and grew)."""
         for mask in self.masks:
-            keep = criteria.keep_top(scorer.scores(mask.layer, self), mask.alive)
-            mask.update(keep.to(mask.keep.device))
+            keep = keep_best(mask.layer, scorer.scores(mask.layer, self), mask.alive)
+            mask.update(connected(mask.layer, keep.to(mask.keep.device)))
         self.masks.apply()
 
     @torch.no_grad()
@@ -335,8 +339,11 @@ class PruningMethod:
         dropped = criteria.keep_top(-drop.masked_fill(~keep, float("inf")), count).to(keep.device)
         grow = self.grow_scorer().scores(mask.layer, self).to(keep.device)
         grown = criteria.keep_top(grow.masked_fill(keep, -float("inf")), count).to(keep.device)
+        kept = connected(mask.layer, (keep & ~dropped) | grown)
+        grown = kept & dead_before
+        dropped = keep & ~kept
         self._start_grown_units(mask.layer, grown)
-        mask.update((keep & ~dropped) | grown)
+        mask.update(kept)
         mask.apply()
         self._reset_optimizer_state(mask, dropped | grown)
 
@@ -411,6 +418,14 @@ class PruningMethod:
         if len(self.masks):
             self.masks.load_state_dict(state["masks"])
         self._capture_if_update_next()
+
+
+def keep_best(layer: PrunableLayer, scores: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """The `n_keep` best-scored units of `layer`; of the output layer, spread over its
+    class rows (`criteria.keep_top_spread`)."""
+    if layer.output and not layer.whole_rows and scores.dim() == 2:
+        return criteria.keep_top_spread(scores, n_keep)
+    return criteria.keep_top(scores, n_keep)
 
 
 def _start_norm(norm: nn.BatchNorm1d | nn.BatchNorm2d, units: torch.Tensor) -> None:

@@ -72,6 +72,56 @@ LATER_EPOCH_COLUMNS = {
 # Added to `test_metrics` after the first schema, with their SQL types.
 LATER_TEST_COLUMNS = {"auroc": "REAL", "average_precision": "REAL", "positive_class": "TEXT"}
 
+# The test metrics `runs_overview` shows, of the weights it selects.
+OVERVIEW_METRICS = (
+    "accuracy",
+    "f1",
+    "auroc",
+    "average_precision",
+    "positive_class",
+    "precision",
+    "recall",
+    "loss",
+    "inference_time_per_sample_s",
+    "params_effective",
+    "macs_effective",
+    "confusion_json",
+)
+
+# The columns of `runs_overview` in the order earlier releases gave them (scripts read
+# them by position); `test_balanced_accuracy` follows `test_accuracy`, then any added later.
+OVERVIEW_COLUMNS = (
+    "run_id",
+    "model",
+    "dataset",
+    "method",
+    "scenario",
+    "seed",
+    "epochs",
+    "status",
+    "test_accuracy",
+    "test_f1",
+    "test_auroc",
+    "test_average_precision",
+    "positive_class",
+    "test_precision",
+    "test_recall",
+    "test_loss",
+    "total_train_time_s",
+    "total_train_energy_j",
+    "inference_time_per_sample_s",
+    "sparsity_conv",
+    "sparsity_linear",
+    "params_effective",
+    "macs_effective",
+    "derived_from",
+    "error",
+    "confusion_json",
+    "selected_epoch",
+    "data_path",
+    "data_name",
+)
+
 BENCH_COLUMNS = [
     "variant",
     "batch_size",
@@ -748,32 +798,44 @@ class ResultsStore:
     @_named_errors
     def runs_overview(self, select: str = "best-val") -> pd.DataFrame:
         """One row per run with its test metrics (empty where not finished): those of the
-        best validation epoch (empty for runs stored before they were kept), or with
-        `select="last"` those of the last epoch's weights, the epoch in `selected_epoch`;
-        `data_path` and `data_name` as the run was given them."""
+        best validation epoch, or with `select="last"` those of the last epoch's weights;
+        which in `selected` (a run stored before best-validation metrics were kept shows
+        its last epoch's), the epoch in `selected_epoch`; `data_path` and `data_name` as
+        the run was given them."""
         if select not in SELECTIONS:
             raise ValueError(f"unknown selection {select!r}")
-        table, epoch = (
-            ("best_val_metrics", "t.epoch")
-            if select == "best-val"
-            else ("test_metrics", "(SELECT MAX(epoch) FROM epochs e WHERE e.run_id = r.run_id)")
+        last_epoch = "(SELECT MAX(epoch) FROM epochs e WHERE e.run_id = r.run_id)"
+        if select == "best-val":
+            chosen = "b.run_id IS NOT NULL"
+            pick = {
+                column: f"CASE WHEN {chosen} THEN b.{column} ELSE l.{column} END"
+                for column in OVERVIEW_METRICS
+            }
+            selected = f"""CASE WHEN {chosen} THEN 'best-val'
+                                WHEN l.run_id IS NOT NULL THEN 'last' END"""
+            epoch = f"CASE WHEN {chosen} THEN b.epoch ELSE {last_epoch} END"
+        else:
+            pick = {column: f"l.{column}" for column in OVERVIEW_METRICS}
+            selected = "CASE WHEN l.run_id IS NOT NULL THEN 'last' END"
+            epoch = last_epoch
+        named = {"positive_class", "inference_time_per_sample_s", "params_effective"}
+        named |= {"macs_effective", "confusion_json"}
+        metrics = ", ".join(
+            f"{value} AS {column if column in named else 'test_' + column}"
+            for column, value in pick.items()
         )
         frame = pd.read_sql_query(
             f"""SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
-                      r.status, t.accuracy AS test_accuracy, t.f1 AS test_f1,
-                      t.auroc AS test_auroc, t.average_precision AS test_average_precision,
-                      t.positive_class,
-                      t.precision AS test_precision, t.recall AS test_recall,
-                      t.loss AS test_loss, r.total_train_time_s, r.total_train_energy_j,
-                      t.inference_time_per_sample_s, r.sparsity_conv, r.sparsity_linear,
-                      t.params_effective, t.macs_effective, r.derived_from, r.error,
-                      t.confusion_json, {epoch} AS selected_epoch,
+                      r.status, {metrics}, r.total_train_time_s, r.total_train_energy_j,
+                      r.sparsity_conv, r.sparsity_linear, r.derived_from, r.error,
+                      {selected} AS selected, {epoch} AS selected_epoch,
                       json_extract(r.config_json, '$.data_path') AS data_path,
                       json_extract(r.config_json, '$.data_name') AS data_name
-               FROM runs r LEFT JOIN {table} t USING (run_id)
+               FROM runs r LEFT JOIN test_metrics l USING (run_id)
+                           LEFT JOIN best_val_metrics b USING (run_id)
                ORDER BY r.created_at""",
             self.connection,
-        )
+        )[[*OVERVIEW_COLUMNS, "selected"]]  # the columns earlier releases gave, in place
         confusions = frame.pop("confusion_json").map(lambda text: json.loads(text) if text else [])
         balanced = confusions.map(balanced_accuracy)
         frame.insert(frame.columns.get_loc("test_accuracy") + 1, "test_balanced_accuracy", balanced)

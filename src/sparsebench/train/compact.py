@@ -349,6 +349,7 @@ class Execution:
 
     def _build(self) -> None:
         self.sync()
+        self._rates = []
         assert self.trace is not None and self.input_shape is not None
         self.network, self.slices = build_compact(
             self.master, self.trace, self.method.masks, self.input_shape
@@ -414,8 +415,11 @@ class Execution:
         if outside is None:
             return
         group = {k: v for k, v in self.optimizer.param_groups[0].items() if k != "params"}
-        before = master_state.get("step")
-        done = float(state["step"]) - (float(before) if before is not None else 0.0)
+        if "step" in state:  # Adam counts each weight's steps
+            before = master_state.get("step")
+            done = float(state["step"]) - (float(before) if before is not None else 0.0)
+        else:  # SGD does not: every compact step since the master was current
+            done = float(len(self._rates))
         if done <= 0:
             return
         moving = [value for value in master_state.values() if _per_entry(value, piece.master)]
