@@ -6,6 +6,7 @@ import textwrap
 from dataclasses import asdict
 
 import pytest
+import torch
 
 from sparsebench.data.synthetic import make_synthetic
 from sparsebench.store import ResultsStore
@@ -155,3 +156,19 @@ def test_run_id_depends_on_what_is_trained_not_where():
     dense = small_config(method="dense")
     assert dense.run_id() == small_config(method="dense", scenario="uniform").run_id()
     assert dense.conv_sparsity == 0.0 and dense.scenario is None
+
+
+def test_a_run_records_what_produced_it(tmp_path):
+    """The release, numerics, torch build, CPU kernels and memory layout, stored with the
+    run and read back; the kernels as torch reports them in this very process."""
+    from sparsebench.train.run import run_and_record
+
+    config = small_config(epochs=1, memory_format="contiguous")
+    with ResultsStore(tmp_path / "r.db") as store:
+        run_and_record(config, make_synthetic(), store, tmp_path / "runs")
+        stored = store.run_summary(config.run_id()).provenance
+    assert stored["numerics"] == config.numerics == 2
+    assert stored["torch"] == torch.__version__
+    assert stored["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert stored["memory_layout"] == "contiguous" and stored["device"] == "cpu"
+    assert stored["release"].startswith("0.1.0")

@@ -20,8 +20,8 @@ from sparsebench.sparsity import (
 )
 from sparsebench.store import ResultsStore
 from sparsebench.train import RunConfig, SparseTrainer, train_run
-from sparsebench.train.schedule import LearningRate
 from sparsebench.train.results import open_results
+from sparsebench.train.schedule import LearningRate
 
 __version__ = "0.1.0"
 

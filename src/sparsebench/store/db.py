@@ -53,7 +53,7 @@ from sparsebench.store.records import (
 # 9: tables federated_runs, federated_rounds and federated_clients;
 # 10: every run config says its numerics (`train.config.NUMERICS`): those stored before
 #     are numerics 1, which validated on the test split where the data brought no
-#     validation split.
+#     validation split; runs.provenance_json, what produced a run.
 SCHEMA_VERSION = 10
 # What a config stored before schema 10 computed, in the keys that say so now.
 NUMERICS_1 = {"numerics": 1, "validation": "test"}
@@ -154,7 +154,8 @@ RUNS_COLUMNS = """
     sparsity_conv REAL, sparsity_linear REAL,
     derived_from TEXT,
     legacy_run_id TEXT,
-    checkpoint TEXT
+    checkpoint TEXT,
+    provenance_json TEXT
 """.format(", ".join(f"'{status}'" for status in STATUSES))
 
 _SCHEMA = f"""
@@ -359,6 +360,7 @@ class ResultsStore:
                 if "legacy_run_id" not in columns:
                     cursor.execute("ALTER TABLE runs ADD COLUMN legacy_run_id TEXT")
                 cursor.execute("ALTER TABLE runs ADD COLUMN checkpoint TEXT")
+                cursor.execute("ALTER TABLE runs ADD COLUMN provenance_json TEXT")
                 cursor.execute(f"CREATE TABLE runs_v4 ({RUNS_COLUMNS})")
                 cursor.execute("INSERT INTO runs_v4 SELECT * FROM runs")
                 cursor.execute("DROP TABLE runs")
@@ -380,6 +382,9 @@ class ResultsStore:
                         cursor.execute(f"ALTER TABLE test_metrics ADD COLUMN {column} {kind}")
             if existed and version < 10:
                 self._mark_numerics_1(cursor)
+                present = {row["name"] for row in cursor.execute("PRAGMA table_info(runs)")}
+                if "provenance_json" not in present:
+                    cursor.execute("ALTER TABLE runs ADD COLUMN provenance_json TEXT")
             if existed and version < 8:
                 cursor.execute(
                     """INSERT OR IGNORE INTO run_aliases (alias, run_id)
@@ -625,7 +630,8 @@ class ResultsStore:
                 """UPDATE runs SET status='finished', error=NULL, finished_at=?,
                        total_train_time_s=?, total_train_energy_j=?, sparsity_conv=?,
                        sparsity_linear=?, derived_from=?,
-                       device=COALESCE(?, device), data_json=COALESCE(?, data_json)
+                       device=COALESCE(?, device), data_json=COALESCE(?, data_json),
+                       provenance_json=?
                    WHERE run_id=?""",
                 (
                     time.time(),
@@ -636,6 +642,7 @@ class ResultsStore:
                     derived_from,
                     summary.device,
                     json.dumps(summary.data) if summary.data else None,
+                    json.dumps(summary.provenance) if summary.provenance else None,
                     run_id,
                 ),
             )
@@ -771,6 +778,7 @@ class ResultsStore:
             legacy_run_id=run["legacy_run_id"],
             earlier_run_ids=self.earlier_run_ids(run_id),
             checkpoint=run["checkpoint"],
+            provenance=json.loads(run["provenance_json"]) if run["provenance_json"] else None,
         )
 
     def _test_metrics(self, table: str, run_id: str) -> TestMetrics | None:

@@ -170,6 +170,8 @@ class RunSummary:
     mask_updates_every: int | None = None  # optimiser steps; None: never or not known
     resumed_from_epoch: int = 0
     reused: bool = False  # found finished, not trained by this call
+    # what produced it (`measure.provenance`): None for runs stored before numerics 2
+    provenance: dict[str, Any] | None = None
 
     @property
     def execution(self) -> str | None:

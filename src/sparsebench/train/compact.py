@@ -251,8 +251,10 @@ class Execution:
         self.compact = self.trace is not None
         self.memory_format = memory_format
         self._master_layout = ChannelsLast()
+        self.layout = "contiguous"  # the layout the master trains in
         if wants_channels_last(memory_format, master):
             self._master_layout = to_channels_last(master)
+            self.layout = "channels_last"
         self.network: nn.Module | None = None  # the compact network, when current
         self.network_optimizer: torch.optim.Optimizer | None = None
         self.slices: list[Slice] = []

@@ -24,6 +24,7 @@ from sparsebench.errors import InputError
 from sparsebench.measure.counting import count_model
 from sparsebench.measure.energy import EnergyMeter
 from sparsebench.measure.memory import PeakMemory
+from sparsebench.measure.provenance import provenance
 from sparsebench.models import build_model
 from sparsebench.models.pretrained import load_pretrained, read_state_dict, source_digest
 from sparsebench.models.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
@@ -418,6 +419,7 @@ def finish_training(
         test_best_val=test_best_val,
         resumed_from_epoch=start_epoch,
         mask_updates_every=trainer.method.updates_every,
+        provenance=provenance(config.numerics, trainer.execution.layout, device),
     )
 
 
