@@ -39,7 +39,12 @@ def test_no_method_disconnects_a_class_or_a_layer(method, scenario, classes):
     """Two epochs of four steps: every mask a method draws, regrows or prunes to is
     checked after each step and each epoch's end."""
     data = make_synthetic(num_classes=classes, samples=(64, 16, 16), image_size=28)
-    options = {"update_every": 2} if method in ("rigl", "gmp") else {}
+    options = {
+        "rigl": {"update_every": 2},
+        "gmp": {"update_every": 2},
+        "lth": {"rounds": 1, "rewind_epoch": 1},
+        "post": {"retrain": "lr-rewind", "fine_tune_epochs": 1},
+    }.get(method, {})
     config = RunConfig(
         dataset="synthetic",
         model="resnet18",
@@ -63,7 +68,7 @@ def test_no_method_disconnects_a_class_or_a_layer(method, scenario, classes):
         trainer.end_epoch(epoch)
         assert_connected(trainer.method.masks)
     output = [mask for mask in trainer.method.masks if mask.layer.output]
-    if SCENARIOS[scenario].linear > 0:
+    if SCENARIOS[scenario].linear > 0 and METHODS[method].name != "small-dense":
         assert output and output[0].keep.shape[0] == classes
 
 

@@ -48,9 +48,8 @@ def test_the_trainer_steps_at_the_schedules_rate_and_keeps_its_clock():
         warmup=0.25,
     )
     trainer = build_run(config, data, torch.device("cpu"))
-    schedule = trainer.learning_rate
-    assert isinstance(schedule, LearningRate)
-    assert (schedule.total_steps, schedule.warmup_steps) == (8, 2)
+    schedule = LearningRate(config.lr, "cosine", total_steps=8, warmup_steps=2)
+    assert [trainer.learning_rate(step) for step in range(8)] == [schedule(s) for s in range(8)]
     train = data.splits["train"]
     seen = []
     for start in range(0, 48, 16):
@@ -65,3 +64,36 @@ def test_the_trainer_steps_at_the_schedules_rate_and_keeps_its_clock():
     again = build_run(config, data, torch.device("cpu"))
     again.load_state_dict(state)
     assert again.steps == 3
+
+
+def test_post_training_retrains_at_a_hundredth_or_on_the_rewound_schedule():
+    """Three dense epochs of 10 steps on a cosine schedule over them; then two epochs of
+    fine-tuning at a hundredth of the base rate, or the schedule's last two epochs again
+    (learning-rate rewinding)."""
+
+    def rates(retrain: str) -> list[float]:
+        config = RunConfig(
+            dataset="synthetic",
+            model="resnet18",
+            width=0.0625,
+            method="post",
+            epochs=3,
+            batch_size=16,
+            lr=1.0,
+            warmup=0.0,
+            method_options={"retrain": retrain, "fine_tune_epochs": 2},
+        )
+        data = make_synthetic(num_classes=2, samples=(160, 16, 16))
+        trainer = build_run(config, data, torch.device("cpu"))
+        return [trainer.learning_rate(step) for step in range(50)]
+
+    dense = LearningRate(1.0, "cosine", total_steps=30)
+    finetune, rewind = rates("finetune"), rates("lr-rewind")
+    assert finetune[:30] == rewind[:30] == [dense(step) for step in range(30)]
+    assert finetune[30:] == [0.01] * 20
+    assert rewind[30:] == [dense(step) for step in range(10, 30)]
+
+
+def test_retraining_needs_epochs_to_retrain():
+    with pytest.raises(ValueError, match="retrain=lr-rewind needs fine_tune_epochs of 1"):
+        RunConfig(dataset="synthetic", method="post", method_options={"retrain": "lr-rewind"})

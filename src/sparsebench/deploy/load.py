@@ -13,6 +13,7 @@ from sparsebench.data import ImageDataset, load_dataset
 from sparsebench.data.settings import data_options_of
 from sparsebench.errors import InputError
 from sparsebench.models import build_model
+from sparsebench.sparsity import METHODS, SparsityTargets
 from sparsebench.store.checkpoint import CheckpointError, load_checkpoint
 from sparsebench.store.layout import (
     DEFAULT_RUNS_DIR,
@@ -76,12 +77,13 @@ def load_run(run_id: str, db: str | Path, runs_dir: str | Path | None = None) ->
     config, data = summary.config, summary.data
     assert data is not None, f"finished run {run_id} without its data's description"
     channels, height, _ = data["image_shape"]
+    classes = len(data["classes"])
+    targets = SparsityTargets(config["conv_sparsity"] or 0.0, config["linear_sparsity"] or 0.0)
+    width = METHODS[config["method"]].network_width(
+        config["model"], config["width"], targets, (classes, channels, height, height)
+    )
     model = build_model(
-        config["model"],
-        num_classes=len(data["classes"]),
-        in_channels=channels,
-        image_size=height,
-        width=config["width"],
+        config["model"], num_classes=classes, in_channels=channels, image_size=height, width=width
     )
     path = run_checkpoint(run_id, summary, db, runs_dir)
     try:

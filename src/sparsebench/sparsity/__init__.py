@@ -19,7 +19,7 @@ from sparsebench.sparsity.scenarios import SCENARIOS, SparsityTargets, scenario_
 
 # Methods beyond the study register themselves when imported, in the order the CLI,
 # sweeps and the report list them.
-for _module in ("static", "snip", "rigl", "gmp"):
+for _module in ("static", "snip", "rigl", "gmp", "lth", "small_dense"):
     import_module(f"sparsebench.sparsity.{_module}")
 
 __all__ = [

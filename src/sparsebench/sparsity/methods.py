@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from sparsebench.errors import InputError, validation_message
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from sparsebench.sparsity.snip import GradientSums
 
 Draw = Literal["top", "erdos-renyi"]
+# Where a run's optimiser step lies on its learning-rate schedule: (position, length) in
+# steps of the schedule, or a fixed share of the base rate.
+SchedulePoint = tuple[int, int] | float
 
 
 class SparsityWarning(UserWarning):
@@ -87,8 +90,20 @@ class SETOptions(StepOptions, AllocationOptions):
 
 class PostOptions(MethodOptions):
     fine_tune_epochs: int = Field(
-        0, ge=0, le=MAX_EPOCHS, description="epochs of training after pruning"
+        0, ge=0, le=MAX_EPOCHS, description="epochs of training after pruning (retraining)"
     )
+    retrain: Literal["none", "finetune", "lr-rewind"] = Field(
+        "none",
+        description="how the epochs after pruning train (Renda et al. 2020): finetune, at a "
+        "hundredth of the base rate; lr-rewind, on the schedule's last epochs again; none, "
+        "on the schedule drawn over all the epochs (the study's constant rate)",
+    )
+
+    @model_validator(mode="after")
+    def _epochs_to_retrain(self) -> PostOptions:
+        if self.retrain != "none" and self.fine_tune_epochs == 0:
+            raise ValueError(f"retrain={self.retrain} needs fine_tune_epochs of 1 or more")
+        return self
 
 
 class PruningMethod:
@@ -114,6 +129,28 @@ class PruningMethod:
         """Whether a run trains exactly as the baseline's does and only prunes after it,
         so that it is derived from the baseline's final checkpoint, never trained."""
         return False
+
+    @classmethod
+    def network_width(
+        cls,
+        model: str,
+        width: float,
+        targets: SparsityTargets,
+        shape: tuple[int, int, int, int],
+    ) -> float:
+        """The width multiplier of the network a run builds, given the run's (a method
+        that trains another network than the one it prunes says which); `shape`: the
+        data's (classes, channels, height, width)."""
+        return width
+
+    @classmethod
+    def schedule_point(
+        cls, step: int, steps_per_epoch: int, epochs: int, options: MethodOptions
+    ) -> SchedulePoint:
+        """Where optimiser step `step` (from 0) of a run of `epochs` lies on the run's
+        learning-rate schedule: by default one schedule over every epoch it trains; a
+        method that retrains after pruning, or rewinds, says otherwise."""
+        return step, cls.epochs_trained(epochs, options) * steps_per_epoch
 
     def __init__(
         self,
@@ -551,6 +588,25 @@ class PostTraining(PruningMethod):
     def derivable_from_baseline(cls, options: MethodOptions) -> bool:
         assert isinstance(options, PostOptions)
         return options.fine_tune_epochs == 0
+
+    @classmethod
+    def schedule_point(
+        cls, step: int, steps_per_epoch: int, epochs: int, options: MethodOptions
+    ) -> SchedulePoint:
+        """Dense training on the schedule over its own epochs; then fine-tuning at a
+        hundredth of the base rate (where the step schedules the fine-tuning of Han et
+        al. 2015 and Renda et al. 2020 ended), or the schedule's last epochs again
+        (learning-rate rewinding, Renda et al. 2020)."""
+        assert isinstance(options, PostOptions)
+        if options.retrain == "none":
+            return super().schedule_point(step, steps_per_epoch, epochs, options)
+        trained = epochs * steps_per_epoch
+        if step < trained:
+            return step, trained
+        if options.retrain == "finetune":
+            return 0.01
+        rewound = trained - options.fine_tune_epochs * steps_per_epoch
+        return max(rewound, 0) + (step - trained), trained
 
     def schedule(self) -> Schedule:
         fine_tune = self.options.fine_tune_epochs  # type: ignore[attr-defined]

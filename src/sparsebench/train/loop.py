@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from sparsebench.store.records import EpochRecord, RunSummary, TestMetrics
 from sparsebench.train.compact import TRAINING_PASSES
 from sparsebench.train.config import RunConfig
 from sparsebench.train.metrics import MetricAccumulator
-from sparsebench.train.schedule import LearningRate
+from sparsebench.train.schedule import PlannedRate
 from sparsebench.train.selection import BestValidation, best_val_path
 from sparsebench.train.trainer import NonFiniteLoss, SparseTrainer
 
@@ -82,13 +83,16 @@ def build_run(
     training. `scoring`: gradients summed elsewhere (a federated server's clients), which
     a method that scores before its first mask (SNIP) takes in place of the training
     batches."""
+    targets = SparsityTargets(config.conv_sparsity or 0.0, config.linear_sparsity or 0.0)
+    shape = (dataset.num_classes, dataset.channels, dataset.image_size, dataset.image_size)
+    width = METHODS[config.method].network_width(config.model, config.width, targets, shape)
     torch.manual_seed(config.seed)
     model = build_model(
         config.model,
         num_classes=dataset.num_classes,
         in_channels=dataset.channels,
         image_size=dataset.image_size,
-        width=config.width,
+        width=width,
     )
     if config.init_from is not None:
         start_from(model, config)
@@ -96,7 +100,7 @@ def build_run(
     optimizer = make_optimizer(model, config, device)
     method = make_method(
         config.method,
-        SparsityTargets(config.conv_sparsity or 0.0, config.linear_sparsity or 0.0),
+        targets,
         include=config.include,
         exclude=config.exclude,
         seed=config.seed,
@@ -107,7 +111,7 @@ def build_run(
     train = dataset.splits["train"]
     # In training order but unshuffled, for a method that scores on a few batches (SNIP).
     batches = BatchLoader(train, dataset.mean, dataset.std, config.batch_size, device)
-    total_steps = config.total_epochs * len(batches)
+    steps_per_epoch, plan = len(batches), METHODS[config.method]
     return SparseTrainer(
         model,
         optimizer,
@@ -118,8 +122,16 @@ def build_run(
         batches=scoring or batches,
         input_shape=(dataset.channels, dataset.image_size, dataset.image_size),
         memory_format=config.memory_format,
-        learning_rate=LearningRate(
-            config.lr, config.schedule, total_steps, round(config.warmup * total_steps)
+        learning_rate=PlannedRate(
+            config.lr,
+            config.schedule,
+            config.warmup,
+            partial(
+                plan.schedule_point,
+                steps_per_epoch=steps_per_epoch,
+                epochs=config.epochs,
+                options=config.method_settings,
+            ),
         ),
     )
 

@@ -15,6 +15,7 @@ network without batch normalisation (VGG16 here) into a state it does not leave.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,3 +41,21 @@ class LearningRate:
         if self.schedule == "cosine":
             return self.base * 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.base * 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
+
+
+@dataclass(frozen=True)
+class PlannedRate:
+    """The rate at each optimiser step of a run whose method places its steps on the
+    schedule (`PruningMethod.schedule_point`): retraining after pruning, rewinding."""
+
+    base: float
+    schedule: Schedule
+    warmup: float  # share of the schedule's steps
+    point: Callable[[int], tuple[int, int] | float]
+
+    def __call__(self, step: int) -> float:
+        point = self.point(step)
+        if isinstance(point, float):
+            return self.base * point
+        position, length = point
+        return LearningRate(self.base, self.schedule, length, round(self.warmup * length))(position)
