@@ -586,8 +586,11 @@ class PostTraining(PruningMethod):
 
     @classmethod
     def derivable_from_baseline(cls, options: MethodOptions) -> bool:
+        """Without retraining, or retraining apart from the dense schedule: its dense
+        epochs are the baseline's (`retrain: none` with epochs after pruning draws its
+        schedule over all of them, unlike the baseline's)."""
         assert isinstance(options, PostOptions)
-        return options.fine_tune_epochs == 0
+        return options.fine_tune_epochs == 0 or options.retrain != "none"
 
     @classmethod
     def schedule_point(

@@ -2,12 +2,16 @@
 
 Post-training trains exactly as dense does (same seed, same batches, no masks) and
 prunes after its last epoch, so the dense run's final checkpoint holds the weights and
-the history that training `post` would produce; only the pruning and the test remain.
+the history that training `post` would produce; only the pruning and the test remain,
+and the retraining epochs where it retrains (fine-tuning, learning-rate rewinding: their
+first epochs are dense's, on the same schedule).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import torch
 
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.errors import InputError
@@ -22,6 +26,7 @@ from sparsebench.train.loop import (
     finish_training,
     prepare_dataset,
     resolve_device,
+    train_run,
 )
 
 
@@ -64,12 +69,17 @@ def derive_post_run(
     device = resolve_device(config.device)
     dataset = prepare_dataset(config, dataset)
     trainer = build_run(config, dataset, device)
-    trainer.load_state_dict({"model": state.model, "optimizer": state.optimizer})
+    trainer.load_state_dict(
+        {key: value for key, value in state.trainer_state.items() if key != "method"}
+    )
     trainer.end_epoch(config.epochs - 1)  # post prunes after its last dense epoch
     history = list(state.history)
+    torch.set_rng_state(state.torch_rng)  # where dense's random stream was (dropout)
     save_checkpoint(
         checkpoint_state(config, trainer, state.data_generator, history), checkpoint_path
     )
+    if config.total_epochs > len(history):  # retraining: the run goes on from here
+        return train_run(config, dataset, checkpoint_path)
     return finish_training(
         config, trainer, checkpoint_path, dataset, device, EnergyMeter(device), history, 0
     )
