@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from sparsebench.cli import app
 from sparsebench.deploy.bench import bench_subject
+from sparsebench.models import build_model
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
 from sparsebench.store import ResultsStore
@@ -66,7 +67,8 @@ def test_bench_refuses_bad_lists(tmp_path):
 def test_bench_of_an_untrained_network_measures_it_at_the_methods_final_sparsity(method):
     network, _, label = bench_subject("resnet18", method, "uniform", 0.125, 28)
     by_kind = sparsity_by_kind(sparsity_report(network))
-    targets = (0.0, 0.0) if method == "dense" else (0.8, 0.8)  # uniform: conv, linear
+    # uniform: conv, linear; the small dense network is thinner, not pruned
+    targets = (0.0, 0.0) if method in ("dense", "small-dense") else (0.8, 0.8)
     assert by_kind["conv"] == pytest.approx(targets[0], abs=0.05), label
     assert by_kind["linear"] == pytest.approx(targets[1], abs=0.05), label
 
@@ -78,3 +80,9 @@ def test_bench_refuses_a_method_that_needs_data_to_choose_its_mask(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0 and "training data" in result.stderr
     assert "bench a trained snip run by its id" in result.stderr
+
+
+def test_bench_of_the_small_dense_network_builds_it_at_the_scenarios_width():
+    network, _, _ = bench_subject("resnet18", "small-dense", "uniform", 0.125, 28)
+    thin = build_model("resnet18", num_classes=10, image_size=28, width=0.025)
+    assert sum(p.numel() for p in network.parameters()) == sum(p.numel() for p in thin.parameters())

@@ -58,9 +58,11 @@ def test_pre_training_masks_are_the_filters_with_largest_l1_norm():
     method.on_train_begin(model, torch.optim.Adam(model.parameters()), num_epochs=1)
     keep = method.masks.masks["conv1"].keep
     assert keep.tolist() == [True, False, True, False, True, False]  # norms 6, 5, 4
-    # fc2 has weights -14.5 .. 14.5: |w| keeps the 6 largest magnitudes (0.2 of 30).
+    # fc2, the output layer, has rows -14.5 .. -5.5, -4.5 .. 4.5 and 5.5 .. 14.5: its
+    # budget (0.2 of 30) is spread over its 3 classes, each keeping its 2 largest |w|
+    # (row 1's 4.5s, at 10 and 19, rather than row 0's third largest).
     fc2_keep = method.masks.masks["fc2"].keep.flatten()
-    assert fc2_keep.nonzero().flatten().tolist() == [0, 1, 2, 27, 28, 29]
+    assert fc2_keep.nonzero().flatten().tolist() == [0, 1, 10, 19, 28, 29]
     assert torch.equal(model.conv1.weight[1], torch.zeros(3, 3, 3))
     assert model.bn1.weight[1] == 0 and model.bn1.bias[1] == 0
 

@@ -80,10 +80,11 @@ def test_snip_keeps_the_units_of_largest_gradient_times_weight():
     expected = torch.zeros(6, dtype=torch.bool)
     expected[conv_scores.topk(3).indices] = True
     assert torch.equal(method.masks.masks["conv1"].keep, expected)
-    fc_scores = (summed["fc2"] * twin.fc2.weight).abs().flatten()
-    expected_fc = torch.zeros(30, dtype=torch.bool)
-    expected_fc[fc_scores.topk(6).indices] = True
-    assert torch.equal(method.masks.masks["fc2"].keep.flatten(), expected_fc)
+    # the output layer's 6 kept weights spread over its 3 classes: each row's best 2
+    fc_scores = (summed["fc2"] * twin.fc2.weight).abs()
+    expected_fc = torch.zeros(3, 10, dtype=torch.bool)
+    expected_fc.scatter_(1, fc_scores.topk(2, dim=1).indices, True)
+    assert torch.equal(method.masks.masks["fc2"].keep, expected_fc)
     # scoring left the network as it was: its batch-norm statistics untouched
     assert torch.equal(model.bn1.running_mean, torch.zeros(6))
 
@@ -241,4 +242,4 @@ def test_every_new_method_trains_in_every_scenario(tmp_path, method, scenario):
 def test_every_method_has_a_display_name_and_a_colour():
     for method in METHODS.values():
         assert method.display_name and method.colour.startswith("#")
-    assert list(METHODS)[-4:] == ["static", "snip", "rigl", "gmp"]
+    assert list(METHODS)[-6:] == ["static", "snip", "rigl", "gmp", "lth", "small-dense"]

@@ -123,6 +123,13 @@ def report(
         ),
     ] = "accuracy",
     select: Select = None,
+    margin: Annotated[
+        float,
+        typer.Option(
+            help="the difference from dense that counts as none: a configuration is "
+            "equivalent to dense when two one-sided tests show its difference within it"
+        ),
+    ] = 0.01,
     rank_by: Annotated[
         str,
         typer.Option(
@@ -145,7 +152,10 @@ def report(
             check_select(select)
         if latency_budget_ms is not None:
             check_range("--latency-budget-ms", latency_budget_ms, 0, 1e9, above=True)
-        built = build_report(db, out_dir, latency_budget_ms, svg, metric, select, rank_by)
+        check_range("--margin", margin, 0, 1, above=True)
+        built = build_report(
+            db, out_dir, latency_budget_ms, svg, metric, select, rank_by, margin=margin
+        )
     except InputError as error:
         raise fail(str(error)) from None
     kinds = "PNG + SVG" if svg else "PNG"

@@ -193,12 +193,14 @@ def bench_subject(
     label for it; `linear_granularity="neuron"`
     prunes whole neurons of the hidden linear layers."""
     from sparsebench.models import build_model
-    from sparsebench.sparsity import SparsityTargets, make_method, scenario_targets
+    from sparsebench.sparsity import METHODS, SparsityTargets, make_method, scenario_targets
     from sparsebench.sparsity.methods import is_baseline
 
-    torch.manual_seed(seed)
-    model = build_model(model_name, num_classes=10, image_size=image_size, width=width)
     targets = SparsityTargets(0.0, 0.0) if is_baseline(method) else scenario_targets(scenario)
+    shape = (10, 3, image_size, image_size)
+    built = METHODS[method].network_width(model_name, width, targets, shape)
+    torch.manual_seed(seed)
+    model = build_model(model_name, num_classes=10, image_size=image_size, width=built)
     pruning = make_method(method, targets, seed=seed, linear_granularity=linear_granularity)
     pruning.prune_untrained(model, (3, image_size, image_size))
     label = f"{model_name} x{width:g} {image_size}px {method} {scenario}"

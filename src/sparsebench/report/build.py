@@ -32,6 +32,7 @@ from sparsebench.report.results import (
     baseline_rows,
     load_results,
 )
+from sparsebench.report.spread import MARGIN
 from sparsebench.report.tables import (
     bench_table,
     per_run_table,
@@ -75,20 +76,24 @@ def build_report(
     metric: str = "accuracy",
     select: str | None = None,
     rank_by: str = "latency",
+    margin: float = MARGIN,
 ) -> Report:
     """`svg=False` writes PNG figures only: a report committed to a repository or mailed
     is half the size. `metric` (a key of METRICS) is what Table 1, the trade-off figures
     and the recommendations compare methods by; `select` whose weights' test metrics
     every figure and table shows: the best validation epoch's (by default, where the
     runs kept them) or the last epoch's;
-    `rank_by` (a key of COSTS) what the recommendations call the cheapest by."""
+    `rank_by` (a key of COSTS) what the recommendations call the cheapest by; `margin`
+    the difference from dense that counts as none (equivalence, `report.spread`)."""
     db, out_dir = Path(db), Path(out_dir)
     if metric not in METRICS:
         raise InputError(f"--metric: unknown metric {metric!r} (choose from {', '.join(METRICS)})")
     if rank_by not in COSTS:
         raise InputError(f"--rank-by: expected {' or '.join(COSTS)}, got {rank_by!r}")
     _check_replaceable(out_dir)
-    results = replace(load_results(db, select), metric=METRICS[metric], cost=COSTS[rank_by])
+    results = replace(
+        load_results(db, select), metric=METRICS[metric], cost=COSTS[rank_by], margin=margin
+    )
     if results.empty and results.left_out:
         raise InputError(
             f"{db}: none of its {results.left_out} finished run(s) has best-validation "
@@ -443,7 +448,7 @@ def _choice_section(results: Results, report: Report, tables: Tables) -> list[st
         + (
             "Most accurate within the latency budget "
             "(<code>report --latency-budget-ms</code>), by the mean, with how many others "
-            "are within noise of it. "
+            "are not shown worse than it (a paired t test at 5%). "
             if any(c.startswith("most accurate within") for c in tables.advice.columns)
             else ""
         )
@@ -456,11 +461,17 @@ def _choice_section(results: Results, report: Report, tables: Tables) -> list[st
             if f.scenario == "sparsity"
         ),
         "<h3 id='against-dense'>Every configuration against dense</h3>",
-        "<p>Mean ± standard deviation over seeds (number of seeds) and the 95% interval of "
-        "the mean (Student's t); the difference from dense is taken seed by seed over the "
-        "seeds both ran. <em>Better</em> or <em>worse</em> only where that interval "
-        "excludes zero; <em>within noise</em> where it does not, and then the two are not "
-        "ranked; <em>one seed</em> where there is no interval. "
+        "<p>Mean ± standard deviation over seeds (number of seeds), the 95% interval of "
+        "the mean (Student's t, kept within the metric's range) and each seed's value; the "
+        "difference from dense is taken seed by seed over the seeds both ran. Each "
+        f"difference is tested twice, and each kind of test corrected over all "
+        f"{len(tables.comparisons)} comparisons of this report (Holm): "
+        f"<em>equivalent within {results.margin * 100:g} point(s)</em> where two one-sided "
+        "tests show the difference within that margin (<code>report --margin</code>), the "
+        "only verdict that says a configuration costs nothing; <em>better</em> or "
+        "<em>worse</em> where a paired t test shows a difference; <em>not resolved</em> "
+        "where neither, and then more seeds are needed (an interval that holds zero does "
+        "not show the two equal); <em>one seed</em> where there is nothing to test with. "
         "<a href='comparisons.csv'>CSV</a></p>",
         f"<details><summary>{len(tables.comparisons)} configurations</summary>",
         _html_table(tables.comparisons, {}),

@@ -17,6 +17,7 @@ import pandas as pd
 from sparsebench.confusion import balanced_accuracy, majority_share
 from sparsebench.data.registry import data_label, dataset_display_name
 from sparsebench.errors import InputError
+from sparsebench.report.spread import MARGIN
 from sparsebench.sparsity.methods import METHODS, is_baseline
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store.db import SELECTIONS
@@ -104,6 +105,7 @@ class Results:
     left_out: int = 0  # finished runs without test metrics of that selection
     # no run of the database kept best-validation metrics, so the default fell back
     no_best_val: bool = False
+    margin: float = MARGIN  # of equivalence, in the metric's units
 
     @property
     def empty(self) -> bool:

@@ -1,12 +1,24 @@
 """How far a result over seeds can be trusted: its mean with the standard deviation and
-a 95% interval, and whether two configurations differ by more than their seeds do.
+a 95% interval, and what a comparison of two configurations may claim.
 
 Intervals use Student's t with n - 1 degrees of freedom: with the three to five seeds a
 CPU sweep affords, the normal approximation would make them about half as wide as they
-are. Two configurations are compared over the seeds both ran (a paired comparison: seed
-s of one against seed s of the other, which share their data split and initial draw),
-so the spread that seeds share cancels; with fewer than two shared seeds there is no
-spread to judge by, and the comparison says so instead of ranking.
+are. A metric bounded to [0, 1] keeps its interval there (the t interval is cut at the
+bounds, and says so by reaching them). Two configurations are compared over the seeds
+both ran (paired: seed s of one against seed s of the other, which share their data
+split and initial draw), so the spread that seeds share cancels.
+
+A report makes many comparisons at once: each is tested (a paired t test of "no
+difference", and two one-sided tests of "no difference larger than the margin",
+Schuirmann 1987) and the p values of each kind are corrected over the report's family
+with Holm's step-down method (Holm 1979). The verdicts:
+
+- `equivalent`: the difference is shown to lie within the margin (both one-sided tests
+  reject after correction): the only verdict that says "costs nothing";
+- `better` or `worse`: the difference is shown to be other than zero, after correction;
+- `not resolved`: neither; more seeds would be needed (an interval that holds zero is
+  not a sign that the two are equal);
+- `one seed`: no spread to test with.
 """
 
 from __future__ import annotations
@@ -19,8 +31,10 @@ import pandas as pd
 from scipy import stats
 
 CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE
+MARGIN = 0.01  # one point: the default margin of equivalence
 
-Verdict = Literal["better", "worse", "within noise", "one seed"]
+Verdict = Literal["equivalent", "better", "worse", "not resolved", "one seed"]
 
 
 @dataclass(frozen=True)
@@ -47,8 +61,9 @@ class Spread:
         return f"[{self.low:.{places}f}, {self.high:.{places}f}]"
 
 
-def spread_of(values: pd.Series) -> Spread | None:
-    """The spread of the values that are not missing; None when none is left."""
+def spread_of(values: pd.Series, bounds: tuple[float, float] | None = (0.0, 1.0)) -> Spread | None:
+    """The spread of the values that are not missing (None when none is left), its
+    interval kept within `bounds` (a metric's range; None for an unbounded quantity)."""
     values = values.dropna().astype(float)
     n = len(values)
     if n == 0:
@@ -58,7 +73,10 @@ def spread_of(values: pd.Series) -> Spread | None:
         return Spread(mean, 1)
     sd = float(values.std(ddof=1))
     half = float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * sd / math.sqrt(n)
-    return Spread(mean, n, sd, mean - half, mean + half)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Spread(mean, n, sd, low, high)
 
 
 def paired_difference(first: pd.Series, second: pd.Series) -> Spread | None:
@@ -66,19 +84,67 @@ def paired_difference(first: pd.Series, second: pd.Series) -> Spread | None:
     shared = first.dropna().index.intersection(second.dropna().index)
     if shared.empty:
         return None
-    return spread_of(first[shared] - second[shared])
+    return spread_of(first[shared] - second[shared], bounds=(-1.0, 1.0))
 
 
-def verdict(difference: Spread | None) -> Verdict:
-    """`better` or `worse` when the 95% interval of the paired difference excludes zero;
-    `within noise` when it holds zero; `one seed` when there is no interval."""
-    if difference is None or difference.low is None or difference.high is None:
-        return "one seed"
-    if difference.low > 0:
-        return "better"
-    if difference.high < 0:
-        return "worse"
-    return "within noise"
+def difference_p(difference: Spread) -> float:
+    """Two-sided p of a paired t test that the mean difference is zero. A difference
+    the same at every seed (sd 0) is exact: p 0, or 1 where it is zero."""
+    assert difference.sd is not None
+    if difference.sd == 0:
+        return 1.0 if difference.mean == 0 else 0.0
+    t = difference.mean / (difference.sd / math.sqrt(difference.n))
+    return float(2 * stats.t.sf(abs(t), difference.n - 1))
+
+
+def equivalence_p(difference: Spread, margin: float) -> float:
+    """p of the two one-sided t tests (TOST) that the mean difference lies within
+    (-margin, margin): the larger of the two."""
+    assert difference.sd is not None
+    if difference.sd == 0:
+        return 0.0 if abs(difference.mean) < margin else 1.0
+    scale = difference.sd / math.sqrt(difference.n)
+    above = stats.t.sf((difference.mean + margin) / scale, difference.n - 1)
+    below = stats.t.cdf((difference.mean - margin) / scale, difference.n - 1)
+    return float(max(above, below))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p values (same order, each at most 1)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def verdicts(differences: list[Spread | None], margin: float = MARGIN) -> list[Verdict]:
+    """The verdict on each paired difference of a report's family (see the module)."""
+    tested = [i for i, d in enumerate(differences) if d is not None and d.sd is not None]
+    different = holm([difference_p(differences[i]) for i in tested])  # type: ignore[arg-type]
+    equal = holm([equivalence_p(differences[i], margin) for i in tested])  # type: ignore[arg-type]
+    found: list[Verdict] = ["one seed"] * len(differences)
+    for index, p_different, p_equal in zip(tested, different, equal, strict=True):
+        mean = differences[index].mean  # type: ignore[union-attr]
+        if p_equal < ALPHA:
+            found[index] = "equivalent"
+        elif p_different < ALPHA:
+            found[index] = "better" if mean > 0 else "worse"
+        else:
+            found[index] = "not resolved"
+    return found
+
+
+def verdict_text(verdict: Verdict, margin: float = MARGIN) -> str:
+    """The verdict as the report says it."""
+    return {
+        "equivalent": f"equivalent within {margin * 100:g} point(s)",
+        "better": "better",
+        "worse": "worse",
+        "not resolved": "not resolved: more seeds needed",
+        "one seed": "one seed: not tested",
+    }[verdict]
 
 
 def signed(value: float, places: int = 3) -> str:

@@ -21,8 +21,15 @@ from matplotlib.figure import Figure
 from sparsebench.models.registry import model_display_name
 from sparsebench.report.compare import CONFIGURATION, by_seed, configuration_runs, keyed_runs
 from sparsebench.report.figures import literal, method_colour, panel_grid, seed_note
+from sparsebench.report.foundations import foundations
 from sparsebench.report.results import Cost, Results, baseline_rows, method_name
-from sparsebench.report.spread import difference_text, paired_difference, spread_of, verdict
+from sparsebench.report.spread import (
+    ALPHA,
+    difference_p,
+    difference_text,
+    paired_difference,
+    spread_of,
+)
 from sparsebench.sparsity.methods import METHODS, baseline_name, is_baseline
 
 # "Within one point of dense": one percentage point of test accuracy (a difference of
@@ -159,6 +166,7 @@ def recommendations(results: Results, latency_budget_ms: float | None = None) ->
         row: dict[str, object] = {"data set": dataset, "model": model_display_name(model)}
         dense_runs = groups.get((dataset, model, baseline_name(), baseline_name()))
         dense = panel[baseline_rows(panel)]
+        row["rests on"] = foundations(dense_runs, results.epochs, column, results.margin)
         if dense.empty or dense_runs is None:
             row[f"dense {metric}"] = "not run"
             row[close_column(cost)] = "no dense run to compare with"
@@ -233,9 +241,15 @@ def _most_accurate(
         seeds = by_seed(
             groups[(other.data_label, other.model, other.method, other.scenario)], column
         )
-        if verdict(paired_difference(seeds, best_seeds)) != "worse":
-            close += 1
-    return _name(best, metric) + (f"; {close} other(s) within noise of it" if close else "")
+        difference = paired_difference(seeds, best_seeds)
+        shown_worse = (
+            difference is not None
+            and difference.sd is not None
+            and difference.mean < 0
+            and difference_p(difference) < ALPHA
+        )
+        close += not shown_worse
+    return _name(best, metric) + (f"; {close} other(s) not shown worse than it" if close else "")
 
 
 def _budget_column(budget: float | None) -> str:
