@@ -364,6 +364,11 @@ def test_the_recommendation_table_answers_which_method_by_hand(tmp_path):
     assert row["most accurate within 3.5 ms/image"] == (
         "SET, mixed: accuracy 0.8800, 3 ms/image (one seed: not ranked against the others)"
     )
+    # the answer on the terminal, with what it rests on
+    [answer] = report.stdout.splitlines()[:-1]
+    assert answer.startswith(f"{row['data set']}, ResNet18: fastest within 1 point of dense: ")
+    assert "rests on: one dense seed: nothing is tested" in answer
+    assert report.stdout.splitlines()[-1].endswith("index.html")
     figures = tmp_path / "r" / "figures"
     assert (figures / "tradeoff_inference_ms.png").is_file()
     assert (figures / "tradeoff_train_s.svg").is_file()

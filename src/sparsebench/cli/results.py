@@ -159,6 +159,8 @@ def report(
     except InputError as error:
         raise fail(str(error)) from None
     kinds = "PNG + SVG" if svg else "PNG"
+    for answer in built.answers:
+        show(answer)
     say(f"{len(built.figures)} figures ({kinds}) and {len(built.tables)} tables in {out_dir}")
     figures = [built.out_dir / f"{figure.stem}.png" for figure in built.figures]
     log_made_files(tracker, None, [*figures, built.index, *built.tables])

@@ -28,6 +28,7 @@ from sparsebench.report.results import (
     COSTS,
     METRICS,
     SCENARIO_NAMES,
+    Cost,
     Results,
     baseline_rows,
     load_results,
@@ -42,6 +43,7 @@ from sparsebench.report.tables import (
 )
 from sparsebench.report.tradeoff import (
     ACCURACY_TOLERANCE,
+    close_column,
     recommendations,
     tradeoff_figure,
 )
@@ -63,6 +65,8 @@ class Report:
     svg: bool = True
     figures: list[FigureEntry] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
+    # the answer, one line per data set and model: what `report` prints on the terminal
+    answers: list[str] = field(default_factory=list)
 
 
 MARKER = ".sparsebench-report"
@@ -167,6 +171,15 @@ def _write(
         page = _index_html(results, db, report, tables, federated_parts)
     (folder / "index.html").write_text(page)
     return report
+
+
+def answers(advice: pd.DataFrame, cost: Cost) -> list[str]:
+    """Each data set and model's recommendation in one line, with what it rests on."""
+    close = close_column(cost)
+    return [
+        f"{row['data set']}, {row['model']}: {close}: {row[close]} (rests on: {row['rests on']})"
+        for _, row in advice.iterrows()
+    ]
 
 
 def _federated_section(federated: pd.DataFrame, report: Report) -> list[str]:
@@ -277,6 +290,7 @@ def _write_tables(results: Results, report: Report, latency_budget_ms: float | N
     `report.tables`; the tables the page shows."""
     folder = report.out_dir
     advice = recommendations(results, latency_budget_ms)
+    report.answers = answers(advice, results.cost)
     comparisons = against_dense(results)
     runs = per_run_table(results)
     first = table_one(results)
