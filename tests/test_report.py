@@ -783,3 +783,20 @@ def test_auroc_compares_two_class_data_and_says_so_for_the_rest(tmp_path):
     advice = pd.read_csv(tmp_path / "report" / "recommendations.csv")
     assert list(advice["data set"]) == ["tiles"]
     assert advice.loc[0, "dense AUROC"] == "0.9700 (1)"
+
+
+def test_trade_off_labels_that_would_print_over_each_other_are_left_to_the_legend(tmp_path):
+    """Three configurations at one point: one label is kept (the Pareto front's), the
+    others would print over it; a point apart keeps its own."""
+    from sparsebench.report.results import load_results
+    from sparsebench.report.tradeoff import tradeoff_figure
+
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "dense0", "dense", None, 0, 0.90, inference_s=0.010)
+        for name in ("pre", "in", "set"):
+            add_run(store, f"{name}0", name, "mixed", 0, 0.80, inference_s=0.005)
+        add_run(store, "set1", "set", "uniform", 0, 0.60, inference_s=0.001)
+    figure = tradeoff_figure(load_results(path), "inference_ms")
+    texts = [t.get_text() for axis in figure.axes for t in axis.texts if t.get_gid()]
+    assert sorted(texts) == ["dense", "mixed", "uniform"]

@@ -88,9 +88,10 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
         panel = points[(points.data_label == dataset) & (points.model == model)].dropna(
             subset=[cost]
         )
-        for row in panel.itertuples():
-            _draw_point(axis, row, getattr(row, cost))
-        front = panel[pareto_front(panel[cost], panel.accuracy)].sort_values(cost)
+        on_front = pareto_front(panel[cost], panel.accuracy)
+        for row, first in zip(panel.itertuples(), on_front, strict=True):
+            _draw_point(axis, row, getattr(row, cost), first)
+        front = panel[on_front].sort_values(cost)
         axis.plot(front[cost], front.accuracy, color="black", lw=1, alpha=0.6, zorder=2)
         axis.set_xlabel(AXES[cost], fontsize=8)
         axis.set_ylabel(label)
@@ -115,10 +116,28 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
         frameon=False,
     )
     figure.tight_layout(rect=(0, 0.06, 1, 0.95))
+    drop_colliding_labels(figure)
     return figure
 
 
-def _draw_point(axis: Axes, row: Any, cost: float) -> None:
+def drop_colliding_labels(figure: Figure) -> None:
+    """Keep a point's label only where it overlaps no label kept before it, the Pareto
+    front's first: crowded points are told apart by the legend's markers instead of by
+    text printed over text."""
+    renderer = figure.canvas.get_renderer()
+    for axis in figure.axes:
+        labels = [text for text in axis.texts if text.get_gid() in ("front", "point")]
+        labels.sort(key=lambda text: text.get_gid() != "front")
+        kept: list[Any] = []
+        for text in labels:
+            box = text.get_window_extent(renderer)
+            if any(box.overlaps(other) for other in kept):
+                text.remove()
+            else:
+                kept.append(box)
+
+
+def _draw_point(axis: Axes, row: Any, cost: float, on_front: bool = False) -> None:
     """One configuration: its marker, its seeds' sd as a whisker, its scenario named."""
     method = METHODS.get(row.method)
     if row.accuracy_sd > 0:  # several seeds: one standard deviation either way
@@ -141,7 +160,12 @@ def _draw_point(axis: Axes, row: Any, cost: float) -> None:
     )
     point = row.method if is_baseline(row.method) else row.scenario
     axis.annotate(
-        literal(point), (cost, row.accuracy), fontsize=6, xytext=(3, 3), textcoords="offset points"
+        literal(point),
+        (cost, row.accuracy),
+        fontsize=6,
+        xytext=(3, 3),
+        textcoords="offset points",
+        gid="front" if on_front else "point",
     )
 
 
@@ -155,7 +179,8 @@ def recommendations(results: Results, latency_budget_ms: float | None = None) ->
     above minus one point. When none does (one seed has no interval; a few noisy seeds
     a wide one), the cell says so and names the cheapest whose mean does, as the
     candidate to run more seeds of. The most accurate within the budget is ranked by the
-    mean, and the cell counts the others within noise of it."""
+    mean, and the cell counts the others not shown worse than it. Each row says what it
+    rests on (`foundations`)."""
     points = configurations(results)
     groups = configuration_runs(results)
     column = results.metric.column
