@@ -200,6 +200,22 @@ def _val_is_test(data: dict[str, Any]) -> bool:
     return data["samples"]["val"] == data["samples"]["test"] and counts["val"] == counts["test"]
 
 
+def size_line(test: TestMetrics) -> str:
+    """A run's size, each figure named for what it counts: the compact network's own
+    (what compact execution trained and tested), the full-size network's non-zero
+    weights and all of them."""
+    full = (
+        f"full-size network: params {test.params_effective:,} non-zero of "
+        f"{test.params_dense:,}, MACs {test.macs_effective:,} non-zero of {test.macs_dense:,}"
+    )
+    if test.params_compact is None or test.macs_compact is None:
+        return full
+    return (
+        f"compact network: params {test.params_compact:,}, MACs {test.macs_compact:,} per "
+        f"image; {full}"
+    )
+
+
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -253,10 +269,10 @@ def summary_table(summary: RunSummary) -> Table:
         f"balanced {_number(test.balanced_accuracy)}  "
         f"{_ranking(test)}F1 {test.f1:.4f}  precision "
         f"{test.precision:.4f}  recall {test.recall:.4f}  "
-        f"inference {test.inference_time_per_sample_s * 1e3:.3f} ms/sample\n"
-        f"sparsity: conv {by_kind.get('conv', 0):.3f}  linear {by_kind.get('linear', 0):.3f}  "
-        f"params {test.params_effective:,}/{test.params_dense:,}  "
-        f"MACs {test.macs_effective:,}/{test.macs_dense:,}"
+        f"inference {test.inference_time_per_sample_s * 1e3:.3f} ms/image (PyTorch, "
+        f"batch {summary.config.get('eval_batch_size', 256)}, as tested)\n"
+        f"sparsity: conv {by_kind.get('conv', 0):.3f}  linear {by_kind.get('linear', 0):.3f}\n"
+        f"{size_line(test)}"
     )
     if test.inference_energy_j is None and summary.epochs:
         caption += f"\nenergy missing: {summary.epochs[-1].energy_missing_reason}"

@@ -450,8 +450,9 @@ def _choice_section(results: Results, report: Report, tables: Tables) -> list[st
             "Inference time is per test image as the run was tested (the compact network "
             "for compact runs).</p>"
             if results.cost.name == "latency"
-            else "Multiply-adds are the effective ones per image (those of non-zero "
-            "weights), the same on every machine (<code>--rank-by macs</code>); the times of "
+            else "Multiply-adds are those per image of the compact network where the run "
+            "trained compact (else of the full-size network's non-zero weights), the same "
+            "on every machine (<code>--rank-by macs</code>); the times of "
             "these runs, taken on several machines or beside other work, are in the per-run "
             "table.</p>"
         ),

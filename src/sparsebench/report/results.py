@@ -167,6 +167,7 @@ def load_results(db: str | Path, select: str | None = None) -> Results:
         runs = pd.read_sql_query(
             f"""SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
                       r.config_json, r.data_json, r.device, r.created_at, r.derived_from,
+                      r.provenance_json,
                       r.total_train_time_s, r.total_train_energy_j,
                       r.sparsity_conv, r.sparsity_linear,
                       r.conv_sparsity AS conv_target, r.linear_sparsity AS linear_target,
@@ -176,6 +177,7 @@ def load_results(db: str | Path, select: str | None = None) -> Results:
                       t.inference_time_per_sample_s, t.inference_energy_j,
                       t.inference_energy_source, t.inference_energy_missing_reason,
                       t.params_dense, t.params_effective, t.macs_dense, t.macs_effective,
+                      t.params_compact, t.macs_compact,
                       t.confusion_json
                FROM runs r JOIN {table} t USING (run_id)
                WHERE r.status = 'finished'""",
@@ -227,6 +229,14 @@ def _derived_columns(
     runs["train_energy_missing_reason"] = _energy_reasons(epochs, runs)
     for column in ("train_macs_per_sample", "train_macs_dense_per_sample"):
         runs[column] = runs.run_id.map(epochs.groupby("run_id")[column].mean())
+    # the whole training's multiply-adds: unequal budgets (GMP and Post-Training train
+    # partly dense, LTH several times) are visible
+    per_sample = runs.run_id.map(epochs.groupby("run_id").train_macs_per_sample.sum(min_count=1))
+    runs["training_macs"] = per_sample * runs.data_json.map(_train_samples)
+    provenance = runs.pop("provenance_json").map(lambda text: json.loads(text) if text else {})
+    for key in ("numerics", "release", "cpu_capability"):
+        runs[key] = provenance.map(lambda produced, key=key: produced.get(key))
+    runs["numerics"] = runs.numerics.fillna(1).astype(int)  # stored before numerics 2
     confusions = runs.confusion_json.map(lambda text: json.loads(text) if text else [])
     runs["test_majority_share"] = confusions.map(majority_share)
     runs["test_chance"] = confusions.map(lambda c: 1 / len(c) if c else None)
@@ -254,6 +264,12 @@ def _distinct_labels(runs: pd.DataFrame, paths_per_label: pd.Series) -> pd.Serie
         return row.data_label
 
     return runs.apply(label, axis=1) if len(runs) else pd.Series(dtype=str)
+
+
+def _train_samples(data_json: str | None) -> float | None:
+    if not data_json:
+        return None
+    return (json.loads(data_json).get("samples") or {}).get("train")
 
 
 def _class_names(data_json: str | None) -> list[str]:

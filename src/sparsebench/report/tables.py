@@ -46,8 +46,14 @@ PER_RUN_COLUMNS = [
     "params_effective",
     "macs_dense",
     "macs_effective",
+    "params_compact",
+    "macs_compact",
     "train_macs_per_sample",
     "train_macs_dense_per_sample",
+    "training_macs",
+    "numerics",
+    "release",
+    "cpu_capability",
 ]
 
 

@@ -53,7 +53,8 @@ from sparsebench.store.records import (
 # 9: tables federated_runs, federated_rounds and federated_clients;
 # 10: every run config says its numerics (`train.config.NUMERICS`): those stored before
 #     are numerics 1, which validated on the test split where the data brought no
-#     validation split; runs.provenance_json, what produced a run.
+#     validation split; runs.provenance_json, what produced a run; test_metrics and
+#     best_val_metrics params_compact and macs_compact.
 SCHEMA_VERSION = 10
 # What a config stored before schema 10 computed, in the keys that say so now.
 NUMERICS_1 = {"numerics": 1, "validation": "test"}
@@ -70,7 +71,13 @@ LATER_EPOCH_COLUMNS = {
 }
 
 # Added to `test_metrics` after the first schema, with their SQL types.
-LATER_TEST_COLUMNS = {"auroc": "REAL", "average_precision": "REAL", "positive_class": "TEXT"}
+LATER_TEST_COLUMNS = {
+    "auroc": "REAL",
+    "average_precision": "REAL",
+    "positive_class": "TEXT",
+    "params_compact": "INTEGER",
+    "macs_compact": "INTEGER",
+}
 
 # The test metrics `runs_overview` shows, of the weights it selects.
 OVERVIEW_METRICS = (
@@ -86,6 +93,8 @@ OVERVIEW_METRICS = (
     "params_effective",
     "macs_effective",
     "confusion_json",
+    "params_compact",
+    "macs_compact",
 )
 
 # The columns of `runs_overview` in the order earlier releases gave them (scripts read
@@ -375,11 +384,9 @@ class ResultsStore:
                 for column, kind in LATER_EPOCH_COLUMNS.items():
                     if column not in present:
                         cursor.execute(f"ALTER TABLE epochs ADD COLUMN {column} {kind}")
-            if existed and version < 6:
-                present = {row["name"] for row in cursor.execute("PRAGMA table_info(test_metrics)")}
-                for column, kind in LATER_TEST_COLUMNS.items():
-                    if column not in present:
-                        cursor.execute(f"ALTER TABLE test_metrics ADD COLUMN {column} {kind}")
+            if existed and version < 10:
+                for table in ("test_metrics", "best_val_metrics"):
+                    self._add_test_columns(cursor, table)
             if existed and version < 10:
                 self._mark_numerics_1(cursor)
                 present = {row["name"] for row in cursor.execute("PRAGMA table_info(runs)")}
@@ -401,6 +408,13 @@ class ResultsStore:
                 f"{SCHEMA_VERSION} (this sparsebench's); older releases cannot write it",
                 stacklevel=4,
             )
+
+    @staticmethod
+    def _add_test_columns(cursor: sqlite3.Cursor, table: str) -> None:
+        present = {row["name"] for row in cursor.execute(f"PRAGMA table_info({table})")}
+        for column, kind in LATER_TEST_COLUMNS.items():
+            if column not in present:
+                cursor.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @staticmethod
     def _mark_numerics_1(cursor: sqlite3.Cursor) -> None:
@@ -827,7 +841,7 @@ class ResultsStore:
             selected = "CASE WHEN l.run_id IS NOT NULL THEN 'last' END"
             epoch = last_epoch
         named = {"positive_class", "inference_time_per_sample_s", "params_effective"}
-        named |= {"macs_effective", "confusion_json"}
+        named |= {"macs_effective", "confusion_json", "params_compact", "macs_compact"}
         metrics = ", ".join(
             f"{value} AS {column if column in named else 'test_' + column}"
             for column, value in pick.items()
@@ -843,7 +857,7 @@ class ResultsStore:
                            LEFT JOIN best_val_metrics b USING (run_id)
                ORDER BY r.created_at""",
             self.connection,
-        )[[*OVERVIEW_COLUMNS, "selected"]]  # the columns earlier releases gave, in place
+        )[[*OVERVIEW_COLUMNS, "selected", "params_compact", "macs_compact"]]
         confusions = frame.pop("confusion_json").map(lambda text: json.loads(text) if text else [])
         balanced = confusions.map(balanced_accuracy)
         frame.insert(frame.columns.get_loc("test_accuracy") + 1, "test_balanced_accuracy", balanced)

@@ -95,6 +95,11 @@ class TestMetrics:
     auroc: float | None = None  # two-class data, of the positive class
     average_precision: float | None = None
     positive_class: str | None = None
+    # The compact network's own counts (the one compact execution tests, and export
+    # writes): None for a run trained masked, or stored before numerics 2. `params_dense`
+    # and `macs_dense` are the full-size network's; `*_effective`, its non-zero weights'.
+    params_compact: int | None = None
+    macs_compact: int | None = None
     epoch: int | None = None  # the best-validation selection's epoch
 
     @property
@@ -143,6 +148,8 @@ TEST_COLUMNS = [
     "auroc",
     "average_precision",
     "positive_class",
+    "params_compact",
+    "macs_compact",
 ]
 
 

@@ -559,7 +559,10 @@ def test_model(
     elapsed = time.perf_counter() - started
     reading = energy.end()
     metrics = accumulator.result()
-    counts = count_model(trainer.model, tuple(dataset.splits["test"].images.shape[1:]))
+    shape = tuple(dataset.splits["test"].images.shape[1:])
+    counts = count_model(trainer.model, shape)
+    # The network compact execution tests is the one it trained: its own size.
+    compact = count_model(network, shape) if trainer.execution_name == "compact" else None
     return TestMetrics(
         **metrics.as_dict(),
         confusion_matrix=accumulator.confusion.cpu().tolist(),
@@ -570,6 +573,8 @@ def test_model(
         inference_energy_source=reading.source,
         inference_energy_missing_reason=reading.missing_reason,
         **counts.as_dict(),
+        params_compact=None if compact is None else compact.params_dense,
+        macs_compact=None if compact is None else compact.macs_dense,
     )
 
 
