@@ -554,3 +554,28 @@ def test_a_data_entry_takes_its_own_seeds(tmp_path):
     with pytest.raises(InputError, match=r"datasets\[1\]\.seeds: seeds repeat") as refused:
         load_sweep_config(path)
     assert str(path) in str(refused.value)
+
+
+def test_a_model_can_train_longer_than_the_others(tmp_path):
+    """`model_training` sets a model's own training settings over the sweep's; a data
+    set's own still win; a model the sweep does not train is refused."""
+    from sparsebench.config import SweepConfig
+
+    sweep = SweepConfig(
+        models=["vgg16", "resnet18"],
+        datasets=[{"dataset": "synthetic"}, {"dataset": "synthetic", "training": {"epochs": 3}}],
+        methods=["dense"],
+        training={"epochs": 30, "lr": 0.002},
+        model_training={"vgg16": {"epochs": 50}},
+    )
+    assert sweep.run_config("vgg16", 0, "dense", None, 0).epochs == 50
+    assert sweep.run_config("vgg16", 0, "dense", None, 0).lr == 0.002
+    assert sweep.run_config("resnet18", 0, "dense", None, 0).epochs == 30
+    assert sweep.run_config("vgg16", 1, "dense", None, 0).epochs == 3
+    with pytest.raises(ValueError, match="model_training: 'resnet50' is not one of"):
+        SweepConfig(
+            models=["vgg16"],
+            datasets=[{"dataset": "synthetic"}],
+            methods=["dense"],
+            model_training={"resnet50": {"epochs": 5}},
+        )

@@ -205,7 +205,20 @@ class SweepConfig(BaseModel):
     sparsities: SparsityGrid | None = None
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[valid-type]
+    # Training settings that differ for a model (VGG16, without batch normalisation,
+    # needs more epochs than ResNet18): over `training`, under a data set's own.
+    model_training: dict[str, TrainingSpec] = Field(default_factory=dict)  # type: ignore[valid-type]
     federated: FederatedSweep | None = None
+
+    @model_validator(mode="after")
+    def _model_training_of_its_models(self) -> SweepConfig:
+        strangers = [name for name in self.model_training if name not in self.models]
+        if strangers:
+            raise ValueError(
+                f"model_training: {strangers[0]!r} is not one of the sweep's models "
+                f"({', '.join(self.models)})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _federated_methods(self) -> SweepConfig:
@@ -272,8 +285,10 @@ class SweepConfig(BaseModel):
             where = {"scenario": point}
         entry = self.datasets[dataset_index]
         data = entry.model_dump(exclude_unset=True, exclude={"training", "seeds"})
+        own = self.model_training.get(model)
         training = {
             **self.training.model_dump(exclude_unset=True),
+            **(own.model_dump(exclude_unset=True) if own is not None else {}),
             **entry.training.model_dump(exclude_unset=True),
         }
         # A sweep's method options are keyed by method: `method_options: {rigl: {...}}`.
