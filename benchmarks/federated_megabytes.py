@@ -2,10 +2,12 @@
 the same federation, read from a report's tables (`sparsebench report` on a database
 of federated runs).
 
-The target is dense FedAvg's final test accuracy where the run reaches it; where it
-does not, the run's own best, which dense reached too (dense's own curve gives its
-megabytes to that accuracy). "share" is the run's megabytes over dense's to the same
-target: below 1, the sparse run got there uploading less.
+The target is dense FedAvg's final validation accuracy where the run reaches it; where
+it does not, the run's own best, which dense reached too (dense's own curve gives its
+megabytes to that accuracy). Every target and crossing is read on the validation split
+the server holds, never on the test split ("test at best val" is the test accuracy of
+the round chosen so). "share" is the run's megabytes over dense's to the same target:
+below 1, the sparse run got there uploading less.
 
     python benchmarks/federated_megabytes.py docs/results/federated/report
 """
@@ -20,7 +22,7 @@ import pandas as pd
 
 def first_reaching(rounds: pd.DataFrame, target: float) -> tuple[float, int] | None:
     """Cumulative megabytes uploaded, and the round, when `target` was first reached."""
-    reached = rounds[rounds.test_accuracy >= target]
+    reached = rounds[rounds.val_accuracy >= target]
     if reached.empty:
         return None
     return float(reached.mb_uploaded.iloc[0]), int(reached["round"].iloc[0])
@@ -35,15 +37,15 @@ def megabytes_to_targets(report: Path) -> pd.DataFrame:
         dense_rounds = rounds[rounds.run_id == dense.run_id]
         for _, run in runs.sort_values(["method", "scenario"]).iterrows():
             own = rounds[rounds.run_id == run.run_id]
-            reaches = own.test_accuracy.max() >= dense.final_accuracy
-            target = dense.final_accuracy if reaches else own.test_accuracy.max()
+            reaches = own.val_accuracy.max() >= dense.final_val_accuracy
+            target = dense.final_val_accuracy if reaches else own.val_accuracy.max()
             mine, theirs = first_reaching(own, target), first_reaching(dense_rounds, target)
             rows.append(
                 {
                     "federation": federation,
                     "run": f"{run.method} {run.scenario}",
                     "final": round(run.final_accuracy, 3),
-                    "best": round(run.best_accuracy, 3),
+                    "test at best val": round(run.accuracy_at_best_val, 3),
                     "MB/round of dense": round(run.mb_per_round / dense.mb_per_round, 3),
                     "round s": round(run.round_s, 1),
                     "target": f"{'dense final' if reaches else 'own best'} {target:.3f}",

@@ -46,14 +46,7 @@ def build_image_dataset(
         if not (label_tensor == index).any():
             raise InputError(f"{source}: class {class_name!r} has no images")
     if options.subset_size is not None:
-        keep = stratified_subset(label_tensor, options.subset_size, options.seed).tolist()
-        paths, label_tensor = [paths[i] for i in keep], label_tensor[keep]
-        if assigned is not None:
-            position = {old: new for new, old in enumerate(keep)}
-            assigned = {
-                split: [position[i] for i in indices if i in position]
-                for split, indices in assigned.items()
-            }
+        paths, label_tensor, assigned = _subset(paths, label_tensor, assigned, options)
     if assigned is None:
         fractions = fractions or PAPER_FRACTIONS
         drawn = stratified_split(
@@ -79,6 +72,24 @@ def build_image_dataset(
         for split in SPLITS
     }
     return ImageDataset(name, splits, class_names, source=source)
+
+
+def _subset(
+    paths: list[Path],
+    labels: torch.Tensor,
+    assigned: dict[str, list[int]] | None,
+    options: DataOptions,
+) -> tuple[list[Path], torch.Tensor, dict[str, list[int]] | None]:
+    """The stratified `subset_size` of the images, their split re-indexed."""
+    assert options.subset_size is not None
+    keep = stratified_subset(labels, options.subset_size, options.seed).tolist()
+    if assigned is not None:
+        position = {old: new for new, old in enumerate(keep)}
+        assigned = {
+            split: [position[i] for i in indices if i in position]
+            for split, indices in assigned.items()
+        }
+    return [paths[i] for i in keep], labels[keep], assigned
 
 
 def with_validation(

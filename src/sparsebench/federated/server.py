@@ -134,12 +134,15 @@ class FederatedServer:
         self._use(federated_trainer(initial, self.data))
         self.prunes_at_end = client_config(fed.run).method != fed.run.method
         self.state_path = Path(runs_dir) / self.run_id / "federated.pt"
-        self.test = BatchLoader(
-            self.data.splits["test"],
-            self.data.mean,
-            self.data.std,
-            fed.run.eval_batch_size,
-            torch.device("cpu"),
+        self.test, self.val = (
+            BatchLoader(
+                self.data.splits[split],
+                self.data.mean,
+                self.data.std,
+                fed.run.eval_batch_size,
+                torch.device("cpu"),
+            )
+            for split in ("test", "val")
         )
 
     # The run's life.
@@ -312,14 +315,18 @@ class FederatedServer:
         )
 
     def evaluate(self) -> dict[str, float]:
-        """The global model (masked as the run's masks say) on the test split."""
-        accumulator = evaluate(self.trainer.eval_network(), self.test, self.data.num_classes)
-        metrics = accumulator.result()
-        return {
-            "test_loss": metrics.loss,
-            "test_accuracy": metrics.accuracy,
-            "test_balanced_accuracy": balanced_accuracy(accumulator.confusion.tolist()),
-        }
+        """The global model (masked as the run's masks say) on the test split, and on the
+        validation split, which the best round is chosen by."""
+        measured = {}
+        for split, loader in (("test", self.test), ("val", self.val)):
+            accumulator = evaluate(self.trainer.eval_network(), loader, self.data.num_classes)
+            metrics = accumulator.result()
+            measured |= {
+                f"{split}_loss": metrics.loss,
+                f"{split}_accuracy": metrics.accuracy,
+                f"{split}_balanced_accuracy": balanced_accuracy(accumulator.confusion.tolist()),
+            }
+        return measured
 
     def save(self, round_number: int) -> None:
         with written_whole(self.state_path) as temporary:

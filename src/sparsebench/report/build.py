@@ -218,13 +218,15 @@ def _federated_section(federated: pd.DataFrame, report: Report) -> list[str]:
 
 FEDERATED_SUMMARY_HEADINGS = {
     "data_label": "data",
-    "final_accuracy": "final accuracy",
-    "best_accuracy": "best accuracy",
+    "final_accuracy": "final test accuracy",
+    "final_val_accuracy": "final validation accuracy",
+    "best_val_round": "best validation round",
+    "accuracy_at_best_val": "its test accuracy",
     "mb_uploaded": "MB uploaded",
     "mb_per_round": "MB up a round",
     "setup_mb_up": "set-up MB up",
     "round_s": "round s",
-    "mb_to_dense_final": "MB to dense's final accuracy",
+    "mb_to_dense_final": "MB to dense's final validation accuracy",
     "of_dense_mb": "of dense's MB",
 }
 

@@ -95,11 +95,13 @@ SAME_FEDERATION = ["data_label", "model", "federation", "seed"]
 
 
 def federated_summary(rounds: pd.DataFrame) -> pd.DataFrame:
-    """One row per federated run: its final and best test accuracy, the megabytes it
-    uploaded in all and a round (the set-up apart), its mean round time, and the
-    megabytes uploaded up to the first round whose accuracy reached the final accuracy
-    of dense FedAvg in the same federation (empty when it never did, or no dense run
-    shares its federation), with that as a share of what dense uploaded to get there."""
+    """One row per federated run: its final test accuracy and that of the round that
+    validated best, the megabytes it uploaded in all and a round (the set-up apart), its
+    mean round time, and the megabytes uploaded up to the first round whose validation
+    accuracy reached dense FedAvg's final one in the same federation (empty when it
+    never did, no dense run shares its federation, or its rounds predate validation),
+    with that as a share of what dense uploaded to get there. The test split chooses
+    nothing here."""
     rows = []
     for run_id, run in rounds.sort_values("round").groupby("run_id", sort=False):
         last = run.iloc[-1]
@@ -110,7 +112,8 @@ def federated_summary(rounds: pd.DataFrame) -> pd.DataFrame:
                 "run_id": run_id,
                 "rounds": int(last["round"]),
                 "final_accuracy": float(last.test_accuracy),
-                "best_accuracy": float(run.test_accuracy.max()),
+                "final_val_accuracy": float(last.get("val_accuracy", float("nan"))),
+                **_best_validation_round(run),
                 "mb_uploaded": float(last.mb_uploaded),
                 "mb_per_round": float(training.bytes_up.mean() / MB),
                 "setup_mb_up": float(run[run["round"] == 0].bytes_up.sum() / MB),
@@ -121,7 +124,7 @@ def federated_summary(rounds: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table["key"] = table[SAME_FEDERATION].apply(tuple, axis=1)
     table["is_dense"] = table.method.map(lambda method: METHODS[method].baseline)
-    finals = table[table.is_dense].set_index("key").final_accuracy.to_dict()
+    finals = table[table.is_dense].set_index("key").final_val_accuracy.to_dict()
     table["mb_to_dense_final"] = [
         _mb_to_reach(row.run_rounds, finals.get(row.key)) for row in table.itertuples()
     ]
@@ -133,9 +136,21 @@ def federated_summary(rounds: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=["run_rounds", "key", "is_dense"])
 
 
+def _best_validation_round(run: pd.DataFrame) -> dict[str, float]:
+    """The round whose global model validated best (the earliest of equals), and its
+    test accuracy: a choice the test split never sees. Rounds stored before the server
+    validated have none (NaN)."""
+    validated = run.dropna(subset=["val_accuracy"]) if "val_accuracy" in run else run.iloc[:0]
+    if validated.empty:
+        return {"best_val_round": float("nan"), "accuracy_at_best_val": float("nan")}
+    best = validated.loc[validated.val_accuracy.idxmax()]
+    return {"best_val_round": int(best["round"]), "accuracy_at_best_val": float(best.test_accuracy)}
+
+
 def _mb_to_reach(run: pd.DataFrame, accuracy: float | None) -> float:
-    """Megabytes uploaded up to the first round at `accuracy` or above (NaN: never)."""
-    if accuracy is None:
+    """Megabytes uploaded up to the first round validating at `accuracy` or above (NaN:
+    never)."""
+    if accuracy is None or "val_accuracy" not in run:
         return float("nan")
-    reached = run[run.test_accuracy >= accuracy]
+    reached = run[run.val_accuracy >= accuracy]
     return float(reached.mb_uploaded.iloc[0]) if len(reached) else float("nan")

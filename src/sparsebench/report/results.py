@@ -154,13 +154,14 @@ def load_results(db: str | Path, select: str | None = None) -> Results:
     if select is not None and select not in SELECTIONS:
         raise InputError(f"--select: expected {' or '.join(SELECTIONS)}, got {select!r}")
     with open_results(db, read_only=True) as store:
-        finished = store.connection.execute(
-            "SELECT COUNT(*) FROM runs WHERE status = 'finished'"
-        ).fetchone()[0]
-        kept = store.connection.execute(
-            """SELECT COUNT(*) FROM best_val_metrics JOIN runs USING (run_id)
-               WHERE status = 'finished'"""
-        ).fetchone()[0]
+        finished, kept = (
+            store.connection.execute(query).fetchone()[0]
+            for query in (
+                "SELECT COUNT(*) FROM runs WHERE status = 'finished'",
+                """SELECT COUNT(*) FROM best_val_metrics JOIN runs USING (run_id)
+                   WHERE status = 'finished'""",
+            )
+        )
         no_best_val = select is None and finished > 0 and kept == 0
         select = select or ("last" if no_best_val else "best-val")
         table = "best_val_metrics" if select == "best-val" else "test_metrics"

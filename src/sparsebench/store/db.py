@@ -131,6 +131,18 @@ OVERVIEW_COLUMNS = (
     "data_name",
 )
 
+# The columns a database of an earlier schema gains at schema 10, by table.
+SCHEMA_10_COLUMNS = {
+    "test_metrics": LATER_TEST_COLUMNS,
+    "best_val_metrics": LATER_TEST_COLUMNS,
+    "federated_rounds": {
+        "val_loss": "REAL",
+        "val_accuracy": "REAL",
+        "val_balanced_accuracy": "REAL",
+    },
+    "runs": {"provenance_json": "TEXT"},
+}
+
 BENCH_COLUMNS = [
     "variant",
     "batch_size",
@@ -257,6 +269,14 @@ R = TypeVar("R")
 RunIdentity = Callable[[dict], "str | None"]
 
 
+def _add_columns(cursor: sqlite3.Cursor, table: str, columns: dict[str, str]) -> None:
+    """Add to `table` those of `columns` (name: SQL type) it lacks."""
+    present = {row["name"] for row in cursor.execute(f"PRAGMA table_info({table})")}
+    for column, kind in columns.items():
+        if column not in present:
+            cursor.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
 class StoreError(InputError):
     """The results database cannot be read or written: the message names the file."""
 
@@ -380,18 +400,11 @@ class ResultsStore:
             if existed and version == 4:
                 cursor.execute("ALTER TABLE runs ADD COLUMN checkpoint TEXT")
             if existed and version < 6:
-                present = {row["name"] for row in cursor.execute("PRAGMA table_info(epochs)")}
-                for column, kind in LATER_EPOCH_COLUMNS.items():
-                    if column not in present:
-                        cursor.execute(f"ALTER TABLE epochs ADD COLUMN {column} {kind}")
-            if existed and version < 10:
-                for table in ("test_metrics", "best_val_metrics"):
-                    self._add_test_columns(cursor, table)
+                _add_columns(cursor, "epochs", LATER_EPOCH_COLUMNS)
             if existed and version < 10:
                 self._mark_numerics_1(cursor)
-                present = {row["name"] for row in cursor.execute("PRAGMA table_info(runs)")}
-                if "provenance_json" not in present:
-                    cursor.execute("ALTER TABLE runs ADD COLUMN provenance_json TEXT")
+                for table, columns in SCHEMA_10_COLUMNS.items():
+                    _add_columns(cursor, table, columns)
             if existed and version < 8:
                 cursor.execute(
                     """INSERT OR IGNORE INTO run_aliases (alias, run_id)
@@ -408,13 +421,6 @@ class ResultsStore:
                 f"{SCHEMA_VERSION} (this sparsebench's); older releases cannot write it",
                 stacklevel=4,
             )
-
-    @staticmethod
-    def _add_test_columns(cursor: sqlite3.Cursor, table: str) -> None:
-        present = {row["name"] for row in cursor.execute(f"PRAGMA table_info({table})")}
-        for column, kind in LATER_TEST_COLUMNS.items():
-            if column not in present:
-                cursor.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @staticmethod
     def _mark_numerics_1(cursor: sqlite3.Cursor) -> None:

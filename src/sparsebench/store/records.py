@@ -207,8 +207,9 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """One federated round: the global model on the test split after it, and what the
-    round cost. Round 0 is the set-up (the initial model; the settings and masks sent)."""
+    """One federated round: the global model on the test and validation splits after it,
+    and what the round cost. Round 0 is the set-up (the initial model; the settings and
+    masks sent)."""
 
     round: int
     test_loss: float
@@ -222,6 +223,11 @@ class RoundRecord:
     round_time_s: float
     train_macs_per_sample: float | None  # of the clients' local steps, as executed
     mask_round: int = 0  # 1: the clients readjusted their masks and sent them
+    # The global model on the validation split the server holds (numerics 2): the best
+    # round is chosen on it, never on the test split. None in rounds stored before.
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    val_balanced_accuracy: float | None = None
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)

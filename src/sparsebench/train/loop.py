@@ -84,19 +84,7 @@ def build_run(
     a method that scores before its first mask (SNIP) takes in place of the training
     batches."""
     targets = SparsityTargets(config.conv_sparsity or 0.0, config.linear_sparsity or 0.0)
-    shape = (dataset.num_classes, dataset.channels, dataset.image_size, dataset.image_size)
-    width = METHODS[config.method].network_width(config.model, config.width, targets, shape)
-    torch.manual_seed(config.seed)
-    model = build_model(
-        config.model,
-        num_classes=dataset.num_classes,
-        in_channels=dataset.channels,
-        image_size=dataset.image_size,
-        width=width,
-    )
-    if config.init_from is not None:
-        start_from(model, config)
-    model = model.to(device)
+    model = seeded_model(config, dataset, targets).to(device)
     optimizer = make_optimizer(model, config, device)
     method = make_method(
         config.method,
@@ -111,7 +99,6 @@ def build_run(
     train = dataset.splits["train"]
     # In training order but unshuffled, for a method that scores on a few batches (SNIP).
     batches = BatchLoader(train, dataset.mean, dataset.std, config.batch_size, device)
-    steps_per_epoch, plan = len(batches), METHODS[config.method]
     return SparseTrainer(
         model,
         optimizer,
@@ -122,16 +109,39 @@ def build_run(
         batches=scoring or batches,
         input_shape=(dataset.channels, dataset.image_size, dataset.image_size),
         memory_format=config.memory_format,
-        learning_rate=PlannedRate(
-            config.lr,
-            config.schedule,
-            config.warmup,
-            partial(
-                plan.schedule_point,
-                steps_per_epoch=steps_per_epoch,
-                epochs=config.epochs,
-                options=config.method_settings,
-            ),
+        learning_rate=planned_rate(config, len(batches)),
+    )
+
+
+def seeded_model(config: RunConfig, dataset: ImageDataset, targets: SparsityTargets) -> nn.Module:
+    """The run's network before training, on the CPU: drawn from the run's seed, at the
+    width its method trains (a thinner one for `small-dense`), from `init_from` if set."""
+    shape = (dataset.num_classes, dataset.channels, dataset.image_size, dataset.image_size)
+    width = METHODS[config.method].network_width(config.model, config.width, targets, shape)
+    torch.manual_seed(config.seed)
+    model = build_model(
+        config.model,
+        num_classes=dataset.num_classes,
+        in_channels=dataset.channels,
+        image_size=dataset.image_size,
+        width=width,
+    )
+    if config.init_from is not None:
+        start_from(model, config)
+    return model
+
+
+def planned_rate(config: RunConfig, steps_per_epoch: int) -> PlannedRate:
+    """The rate at each step: the run's schedule, where its method places the step."""
+    return PlannedRate(
+        config.lr,
+        config.schedule,
+        config.warmup,
+        partial(
+            METHODS[config.method].schedule_point,
+            steps_per_epoch=steps_per_epoch,
+            epochs=config.epochs,
+            options=config.method_settings,
         ),
     )
 
