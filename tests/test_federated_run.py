@@ -373,9 +373,14 @@ def test_the_report_draws_federated_runs_alone_or_beside_trained_ones(tmp_path):
     assert rows["mb_uploaded"].tolist() == pytest.approx(rows["bytes_up"].cumsum() / 1e6)
     assert (tmp_path / "report" / "figures" / "federated_accuracy.png").stat().st_size > 0
     page = report.index.read_text()
-    assert "Federated runs" in page and "MB to dense's final accuracy" in page
+    assert "Federated runs" in page and "MB to dense's final validation accuracy" in page
     summary = pd.read_csv(tmp_path / "report" / "federated_summary.csv")
     assert summary["final_accuracy"].tolist() == pytest.approx([rows["test_accuracy"].iloc[-1]])
+    # the server validates every round; the best round is chosen on validation
+    assert rows.val_accuracy.notna().all()
+    best = rows.loc[rows.val_accuracy.idxmax()]
+    assert summary["best_val_round"].tolist() == [best["round"]]
+    assert summary["accuracy_at_best_val"].tolist() == pytest.approx([best.test_accuracy])
     # Beside a trained run, the federated section joins the study's report.
     trained = [f"--{key.replace('_', '-')}={value}" for key, value in RUN.items()]
     result = CliRunner().invoke(
