@@ -477,6 +477,13 @@ def _choice_section(results: Results, report: Report, tables: Tables) -> list[st
             for f in report.figures
             if f.scenario == "sparsity"
         ),
+        *_against_dense_part(results, tables),
+    ]
+
+
+def _against_dense_part(results: Results, tables: Tables) -> list[str]:
+    """Every configuration against dense, and how its verdicts are reached."""
+    return [
         "<h3 id='against-dense'>Every configuration against dense</h3>",
         "<p>Mean ± standard deviation over seeds (number of seeds), the 95% interval of "
         "the mean (Student's t, kept within the metric's range) and each seed's value; the "
