@@ -40,6 +40,7 @@ def add_run(
     inference_s=0.002,
     conv=0.5,
     model="resnet18",
+    provenance=None,
 ):
     config = {
         "model": model,
@@ -94,6 +95,7 @@ def add_run(
         test_best_val=None,
         layers=[],
         sparsity_by_kind={"conv": 0.5, "linear": 0.8},
+        provenance=provenance,
     )
     store.finish_run(run_id, summary, derived_from=derived_from)
 
@@ -156,15 +158,17 @@ def db(tmp_path):
 def test_every_figure_of_every_scenario_is_written_as_png_and_svg(db, tmp_path):
     report = build_report(db, tmp_path / "report")
     page = report.index.read_text()
-    for scenario in ("mixed", "uniform"):
-        for metric in [*CURVES, *BARS]:
+    # no uniform run measured energy: those two figures are left out (see below)
+    drawn = {"mixed": [*CURVES, *BARS], "uniform": [*CURVES, *(m for m in BARS if not m.energy)]}
+    for scenario, metrics in drawn.items():
+        for metric in metrics:
             stem = tmp_path / "report" / "figures" / f"{scenario}_{metric.column}"
             png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert "<svg" in svg.read_text()[:1000]
             assert f"figures/{scenario}_{metric.column}.png" in page
     assert "linear-only" not in {f.scenario for f in report.figures}  # nothing ran there
-    assert len(report.figures) == 2 * 7 + 2 + 1  # two trade-off, one confusion figure
+    assert len(report.figures) == 7 + 5 + 2 + 1  # two trade-off, one confusion figure
 
 
 def test_no_svg_writes_png_figures_only_and_links_none(db, tmp_path):
@@ -174,7 +178,7 @@ def test_no_svg_writes_png_figures_only_and_links_none(db, tmp_path):
     assert result.exit_code == 0, result.output
     figures = tmp_path / "report" / "figures"
     pngs = sorted(figures.glob("*.png"))
-    assert len(pngs) == 2 * 7 + 2 + 1
+    assert len(pngs) == 7 + 5 + 2 + 1  # no uniform run measured energy
     assert not list(figures.glob("*.svg"))
     page = (tmp_path / "report" / "index.html").read_text()
     assert ".svg" not in page and all(f"figures/{png.name}" in page for png in pngs)
@@ -219,10 +223,11 @@ def test_missing_energy_is_stated_and_never_zero(db, tmp_path):
     mixed = [f for f in report.figures if f.scenario == "mixed" and f.energy]
     assert {(f.notes.measured, f.notes.missing) for f in mixed} == {(2, 3)}
     assert "Energy measured for 2 runs and missing for 3" in page
-    uniform = [f for f in report.figures if f.scenario == "uniform" and f.energy]
-    assert {(f.notes.measured, f.notes.missing) for f in uniform} == {(0, 3)}
-    assert "Energy missing for all 3 runs shown" in page
-    assert RAPL_MISSING in page
+    # a quantity no run shown measured is not drawn as an empty figure: one sentence
+    assert not [f for f in report.figures if f.scenario == "uniform" and f.energy]
+    assert not (tmp_path / "report" / "figures" / "uniform_total_train_energy_j.png").exists()
+    for title in (m.title for m in BARS if m.energy):
+        assert f"{title}: not drawn, no run shown measured it ({RAPL_MISSING})." in page
     curves = [f for f in report.figures if f.scenario == "uniform" and not f.energy]
     assert "In-Training (resnet18, blood)" in curves[0].notes.not_run
 
@@ -326,8 +331,9 @@ def test_the_report_says_which_execution_produced_each_training_cost(tmp_path):
     }
     index = (tmp_path / "report" / "index.html").read_text()
     statement = "Training execution: compact for 2 runs, masked for 2 runs"
-    # on the training time and the training energy figure, not on accuracy or inference
-    assert index.count(statement) == 2
+    # on the training time figure, not on accuracy or inference (the training energy
+    # figure, which would also say it, is not drawn: no run measured energy)
+    assert index.count(statement) == 1
     svg = (tmp_path / "report" / "figures" / "mixed_total_train_time_s.svg").read_text()
     # the title wraps to the figure's width: each of its lines is a text of its own
     texts = " ".join(re.findall(r"<!-- (.*?) -->", svg))
@@ -665,6 +671,28 @@ def test_a_sparsity_axis_draws_one_curve_per_method_through_the_mean_over_seeds(
     assert {f.scenario for f in report.figures} == {"tradeoff", "sparsity", "confusion"}
 
 
+def test_a_curve_is_cut_where_its_seed_count_changes(tmp_path):
+    from sparsebench.report.curves import sparsity_figure
+    from sparsebench.report.results import load_results
+
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        add_run(store, "d0", "dense", None, 0, 0.90)
+        # three seeds at 0.3 and 0.5, one at 0.7, three again at 0.9
+        for conv, accuracies in (
+            (0.3, (0.85, 0.80, 0.75)),
+            (0.5, (0.70, 0.70, 0.70)),
+            (0.7, (0.95,)),
+            (0.9, (0.5, 0.4, 0.3)),
+        ):
+            for seed, accuracy in enumerate(accuracies):
+                add_run(store, f"p{conv}{seed}", "pre", None, seed, accuracy, conv=conv)
+    figure = sparsity_figure(load_results(path), "conv_target")
+    (axis,) = [a for a in figure.axes if a.get_title()]
+    pieces = [list(line.get_xdata()) for line in axis.lines if line.get_marker() == "o"]
+    assert pieces == [[0.3, 0.5], [0.7], [0.9]]
+
+
 def test_a_panel_of_a_model_and_data_set_with_no_runs_says_so(tmp_path):
     from sparsebench.report.curves import sparsity_figure
     from sparsebench.report.results import load_results
@@ -804,3 +832,57 @@ def test_trade_off_labels_that_would_print_over_each_other_are_left_to_the_legen
     figure = tradeoff_figure(load_results(path), "inference_ms")
     texts = [t.get_text() for axis in figure.axes for t in axis.texts if t.get_gid()]
     assert sorted(texts) == ["dense", "mixed", "uniform"]
+
+
+def _produced(release, processor="Intel Xeon", capability="AVX512"):
+    return {
+        "release": release,
+        "numerics": 2,
+        "cpu_capability": capability,
+        "processor": processor,
+    }
+
+
+def test_a_configuration_pooling_two_releases_or_machines_is_named(tmp_path):
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        one = _produced("0.1.0+aaa")
+        add_run(store, "dense0", "dense", None, 0, 0.90, provenance=one)
+        add_run(store, "dense1", "dense", None, 1, 0.80, provenance=one)
+        add_run(store, "pre0", "pre", "mixed", 0, 0.70, provenance=one)
+        add_run(store, "pre1", "pre", "mixed", 1, 0.60, provenance=_produced("0.1.0+bbb"))
+        add_run(store, "set0", "set", "mixed", 0, 0.50, provenance=one)
+        add_run(
+            store,
+            "set1",
+            "set",
+            "mixed",
+            1,
+            0.50,
+            provenance=_produced("0.1.0+aaa", "Ampere Altra", "DEFAULT"),
+        )
+    result = runner.invoke(app, ["report", "--db", str(path), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert (
+        "caution: 2 configuration(s) pool runs of different releases or machines" in result.output
+    )
+    mixed = pd.read_csv(tmp_path / "r" / "mixed_producers.csv")
+    assert mixed.set_index("method").mixes.to_dict() == {
+        "Pre-Training": "releases 0.1.0+aaa (1 runs), 0.1.0+bbb (1 runs)",
+        "SET": "machines Intel Xeon (AVX512) (1 runs), Ampere Altra (DEFAULT) (1 runs)",
+    }
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "2 configuration(s) pool runs of different numerics, releases or machines" in page
+    assert "Produced by numerics 2; releases 0.1.0+aaa (5 runs), 0.1.0+bbb (1 runs);" in page
+
+
+def test_one_producer_is_said_once_and_nothing_is_flagged(tmp_path):
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        for seed in (0, 1):
+            add_run(store, f"dense{seed}", "dense", None, seed, 0.9, provenance=_produced("0.2.0"))
+            add_run(store, f"pre{seed}", "pre", "mixed", seed, 0.8, provenance=_produced("0.2.0"))
+    report = build_report(path, tmp_path / "r")
+    assert not report.cautions and not (tmp_path / "r" / "mixed_producers.csv").exists()
+    page = report.index.read_text()
+    assert "Produced by numerics 2; release 0.2.0; machine Intel Xeon (AVX512)." in page

@@ -161,6 +161,8 @@ def report(
     kinds = "PNG + SVG" if svg else "PNG"
     for answer in built.answers:
         show(answer)
+    for caution in built.cautions:
+        say(f"caution: {caution}")
     say(f"{len(built.figures)} figures ({kinds}) and {len(built.tables)} tables in {out_dir}")
     figures = [built.out_dir / f"{figure.stem}.png" for figure in built.figures]
     log_made_files(tracker, None, [*figures, built.index, *built.tables])

@@ -24,6 +24,7 @@ from sparsebench.report.confusions import confusion_figure
 from sparsebench.report.curves import has_curves, sparsity_figure
 from sparsebench.report.federated import federated_figure, federated_summary, load_federated
 from sparsebench.report.figures import BARS, CURVES, FigureNotes, bar_figure, curve_figure
+from sparsebench.report.producers import mixed_configurations, producers_text
 from sparsebench.report.results import (
     COSTS,
     METRICS,
@@ -67,6 +68,10 @@ class Report:
     tables: list[Path] = field(default_factory=list)
     # the answer, one line per data set and model: what `report` prints on the terminal
     answers: list[str] = field(default_factory=list)
+    # what the reader must know before trusting the answers (printed after them)
+    cautions: list[str] = field(default_factory=list)
+    # per section, figures not drawn and why (a quantity no run measured)
+    not_drawn: dict[str, list[str]] = field(default_factory=dict)
 
 
 MARKER = ".sparsebench-report"
@@ -282,6 +287,10 @@ def _draw_figures(results: Results, report: Report) -> None:
             report.figures[-1].notes = notes
         for metric in BARS:
             figure, notes = bar_figure(results, scenario, metric)
+            if metric.energy and notes.measured == 0:
+                plt.close(figure)
+                report.not_drawn.setdefault(scenario, []).append(_unmeasured(metric.title, notes))
+                continue
             entry = _save(figure, report, scenario, metric.column, metric.title, metric.energy)
             entry.notes = notes
             report.figures.append(entry)
@@ -294,6 +303,12 @@ def _write_tables(results: Results, report: Report, latency_budget_ms: float | N
     advice = recommendations(results, latency_budget_ms)
     report.answers = answers(advice, results.cost)
     comparisons = against_dense(results)
+    mixed = mixed_configurations(results)
+    if not mixed.empty:
+        report.cautions.append(
+            f"{len(mixed)} configuration(s) pool runs of different releases or machines "
+            "(mixed_producers.csv): their means are over two experiments"
+        )
     runs = per_run_table(results)
     first = table_one(results)
     references = references_table(results)
@@ -305,27 +320,35 @@ def _write_tables(results: Results, report: Report, latency_budget_ms: float | N
         (first, "table1.csv"),
         (advice, "recommendations.csv"),
         (comparisons, "comparisons.csv"),
+        *([(mixed, "mixed_producers.csv")] if not mixed.empty else []),
         *([(bench, "inference_bench.csv")] if not bench.empty else []),
     ):
         table.to_csv(folder / name, index=False)
         report.tables.append(folder / name)
     references.to_csv(folder / "references.csv", index=False)
-    return Tables(*table_one_page(results), references, bench, runs, advice, comparisons)
+    return Tables(*table_one_page(results), references, bench, runs, advice, comparisons, mixed)
 
 
 def _save(
     figure: plt.Figure, report: Report, scenario: str, column: str, title: str, energy: bool = False
 ) -> FigureEntry:
     stem = f"figures/{scenario}_{column}"
-    figure.savefig(report.out_dir / f"{stem}.png", dpi=110)
+    # "tight": the methods' legend stands right of the panels, outside the axes' area
+    figure.savefig(report.out_dir / f"{stem}.png", dpi=110, bbox_inches="tight")
     if report.svg:
-        figure.savefig(report.out_dir / f"{stem}.svg")
+        figure.savefig(report.out_dir / f"{stem}.svg", bbox_inches="tight")
     plt.close(figure)
     return FigureEntry(scenario, title, stem, energy, FigureNotes())
 
 
 def _svg_link(report: Report, entry: FigureEntry) -> str:
     return f" <a href='{html.escape(entry.stem)}.svg'>SVG</a>" if report.svg else ""
+
+
+def _unmeasured(title: str, notes: FigureNotes) -> str:
+    """Why a figure of a quantity that no run measured is left out."""
+    reasons = "; ".join(sorted(notes.reasons)) or "no reason recorded"
+    return f"{title}: not drawn, no run shown measured it ({reasons})."
 
 
 def _energy_statement(notes: FigureNotes) -> str:
@@ -375,6 +398,7 @@ class Tables:
     runs: pd.DataFrame
     advice: pd.DataFrame
     comparisons: pd.DataFrame
+    mixed: pd.DataFrame  # configurations pooling runs of different producers
 
 
 def _index_html(
@@ -382,7 +406,7 @@ def _index_html(
 ) -> str:
     scenarios = _sections(results)
     parts = [
-        *_page_head(results, db, report, scenarios),
+        *_page_head(results, db, report, scenarios, tables),
         *_choice_section(results, report, tables),
         *_table1_section(results, tables),
         *_confusion_section(report, tables.references),
@@ -410,7 +434,21 @@ def _figure(report: Report, entry: FigureEntry, caption: str | None = None) -> s
     )
 
 
-def _page_head(results: Results, db: Path, report: Report, scenarios: list[str]) -> list[str]:
+def _mixed_producers(mixed: pd.DataFrame) -> list[str]:
+    if mixed.empty:
+        return []
+    return [
+        f"<p class='missing'>{len(mixed)} configuration(s) pool runs of different "
+        "numerics, releases or machines: their means and intervals are over more than one "
+        "experiment (floats from other kernels differ, and training amplifies that). "
+        "<a href='mixed_producers.csv'>CSV</a>.</p>",
+        f"<div class='scroll'>{_html_table(mixed, {})}</div>",
+    ]
+
+
+def _page_head(
+    results: Results, db: Path, report: Report, scenarios: list[str], tables: Tables
+) -> list[str]:
     e = html.escape
     return [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -422,6 +460,8 @@ def _page_head(results: Results, db: Path, report: Report, scenarios: list[str])
         f"{'(shown) and SVG (linked)' if report.svg else '(no SVG written)'}; tables are "
         "CSV, and Parquet for the per-run table.</p>",
         f"<p>{e(_selection_text(results))}</p>",
+        f"<p>{e(producers_text(results))}</p>",
+        *_mixed_producers(tables.mixed),
         "<nav>",
         "<a href='#choice'>which method</a><a href='#table1'>Table 1</a>",
         "<a href='#confusion'>confusion matrices</a>",
@@ -431,10 +471,13 @@ def _page_head(results: Results, db: Path, report: Report, scenarios: list[str])
 
 
 def _choice_section(results: Results, report: Report, tables: Tables) -> list[str]:
+    """The answer first (the recommendation table), then the curves of accuracy against
+    sparsity, which read without a legend hunt, then the trade-off scatter."""
     e = html.escape
     curve_caption = (
         ": one curve per method through the mean over seeds, the band from the lowest to "
-        "the highest seed, dense as the grey band"
+        "the highest seed, dense as the grey band; a curve is cut where its number of "
+        "seeds changes (a point of its own is a different seed count)"
     )
     cheapest = results.cost.cheapest
     ranked_by = (
@@ -445,19 +488,6 @@ def _choice_section(results: Results, report: Report, tables: Tables) -> list[st
     )
     return [
         "<h2 id='choice'>Which method and sparsity for this box?</h2>",
-        "<p>Each point is one method and scenario (seeds averaged, whiskers one standard "
-        "deviation); the line joins the Pareto front, the configurations no other one "
-        "beats on both accuracy and cost. "
-        + (
-            "Inference time is per test image as the run was tested (the compact network "
-            "for compact runs).</p>"
-            if results.cost.name == "latency"
-            else "Multiply-adds are those per image of the compact network where the run "
-            "trained compact (else of the full-size network's non-zero weights), the same "
-            "on every machine (<code>--rank-by macs</code>); the times of "
-            "these runs, taken on several machines or beside other work, are in the per-run "
-            "table.</p>"
-        ),
         f"<p>{cheapest.capitalize()} within {ACCURACY_TOLERANCE * 100:.0f} point of dense"
         f"{ranked_by}: a configuration qualifies when the 95% interval of its difference "
         "from dense, seed by seed, lies above minus one point; where none does, the cell "
@@ -471,13 +501,34 @@ def _choice_section(results: Results, report: Report, tables: Tables) -> list[st
         )
         + "<a href='recommendations.csv'>CSV</a></p>",
         _html_table(tables.advice, _number_formats(tables.advice)),
-        *(_figure(report, f) for f in report.figures if f.scenario == "tradeoff"),
         *(
             _figure(report, f, e(f.title) + curve_caption)
             for f in report.figures
             if f.scenario == "sparsity"
         ),
+        *_tradeoff_part(results, report),
         *_against_dense_part(results, tables),
+    ]
+
+
+def _tradeoff_part(results: Results, report: Report) -> list[str]:
+    """The trade-off scatter and how to read it."""
+    return [
+        "<p>Each point of the trade-off figures is one method and scenario (seeds "
+        "averaged, whiskers one standard deviation), its marker the method's (a label "
+        "that would print over another is left to the legend); the line joins the Pareto "
+        "front, the configurations no other one beats on both accuracy and cost. "
+        + (
+            "Inference time is per test image as the run was tested (the compact network "
+            "for compact runs).</p>"
+            if results.cost.name == "latency"
+            else "Multiply-adds are those per image of the compact network where the run "
+            "trained compact (else of the full-size network's non-zero weights), the same "
+            "on every machine (<code>--rank-by macs</code>); the times of "
+            "these runs, taken on several machines or beside other work, are in the per-run "
+            "table.</p>"
+        ),
+        *(_figure(report, f) for f in report.figures if f.scenario == "tradeoff"),
     ]
 
 
@@ -561,7 +612,7 @@ def _scenario_section(report: Report, scenario: str) -> list[str]:
         "training time are the dense ones.</p>",
     ]
     for entry in (f for f in report.figures if f.scenario == scenario):
-        caption = e(entry.title)
+        caption = e(entry.title) + "."
         if entry.energy:
             caption += f" <span class='missing'>{e(_energy_statement(entry.notes))}</span>"
         if entry.notes.executions:
@@ -569,6 +620,7 @@ def _scenario_section(report: Report, scenario: str) -> list[str]:
         if entry.notes.not_run:
             caption += " Not run: " + e(", ".join(sorted(set(entry.notes.not_run)))) + "."
         parts.append(_figure(report, entry, caption))
+    parts += [f"<p class='missing'>{e(line)}</p>" for line in report.not_drawn.get(scenario, [])]
     return parts
 
 

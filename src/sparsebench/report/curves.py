@@ -56,10 +56,10 @@ def sparsity_figure(results: Results, axis_name: str) -> Figure:
             points = _points(panel[panel.method == method], axis_name, metric.column)
             if points.empty:
                 continue
-            colour = method_colour(method)
-            style = method_line(method)
-            axis.plot(points.x, points["mean"], marker="o", ms=3, color=colour, ls=style, lw=1.2)
-            axis.fill_between(points.x, points["min"], points["max"], color=colour, alpha=0.15)
+            colour, style = method_colour(method), method_line(method)
+            for piece in same_seed_count_pieces(points):
+                axis.plot(piece.x, piece["mean"], marker="o", ms=3, color=colour, ls=style, lw=1.2)
+                axis.fill_between(piece.x, piece["min"], piece["max"], color=colour, alpha=0.15)
         axis.set_xlabel(AXES[axis_name], fontsize=8)
         axis.set_ylabel(metric.label)
     _legend(figure, results.methods())
@@ -67,8 +67,8 @@ def sparsity_figure(results: Results, axis_name: str) -> Figure:
 
 
 def _points(runs: pd.DataFrame, axis_name: str, column: str) -> pd.DataFrame:
-    """Per conv target: where it lies on the axis (mean over seeds), and the metric's
-    mean, lowest and highest over seeds."""
+    """Per conv target: where it lies on the axis (mean over seeds), the metric's mean,
+    lowest and highest over seeds, and how many seeds."""
     if runs.empty:
         return pd.DataFrame()
     grouped = runs.dropna(subset=[column]).groupby("conv_target")
@@ -78,6 +78,14 @@ def _points(runs: pd.DataFrame, axis_name: str, column: str) -> pd.DataFrame:
             "mean": grouped[column].mean(),
             "min": grouped[column].min(),
             "max": grouped[column].max(),
+            "seeds": grouped.seed.nunique(),
         }
     )
     return points.sort_values("x")
+
+
+def same_seed_count_pieces(points: pd.DataFrame) -> list[pd.DataFrame]:
+    """A curve cut where its seed count changes: a line from a three-seed mean to a
+    one-seed value draws a zig-zag that is the seeds, not the sparsity."""
+    piece_of = (points.seeds != points.seeds.shift()).cumsum()
+    return [piece for _, piece in points.groupby(piece_of, sort=False)]

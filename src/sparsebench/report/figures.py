@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import matplotlib
 
@@ -142,17 +143,23 @@ def _legend(figure: Figure, methods: list[str], bars: bool = False) -> None:
         else plt.Line2D([], [], color=method_colour(m), linestyle=method_line(m), lw=2)
         for m in methods
     ]
+    method_legend(figure, handles, [method_name(m) for m in methods])
+
+
+def method_legend(figure: Figure, handles: list[Any], labels: list[str]) -> None:
+    """The methods' key in one column right of the panels, laid out after them: it grows
+    downwards with the number of methods, where a row across the top ran off both edges
+    of the figure at eleven methods. The figure is saved with a tight box to hold it."""
+    figure.tight_layout(rect=(0, 0, 1, 0.95))
     figure.legend(
         handles,
-        [method_name(m) for m in methods],
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.945),
-        ncol=len(methods),
+        labels,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
         fontsize=8,
         handlelength=2.5,
         frameon=False,
     )
-    figure.tight_layout(rect=(0, 0, 1, 0.9))
 
 
 def curve_figure(

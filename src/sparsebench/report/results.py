@@ -235,7 +235,7 @@ def _derived_columns(
     per_sample = runs.run_id.map(epochs.groupby("run_id").train_macs_per_sample.sum(min_count=1))
     runs["training_macs"] = per_sample * runs.data_json.map(_train_samples)
     provenance = runs.pop("provenance_json").map(lambda text: json.loads(text) if text else {})
-    for key in ("numerics", "release", "cpu_capability"):
+    for key in ("numerics", "release", "cpu_capability", "processor"):
         runs[key] = provenance.map(lambda produced, key=key: produced.get(key))
     runs["numerics"] = runs.numerics.fillna(1).astype(int)  # stored before numerics 2
     confusions = runs.confusion_json.map(lambda text: json.loads(text) if text else [])

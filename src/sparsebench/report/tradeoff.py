@@ -16,11 +16,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 from sparsebench.models.registry import model_display_name
 from sparsebench.report.compare import CONFIGURATION, by_seed, configuration_runs, keyed_runs
-from sparsebench.report.figures import literal, method_colour, panel_grid, seed_note
+from sparsebench.report.figures import (
+    literal,
+    method_colour,
+    method_legend,
+    panel_grid,
+    seed_note,
+)
 from sparsebench.report.foundations import foundations
 from sparsebench.report.results import Cost, Results, baseline_rows, method_name
 from sparsebench.report.spread import (
@@ -108,34 +116,45 @@ def tradeoff_figure(results: Results, cost: str) -> Figure:
         )
         for m in methods
     ]
-    figure.legend(
-        handles,
-        [method_name(m) for m in methods],
-        loc="lower center",
-        ncol=min(len(methods), 9),
-        fontsize=8,
-        frameon=False,
-    )
-    figure.tight_layout(rect=(0, 0.06, 1, 0.95))
+    method_legend(figure, handles, [method_name(m) for m in methods])
     drop_colliding_labels(figure)
     return figure
 
 
 def drop_colliding_labels(figure: Figure) -> None:
-    """Keep a point's label only where it overlaps no label kept before it, the Pareto
-    front's first: crowded points are told apart by the legend's markers instead of by
-    text printed over text."""
+    """Keep a point's label only where it overlaps no label kept before it (the Pareto
+    front's first) and no other point's marker: crowded points are told apart by the
+    legend's markers instead of by text printed over text or hidden under a marker."""
     renderer = figure.canvas.get_renderer()
     for axis in figure.axes:
+        markers = _marker_boxes(axis)
         labels = [text for text in axis.texts if text.get_gid() in ("front", "point")]
         labels.sort(key=lambda text: text.get_gid() != "front")
-        kept: list[Any] = []
+        kept: list[Bbox] = []
         for text in labels:
-            box = text.get_window_extent(renderer)
-            if any(box.overlaps(other) for other in kept):
+            box = text.get_window_extent(renderer).expanded(1.05, 1.1)
+            anchor = axis.transData.transform(text.xy)
+            covered = any(
+                box.overlaps(marker) and not marker.contains(*anchor) for marker in markers
+            )
+            if covered or any(box.overlaps(other) for other in kept):
                 text.remove()
             else:
                 kept.append(box)
+
+
+def _marker_boxes(axis: Axes) -> list[Bbox]:
+    """The display box of every scattered marker of the axis."""
+    boxes = []
+    for collection in axis.collections:
+        if not isinstance(collection, PathCollection) or not len(collection.get_offsets()):
+            continue  # whiskers are line collections: a label may cross one
+        sizes = collection.get_sizes()
+        # a marker of area s points² is about sqrt(s) points across
+        half = np.sqrt(sizes.max()) * axis.figure.dpi / 72 / 2
+        for x, y in collection.get_offset_transform().transform(collection.get_offsets()):
+            boxes.append(Bbox.from_extents(x - half, y - half, x + half, y + half))
+    return boxes
 
 
 def _draw_point(axis: Axes, row: Any, cost: float, on_front: bool = False) -> None:
