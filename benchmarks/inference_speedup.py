@@ -24,10 +24,10 @@ import statistics
 
 import torch
 
+from sparsebench.channels import trace_channels
 from sparsebench.deploy.bench import bench_subject, benchmark_models
 from sparsebench.deploy.compact import compact_model, kept_channels
 from sparsebench.measure.timing import time_interleaved
-from sparsebench.models.channels import trace_channels
 
 SCENARIOS = ("uniform", "mixed", "linear-only")
 

@@ -38,7 +38,7 @@ from sparsebench.data.registry import load_dataset
 from sparsebench.measure.energy import EnergyMeter
 from sparsebench.measure.memory import PeakMemory
 from sparsebench.models import build_model
-from sparsebench.train.config import RunConfig
+from sparsebench.settings.run import RunConfig
 from sparsebench.train.loop import (
     EpochProgress,
     _train_epoch,

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from sparsebench.config import SweepConfig
 from sparsebench.store import ResultsStore
 from sparsebench.sweep.executors import LocalExecutor, available_cpus
 from sparsebench.sweep.plan import expand_grid, plan_sweep
 from sparsebench.sweep.runner import run_sweep
+from sparsebench.sweep.settings import SweepConfig
 
 
 def grid(seeds: int, epochs: int) -> SweepConfig:

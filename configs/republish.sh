@@ -13,3 +13,6 @@ for config in cpu cpu-dense-seeds cpu-curves cpu-blood; do
   .venv/bin/sparsebench sweep "configs/$config.yaml" --db "$results/cpu.db" \
     --runs-dir "$results/runs"
 done
+# the output layer kept dense: its own database, so its cells never pool with cpu.db's
+.venv/bin/sparsebench sweep configs/cpu-output.yaml --db "$results/cpu-output.db" \
+  --runs-dir "$results/runs"

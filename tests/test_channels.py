@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparsebench.channels import UngroupableNetwork, trace_channels, trace_network
 from sparsebench.models import build_model
-from sparsebench.models.channels import UngroupableNetwork, trace_channels, trace_network
 from sparsebench.sparsity import SCENARIOS, make_method
 
 EDGE_MODELS = [
@@ -54,6 +54,24 @@ def test_resnet18_groups_each_stages_residual_stream_and_each_blocks_inner_chann
     assert len(groups) == 14
     assert groups[("fc",)].fixed == "the network's output"
     assert groups[()].fixed == "the network's input"
+
+
+def test_a_group_prints_the_layers_a_user_changes_together():
+    model = build_model("resnet18", num_classes=4, image_size=32, width=0.0625)
+    trace = trace_network(model, (3, 32, 32))
+    groups = producers(trace.groups)
+    stream = str(groups[("conv1", "layer1.0.conv2", "layer1.1.conv2")])
+    assert stream.startswith("4 channels, coupled; made by ")
+    made = stream.split("; ")[1].removeprefix("made by ").split(", ")
+    assert sorted(made) == ["conv1", "layer1.0.conv2", "layer1.1.conv2"]
+    assert str(groups[("layer3.1.conv1",)]) == (
+        "16 channels; made by layer3.1.conv1; normalised by layer3.1.bn1; read by layer3.1.conv2"
+    )
+    assert str(groups[("fc",)]) == "4 channels; made by fc; none may go: the network's output"
+    # the trace lists the four coupled streams before the 8 inner groups
+    lines = str(trace).splitlines()
+    assert len(lines) == 14 and all(", coupled;" in line for line in lines[:4])
+    assert not any(", coupled" in line for line in lines[4:])
 
 
 def test_vgg16_flattened_map_gives_each_channel_its_spatial_features():

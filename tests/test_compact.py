@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from sparsebench.channels.narrowing import zero_maps_to_zero, zero_rows
 from sparsebench.deploy.compact import compact_model
 from sparsebench.deploy.linear_storage import CSRLinear
-from sparsebench.deploy.narrowing import zero_maps_to_zero, zero_rows
 from sparsebench.measure.counting import count_model
 from sparsebench.models import build_model
 from sparsebench.sparsity import SCENARIOS, make_method

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from sparsebench.channels.slicing import DropoutOver
 from sparsebench.data.synthetic import make_synthetic
 from sparsebench.deploy.compact import compact_model
-from sparsebench.models.slicing import DropoutOver
 from sparsebench.train import RunConfig
 from sparsebench.train.compact import build_compact
 from sparsebench.train.loop import RunInterrupted, build_run, train_run

@@ -9,7 +9,7 @@ import torch
 from sparsebench.data.registry import load_dataset
 from sparsebench.federated.client import client_dataset, train_client
 from sparsebench.federated.proximal import ProximalTerm
-from sparsebench.train.config import RunConfig
+from sparsebench.settings.run import RunConfig
 from sparsebench.train.loop import build_run
 
 RUN = {"model": "resnet18", "width": 0.125, "dataset": "synthetic", "epochs": 1, "lr": 1e-2}

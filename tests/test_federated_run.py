@@ -26,12 +26,12 @@ from sparsebench.federated.apps import CLIENT_QUERIES, client_round
 from sparsebench.federated.client import federated_trainer
 from sparsebench.federated.payload import content_bytes, message_content, message_parts
 from sparsebench.federated.server import FederatedServer, Reply, sample_clients
-from sparsebench.federated.settings import federated_run
 from sparsebench.federated.structure import shared_structure
+from sparsebench.settings.federated import federated_run
+from sparsebench.settings.run import RunConfig
 from sparsebench.store.federated import federated_clients, federated_rounds, federated_runs
-from sparsebench.train.config import RunConfig
+from sparsebench.store.results import open_results
 from sparsebench.train.loop import build_run
-from sparsebench.train.results import open_results
 
 RUN = {
     "model": "resnet18",

@@ -9,8 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
-from sparsebench.config import load_sweep_config
 from sparsebench.errors import InputError
+from sparsebench.sweep.settings import load_sweep_config
 
 SWEEP = {
     "name": "federated",

@@ -31,6 +31,7 @@ from sparsebench.errors import DataWarning, InputError
 from sparsebench.store import ResultsStore
 from sparsebench.store.layout import checkpoint_path
 from sparsebench.train import RunConfig
+from sparsebench.train.recorder import run_record
 
 runner = CliRunner()
 
@@ -758,7 +759,7 @@ def test_numbers_out_of_range_stop_with_one_line(tmp_path, args, flag):
 def test_a_run_another_live_process_trains_is_refused(tmp_path):
     config = tiny_config(1)
     with ResultsStore(tmp_path / "r.db") as store:  # this test's process holds the run
-        store.begin_run(config.record(), "cpu", {})
+        store.begin_run(run_record(config), "cpu", {})
     result = subprocess.run(
         [
             sys.executable,
@@ -787,7 +788,7 @@ def test_a_claim_left_by_a_killed_process_does_not_block(tmp_path):
     started = psutil.Process(gone.pid).create_time()
     gone.wait()
     with ResultsStore(tmp_path / "r.db") as store:
-        store.begin_run(config.record(), "cpu", {})
+        store.begin_run(run_record(config), "cpu", {})
         store.connection.execute(
             "UPDATE run_locks SET pid = ?, process_started = ?", (gone.pid, started)
         )

@@ -14,7 +14,6 @@ import torch
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
-from sparsebench.config import SweepConfig
 from sparsebench.data.synthetic import make_synthetic
 from sparsebench.errors import InputError
 from sparsebench.models import build_model, model_names
@@ -22,6 +21,7 @@ from sparsebench.store import ResultsStore
 from sparsebench.store.db import StoreError
 from sparsebench.sweep.plan import expand_grid, plan_sweep
 from sparsebench.sweep.runner import run_sweep
+from sparsebench.sweep.settings import SweepConfig
 from sparsebench.sweep.worker import execute_task
 from sparsebench.train import RunConfig
 from sparsebench.train.loop import RunDiverged, RunInterrupted

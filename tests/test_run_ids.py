@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from sparsebench.cli import app
 from sparsebench.store.db import ResultsStore, StoreError
+from sparsebench.store.results import open_results
 from sparsebench.train import RunConfig
-from sparsebench.train.results import open_results
 
 runner = CliRunner()
 RELEASE = Path(__file__).parent / "fixtures" / "release-0.1"
@@ -283,7 +283,7 @@ def _found_finished(db: str, config: RunConfig) -> None:
 def test_the_store_alone_refuses_to_guess_run_ids_and_leaves_the_database_as_it_was(release):
     """The store knows records, not settings: re-keying needs the settings' code."""
     db = release / "results.db"
-    with pytest.raises(StoreError, match="open it with sparsebench.train.results.open_results"):
+    with pytest.raises(StoreError, match="open it with sparsebench.store.results.open_results"):
         ResultsStore(db)
     with sqlite3.connect(db) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -9,13 +9,14 @@ import typer
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
-from sparsebench.config import load_run_config, load_sweep_config
 from sparsebench.data.coco import CocoOptions
 from sparsebench.data.elpv import ElpvOptions
 from sparsebench.data.options import DataOptions
 from sparsebench.data.settings import data_options_of
 from sparsebench.data.visa import VisaOptions
 from sparsebench.errors import InputError
+from sparsebench.settings.reading import load_run_config
+from sparsebench.sweep.settings import load_sweep_config
 from sparsebench.train import RunConfig
 
 runner = CliRunner()
@@ -50,7 +51,7 @@ def test_every_loaders_own_setting_is_a_train_flag_into_its_data_options(tmp_pat
         given.update(settings)
         raise InputError("settings read")
 
-    monkeypatch.setattr("sparsebench.config.load_run_config", load_run_config)
+    monkeypatch.setattr("sparsebench.settings.reading.load_run_config", load_run_config)
     result = runner.invoke(
         app,
         ["train", "--dataset", "visa", "--visa-objects", "pcb1,pcb2", "--data-option", "x=1"],

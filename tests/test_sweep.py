@@ -17,11 +17,11 @@ from test_train import MEASURED
 from typer.testing import CliRunner
 
 from sparsebench.cli import app
-from sparsebench.config import load_sweep_config
 from sparsebench.errors import InputError
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.store import ResultsStore
 from sparsebench.sweep.plan import expand_grid, plan_counts, plan_sweep
+from sparsebench.sweep.settings import load_sweep_config
 
 runner = CliRunner()
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -559,7 +559,7 @@ def test_a_data_entry_takes_its_own_seeds(tmp_path):
 def test_a_model_can_train_longer_than_the_others(tmp_path):
     """`model_training` sets a model's own training settings over the sweep's; a data
     set's own still win; a model the sweep does not train is refused."""
-    from sparsebench.config import SweepConfig
+    from sparsebench.sweep.settings import SweepConfig
 
     sweep = SweepConfig(
         models=["vgg16", "resnet18"],

@@ -11,6 +11,7 @@ trainer = sb.SparseTrainer(
 from sparsebench.data import load_dataset, register_dataset
 from sparsebench.errors import InputError
 from sparsebench.models import build_model, register_model
+from sparsebench.settings import RunConfig
 from sparsebench.sparsity import (
     SCENARIOS,
     PruningMethod,
@@ -19,8 +20,8 @@ from sparsebench.sparsity import (
     sparsity_report,
 )
 from sparsebench.store import ResultsStore
-from sparsebench.train import RunConfig, SparseTrainer, train_run
-from sparsebench.train.results import open_results
+from sparsebench.store.results import open_results
+from sparsebench.train import SparseTrainer, train_run
 from sparsebench.train.schedule import LearningRate
 
 __version__ = "0.1.0"

@@ -22,7 +22,7 @@ from sparsebench.cli.options import (
     TrackExperiment,
 )
 from sparsebench.errors import InputError
-from sparsebench.train.config import MAX_BATCH
+from sparsebench.settings.run import MAX_BATCH
 
 
 @app.command()
@@ -134,7 +134,7 @@ def bench(
     import torch
 
     from sparsebench.deploy.bench import benchmark_models
-    from sparsebench.train.results import open_results
+    from sparsebench.store.results import open_results
 
     check_range("--width", width, 0, 4, above=True)
     check_range("--image-size", image_size, 28, 224)

@@ -88,7 +88,7 @@ def federate(
     every byte sent. `--epochs` is each client's local epochs per round (default 1)."""
     from sparsebench.cli.train import run_config_and_data
     from sparsebench.data.registry import data_label, dataset_display_name
-    from sparsebench.federated.settings import federated_run
+    from sparsebench.settings.federated import federated_run
 
     settings.setdefault("epochs", 1)
     federation = {
@@ -136,7 +136,7 @@ def _simulate(fed: Any, data: Any, db: Path, runs_dir: Path, parallel: int | Non
     from sparsebench.federated.apps import simulate
     from sparsebench.store.db import StoreError
     from sparsebench.store.federated import federated_rounds
-    from sparsebench.train.results import open_results
+    from sparsebench.store.results import open_results
 
     try:
         with RoundProgress(err, fed.federated.rounds) as progress:
@@ -206,9 +206,9 @@ def federate_grid(
     federation, one after another (each trains its clients in parallel), those finished
     in the database skipped; `dry_run` lists them."""
     from sparsebench.data import load_dataset
-    from sparsebench.federated.settings import FederatedRun
+    from sparsebench.settings.federated import FederatedRun
     from sparsebench.store.federated import federated_status
-    from sparsebench.train.results import open_results
+    from sparsebench.store.results import open_results
 
     runs = [
         FederatedRun(run=grid_run.config, federated=federation)

@@ -35,7 +35,7 @@ def runs(
 ) -> None:
     """List stored runs with their test metrics (of the best validation epoch's weights,
     or of the last epoch's with --select last)."""
-    from sparsebench.train.results import open_results
+    from sparsebench.store.results import open_results
 
     if fmt not in ("table", "csv", "json"):
         raise fail(f"--format: expected table, csv or json, got {fmt!r}")
@@ -95,7 +95,7 @@ def tables(
 ) -> None:
     """Export every results table to CSV or Parquet files."""
     from sparsebench.store import export_tables
-    from sparsebench.train.results import open_results
+    from sparsebench.store.results import open_results
 
     if fmt not in ("csv", "parquet"):
         raise fail(f"--format: expected csv or parquet, got {fmt!r}")

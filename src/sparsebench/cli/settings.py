@@ -19,7 +19,7 @@ from sparsebench.data.options import LoaderSettings
 from sparsebench.data.registry import loader_options_models
 from sparsebench.data.settings import DataSettings
 from sparsebench.errors import InputError
-from sparsebench.train.config import RunConfig
+from sparsebench.settings.run import RunConfig
 
 # Settings whose command-line form is not the field's own: a mapping, given as pairs.
 PAIRS = {

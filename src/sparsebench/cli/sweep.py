@@ -194,9 +194,9 @@ def sweep_file(
     """Plan (`dry_run`) or run the sweep `where.config` with executor `executor`, and
     say what became of it; exit code 1 if a run failed or diverged. `only`: the part of
     the grid to run, each key's accepted values (`select_runs`)."""
-    from sparsebench.config import load_sweep_config
     from sparsebench.sweep.executors import make_executor
     from sparsebench.sweep.plan import check_sweep_data, expand_grid, select_runs
+    from sparsebench.sweep.settings import load_sweep_config
 
     sweep_config = load_sweep_config(where.config)
     grid = expand_grid(sweep_config)
@@ -264,8 +264,8 @@ def show_plan(
 ) -> None:
     """What a sweep would do, from the database as it is (read only, if there is one);
     then, if a data set cannot be read, that too (exit code 2)."""
+    from sparsebench.store.results import open_results
     from sparsebench.sweep.plan import check_sweep_data, plan_counts, plan_sweep
-    from sparsebench.train.results import open_results
 
     data_problem = None
     try:
@@ -299,9 +299,9 @@ def run_grid(
     tracker: Any = None,
 ) -> tuple[Any, dict[str, int]]:
     """Plan against the database and run what is left, with a progress display."""
+    from sparsebench.store.results import open_results
     from sparsebench.sweep.plan import plan_counts, plan_sweep
     from sparsebench.sweep.runner import run_sweep
-    from sparsebench.train.results import open_results
 
     with open_results(db) as store:
         planned = plan_sweep(grid, store, runs_dir)

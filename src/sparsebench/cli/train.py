@@ -39,7 +39,7 @@ from sparsebench.store.records import EpochRecord, RunSummary, TestMetrics
 
 if TYPE_CHECKING:
     from sparsebench.data.dataset import ImageDataset
-    from sparsebench.train.config import RunConfig
+    from sparsebench.settings.run import RunConfig
 
 
 class RichEpochProgress:
@@ -129,11 +129,11 @@ def run_config_and_data(
     settings: dict[str, Any], config: Path | None, db: Path, cache_dir: Path | None, download: bool
 ) -> tuple[RunConfig, ImageDataset]:
     """The run's config and its data, checked trainable before the database is opened."""
-    from sparsebench.config import load_run_config
     from sparsebench.data import load_dataset
     from sparsebench.deploy.load import finished_run_checkpoint
     from sparsebench.models.pretrained import RUN_PREFIX
     from sparsebench.models.registry import model_spec
+    from sparsebench.settings.reading import load_run_config
     from sparsebench.train.loop import check_trainable, resolve_device
 
     start = settings.get("init_from")
@@ -157,8 +157,8 @@ def _train_and_store(
 ) -> RunSummary:
     """Train (or resume) the run into `db`; each way it can stop is one line."""
     from sparsebench.store.db import StoreError
+    from sparsebench.store.results import open_results
     from sparsebench.train.loop import RunDiverged
-    from sparsebench.train.results import open_results
     from sparsebench.train.run import run_and_record
 
     try:

@@ -3,7 +3,7 @@
 A pruned filter's channel is exactly zero (weights, bias and batch-norm scale and shift
 are zero, and its followers' rows with them), so removing it, and the matching input
 channels of every layer that reads it, changes nothing but the work done. Any traceable
-network is compacted the same way, by its channel groups (`models.channels`): a group's
+network is compacted the same way, by its channel groups (`sparsebench.channels`): a group's
 channel is removed when it is zero wherever it is produced, and every layer is sliced to
 the channels its groups keep (`models.slicing`, as compact training slices), in the
 network's own module tree. A group keeps at least one channel, so that every layer keeps
@@ -25,17 +25,17 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from sparsebench.deploy.linear_storage import LinearStorage, store_linear
-from sparsebench.deploy.narrowing import (
+from sparsebench.channels import ChannelGroup, trace_network
+from sparsebench.channels.narrowing import (
     fold_constant_neurons,
     narrow_sums,
     replace_module,
     zero_maps_to_zero,
     zero_rows,
 )
+from sparsebench.channels.slicing import Slicer, slice_network
+from sparsebench.deploy.linear_storage import LinearStorage, store_linear
 from sparsebench.measure.timing import fastest
-from sparsebench.models.channels import ChannelGroup, trace_network
-from sparsebench.models.slicing import Slicer, slice_network
 
 # How far the compact network's outputs may be from the masked one's (relative, float32).
 EXACT = 1e-5

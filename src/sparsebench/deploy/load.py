@@ -21,7 +21,7 @@ from sparsebench.store.layout import (
     checkpoint_path,
 )
 from sparsebench.store.records import RunSummary
-from sparsebench.train.results import open_results
+from sparsebench.store.results import open_results
 
 
 @dataclass

@@ -90,8 +90,8 @@ def image_paths(images: Sequence[Path], folder: Path | None) -> list[Path]:
 
 def torch_classifier(run: TrainedRun) -> Callable[[torch.Tensor], torch.Tensor]:
     """The run's compact network (the masked one where it cannot be compacted)."""
+    from sparsebench.channels import UngroupableNetwork
     from sparsebench.deploy.compact import compact_model
-    from sparsebench.models.channels import UngroupableNetwork
 
     try:
         network = compact_model(run.model, run.input_shape)

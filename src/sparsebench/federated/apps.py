@@ -40,8 +40,8 @@ from sparsebench.federated.payload import (
 )
 from sparsebench.federated.proximal import ProximalTerm
 from sparsebench.federated.server import MASK_PREFIX, FederatedServer, Reply, masks_from_arrays
-from sparsebench.federated.settings import FederatedRun
 from sparsebench.federated.structure import shared_structure
+from sparsebench.settings.federated import FederatedRun
 from sparsebench.sparsity.schedules import AfterStep
 from sparsebench.store.records import RoundRecord
 from sparsebench.train.loop import prepare_dataset
@@ -232,7 +232,7 @@ def make_server_app(  # noqa: ANN201
     from flwr.app import Context
     from flwr.serverapp import Grid, ServerApp
 
-    from sparsebench.train.results import open_results
+    from sparsebench.store.results import open_results
 
     app = ServerApp()
 

@@ -21,11 +21,11 @@ import torch
 
 from sparsebench.data.dataset import BatchLoader, ImageDataset, Split
 from sparsebench.federated.payload import decode
+from sparsebench.settings.run import MAX_SEED, RunConfig
 from sparsebench.sparsity.methods import METHODS, SparsityWarning, baseline_name
 from sparsebench.sparsity.schedules import Never
 from sparsebench.sparsity.snip import GradientSums, gradient_sums
 from sparsebench.train.compact import TRAINING_PASSES
-from sparsebench.train.config import MAX_SEED, RunConfig
 from sparsebench.train.loop import build_run, evaluate
 from sparsebench.train.metrics import MetricAccumulator
 from sparsebench.train.trainer import SparseTrainer

@@ -15,13 +15,13 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from sparsebench.config import read_yaml
 from sparsebench.data.registry import load_dataset
 from sparsebench.errors import InputError
 from sparsebench.federated.apps import grid_sender, make_client_app
 from sparsebench.federated.server import FederatedServer
-from sparsebench.federated.settings import FederatedRun, federated_run
-from sparsebench.train.results import open_results
+from sparsebench.settings.federated import FederatedRun, federated_run
+from sparsebench.settings.reading import read_yaml
+from sparsebench.store.results import open_results
 
 client_app = make_client_app()
 server_app = ServerApp()

@@ -31,9 +31,9 @@ from sparsebench.federated.aggregate import federated_average
 from sparsebench.federated.client import client_config, dense_twin, federated_trainer
 from sparsebench.federated.partition import Partition, partition_clients
 from sparsebench.federated.payload import decode, encode, held_entries
-from sparsebench.federated.settings import FederatedRun
 from sparsebench.federated.structure import shared_structure
 from sparsebench.files import written_whole
+from sparsebench.settings.federated import FederatedRun
 from sparsebench.sparsity.scorers import Magnitude
 from sparsebench.sparsity.snip import GradientSums
 from sparsebench.store.db import ResultsStore

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sparsebench.models.channels import trace_network
+from sparsebench.channels import trace_network
 from sparsebench.sparsity.masks import MaskSet
 from sparsebench.train.compact import build_compact
 

@@ -15,10 +15,10 @@ from matplotlib.figure import Figure
 
 from sparsebench.data.registry import data_label
 from sparsebench.report.figures import method_colour
+from sparsebench.settings.run import RunConfig
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.store.federated import federated_rounds, federated_runs
-from sparsebench.train.config import RunConfig
-from sparsebench.train.results import open_results
+from sparsebench.store.results import open_results
 
 MB = 1e6
 # Method by colour, scenario by line: pre uniform and pre mixed side by side.

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from sparsebench.models.channels import UngroupableNetwork, trace_channels
+from sparsebench.channels import UngroupableNetwork, trace_channels
 
 LayerKind = Literal["conv", "linear"]
 # What one unit of a layer is: a conv's whole filter (the study) or single weight; a
@@ -26,7 +26,7 @@ class PrunableLayer:
     `bn` is the BatchNorm2d that normalises this conv's output: a pruned filter's batch
     norm scale and shift are zeroed with it, so the channel's output is exactly zero.
     `followers` are the other layers whose channels are this conv's filters one to one,
-    found by tracing (`models.channels`): the depthwise conv that filters them, its batch
+    found by tracing (`sparsebench.channels`): the depthwise conv that filters them, its batch
     norm, the gate rows that scale them. A pruned filter zeroes their rows too, so the
     channel is zero everywhere it goes and compaction can remove it.
     """

@@ -265,7 +265,7 @@ R = TypeVar("R")
 
 # How a stored run config maps to its current run id (None: not a valid config). The
 # store knows nothing of configs: whoever opens an older database gives it
-# (`sparsebench.train.results.open_results`), to migrate its run ids.
+# (`sparsebench.store.results.open_results`), to migrate its run ids.
 RunIdentity = Callable[[dict], "str | None"]
 
 
@@ -444,7 +444,7 @@ class ResultsStore:
         if self.run_identity is None:
             raise StoreError(
                 f"{self.path}: written by an older release, its run ids need migrating: "
-                "open it with sparsebench.train.results.open_results"
+                "open it with sparsebench.store.results.open_results"
             )
         rows = cursor.execute("SELECT run_id, config_json FROM runs").fetchall()
         taken = {row["run_id"] for row in rows}

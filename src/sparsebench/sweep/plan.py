@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sparsebench.config import SweepConfig
 from sparsebench.data import probe_dataset
 from sparsebench.data.registry import data_label
 from sparsebench.errors import InputError
+from sparsebench.settings.run import RunConfig
 from sparsebench.sparsity.methods import is_baseline
 from sparsebench.store.checkpoint import CheckpointError, load_checkpoint
 from sparsebench.store.db import ResultsStore
 from sparsebench.store.layout import checkpoint_path
-from sparsebench.train.config import RunConfig
+from sparsebench.sweep.settings import SweepConfig
 from sparsebench.train.derive import derivable_from
 from sparsebench.train.run import SETTLED
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.data.options import DataOptions
+from sparsebench.settings.run import RunConfig
 from sparsebench.store.layout import adopt_earlier_folder, checkpoint_path
-from sparsebench.train.config import RunConfig
 
 
 @dataclass(frozen=True)

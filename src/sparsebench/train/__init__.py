@@ -1,7 +1,7 @@
 """Training: the run config, the sparse trainer, the loop with its measurements,
 checkpoint and resume."""
 
-from sparsebench.train.config import RunConfig
+from sparsebench.settings.run import RunConfig  # re-exported: users import it from here
 from sparsebench.train.loop import evaluate, train_run
 from sparsebench.train.metrics import confusion_matrix, metrics_from_confusion
 from sparsebench.train.trainer import SparseTrainer

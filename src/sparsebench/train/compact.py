@@ -3,7 +3,7 @@
 The full-size masked model stays the master copy: masks are decided on it, it is what
 checkpoints hold and what a `masked` run trains. Between mask changes the loop trains a
 compact network whose every tensor is a slice of a master tensor: the network sliced to
-the channels its masks keep alive, group by group (`models.channels` finds the channels
+the channels its masks keep alive, group by group (`sparsebench.channels` finds the channels
 that go together, `models.slicing` slices), so any traceable network trains compact.
 Its optimiser state is sliced from the master's, and written back, with the weights,
 before anything reads the master (a mask update, a checkpoint).
@@ -34,24 +34,20 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from sparsebench.deploy.narrowing import narrow_sums
-from sparsebench.measure.counting import count_model
-from sparsebench.models.channels import ChannelTrace, UngroupableNetwork, Use, trace_network
-from sparsebench.models.slicing import (
+from sparsebench.channels import ChannelTrace, UngroupableNetwork, Use, trace_network
+from sparsebench.channels.narrowing import narrow_sums
+from sparsebench.channels.slicing import (
     DropoutOver,
     Slice,
     Slicer,
     check_sliceable,
     slice_network,
 )
+from sparsebench.measure.counting import count_model
+from sparsebench.settings.run import MemoryFormat
 from sparsebench.sparsity.masks import MaskSet
 from sparsebench.sparsity.methods import PruningMethod
-from sparsebench.train.memory_format import (
-    ChannelsLast,
-    MemoryFormat,
-    to_channels_last,
-    wants_channels_last,
-)
+from sparsebench.train.memory_format import ChannelsLast, to_channels_last, wants_channels_last
 
 # Forward plus backward (gradients of the inputs and of the weights) costs about three
 # forward passes: how training multiply-adds per sample are reported.

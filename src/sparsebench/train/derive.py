@@ -16,10 +16,10 @@ import torch
 from sparsebench.data.dataset import ImageDataset
 from sparsebench.errors import InputError
 from sparsebench.measure.energy import EnergyMeter
+from sparsebench.settings.run import RunConfig
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.store.checkpoint import load_checkpoint, save_checkpoint
 from sparsebench.store.records import RunSummary
-from sparsebench.train.config import RunConfig
 from sparsebench.train.loop import (
     build_run,
     checkpoint_state,

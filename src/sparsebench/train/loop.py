@@ -30,6 +30,7 @@ from sparsebench.models import build_model
 from sparsebench.models.pretrained import load_pretrained, read_state_dict, source_digest
 from sparsebench.models.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from sparsebench.ranking import positive_index
+from sparsebench.settings.run import RunConfig
 from sparsebench.sparsity.methods import METHODS, make_method
 from sparsebench.sparsity.report import sparsity_by_kind, sparsity_report
 from sparsebench.sparsity.scenarios import SparsityTargets
@@ -43,7 +44,6 @@ from sparsebench.store.checkpoint import (
 )
 from sparsebench.store.records import EpochRecord, RunSummary, TestMetrics
 from sparsebench.train.compact import TRAINING_PASSES
-from sparsebench.train.config import RunConfig
 from sparsebench.train.metrics import MetricAccumulator
 from sparsebench.train.schedule import PlannedRate
 from sparsebench.train.selection import BestValidation, best_val_path

@@ -18,14 +18,12 @@ The layout changes where float sums are rounded, not what is computed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-MemoryFormat = Literal["auto", "contiguous", "channels_last"]
-MEMORY_FORMATS: tuple[str, ...] = get_args(MemoryFormat)
+from sparsebench.settings.run import MEMORY_FORMATS
 
 # The widest block of oneDNN's 1x1 kernels for float32 (AVX-512): below it, the unsafe case.
 SAFE_INPUT_CHANNELS = 16

@@ -7,9 +7,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sparsebench.settings.run import RunConfig
 from sparsebench.store.db import ResultsStore
-from sparsebench.store.records import EpochRecord, RunSummary
-from sparsebench.train.config import RunConfig
+from sparsebench.store.records import EpochRecord, RunRecord, RunSummary
+
+
+def run_record(config: RunConfig) -> RunRecord:
+    """What the results database files a run under."""
+    assert config.conv_sparsity is not None and config.linear_sparsity is not None
+    return RunRecord(
+        run_id=config.run_id(),
+        config=config.model_dump(),
+        model=config.model,
+        dataset=config.dataset,
+        method=config.method,
+        scenario=config.scenario_label,
+        conv_sparsity=config.conv_sparsity,
+        linear_sparsity=config.linear_sparsity,
+        seed=config.seed,
+        epochs=config.total_epochs,
+    )
 
 
 class RunRecorder:
@@ -24,7 +41,7 @@ class RunRecorder:
 
     def begin(self, device: str, data: dict[str, Any], checkpoint: Path | None = None) -> None:
         """Claim the run; RunBusy if another live process trains it."""
-        self.created = self.store.begin_run(self.config.record(), device, data, checkpoint)
+        self.created = self.store.begin_run(run_record(self.config), device, data, checkpoint)
 
     def epoch(self, row: EpochRecord) -> None:
         self.store.record_epoch(self.run_id, row)
@@ -43,5 +60,5 @@ class RunRecorder:
 
     def fail_unstarted(self, error: str) -> None:
         """A run that never started because the run it needs failed."""
-        self.store.begin_run(self.config.record(), "", {})
+        self.store.begin_run(run_record(self.config), "", {})
         self.store.mark_run(self.run_id, "failed", error)

@@ -17,9 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
-Schedule = Literal["constant", "cosine", "step"]
+from sparsebench.settings.run import Schedule
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparsebench.settings.run import MemoryFormat
 from sparsebench.sparsity.methods import PruningMethod
 from sparsebench.train.compact import Execution
-from sparsebench.train.memory_format import MemoryFormat
 
 if TYPE_CHECKING:
     from sparsebench.sparsity.snip import GradientSums
@@ -64,7 +64,7 @@ class SparseTrainer:
     `compact`: train the physically smaller network of the current masks (the same
     computation, less work) where the model allows; otherwise every step trains the
     full-size, masked network. `input_shape` (channels, height, width) lets tracing find
-    which channels go together (`models.channels`): compact training needs it, and so do
+    which channels go together (`sparsebench.channels`): compact training needs it, and so do
     pruned filters of networks other than VGG and ResNet, to zero the depthwise filters
     and gate rows that follow them. `batches`: unshuffled training batches for a method
     that scores before its first mask (SNIP), or the gradients it would sum, summed

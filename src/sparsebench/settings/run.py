@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -23,15 +23,18 @@ from sparsebench.sparsity.methods import (
     with_moved_settings,
 )
 from sparsebench.sparsity.scenarios import SCENARIOS
-from sparsebench.store.records import RunRecord
-from sparsebench.train.memory_format import MemoryFormat
-from sparsebench.train.schedule import Schedule
 
 # Fields that say where results go, what runs them (a device; an execution, the same
 # computation at another cost), what input is trusted, what the data or its defect class
 # is called, not what is trained: they are left out of the run id so the same run is
 # found again from another place or device, and a stored run keeps its id when such a
 # field is added.
+# How a run's learning rate moves over training (`train.schedule` computes it) and the
+# memory layout it trains in (`train.memory_format` applies it).
+Schedule = Literal["constant", "cosine", "step"]
+MemoryFormat = Literal["auto", "contiguous", "channels_last"]
+MEMORY_FORMATS: tuple[str, ...] = get_args(MemoryFormat)
+
 NOT_IN_RUN_ID = frozenset(
     {
         "device",
@@ -360,22 +363,6 @@ class RunConfig(DataSettings):
     def scenario_label(self) -> str:
         assert self.conv_sparsity is not None and self.linear_sparsity is not None
         return scenario_label(self.method, self.scenario, self.conv_sparsity, self.linear_sparsity)
-
-    def record(self) -> RunRecord:
-        """What the results database files this run under."""
-        assert self.conv_sparsity is not None and self.linear_sparsity is not None
-        return RunRecord(
-            run_id=self.run_id(),
-            config=self.model_dump(),
-            model=self.model,
-            dataset=self.dataset,
-            method=self.method,
-            scenario=self.scenario_label,
-            conv_sparsity=self.conv_sparsity,
-            linear_sparsity=self.linear_sparsity,
-            seed=self.seed,
-            epochs=self.total_epochs,
-        )
 
     def run_id(self) -> str:
         """A short hash of what decides the result (ShrinkBench's idea): the settings

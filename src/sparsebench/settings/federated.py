@@ -15,8 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sparsebench.errors import InputError
+from sparsebench.settings.run import RunConfig
 from sparsebench.sparsity.schedules import EverySteps
-from sparsebench.train.config import RunConfig
 
 # Methods trained dense by every client (post prunes the final global model).
 DENSE_METHODS = ("dense", "post")

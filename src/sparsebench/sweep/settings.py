@@ -1,12 +1,11 @@
-"""Typed configs: a run's config (defined beside the training loop that consumes it),
-loading one from YAML with errors that name the file and key, and the scenario presets."""
+"""A sweep's settings: the grid of runs a YAML file asks for, validated with errors that
+name the file and key, and each of its runs' settings."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -19,49 +18,11 @@ from pydantic import (
 
 from sparsebench.data.settings import DataSettings
 from sparsebench.errors import InputError, validation_message
-from sparsebench.federated.settings import FEDERATED_METHODS, FederatedSettings
+from sparsebench.settings.federated import FEDERATED_METHODS, FederatedSettings
+from sparsebench.settings.reading import read_yaml
+from sparsebench.settings.run import MAX_SEED, RunConfig
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.sparsity.scenarios import SCENARIOS, SparsityTargets
-from sparsebench.train.config import MAX_SEED, RunConfig
-
-__all__ = [
-    "SCENARIOS",
-    "RunConfig",
-    "SparsityTargets",
-    "SweepConfig",
-    "load_run_config",
-    "load_sweep_config",
-    "validation_message",
-]
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: config file does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a YAML text file (not UTF-8)") from None
-    except OSError as error:
-        raise InputError(f"{path}: config file cannot be read ({error.strerror})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
-    return data
-
-
-def load_run_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
-    """A run config from a YAML file, with `overrides` (those not None) on top."""
-    values: dict[str, Any] = read_yaml(path) if path is not None else {}
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    try:
-        return RunConfig(**values)
-    except ValidationError as error:
-        where = str(path) if path is not None else ""
-        raise InputError(validation_message(error, where, flags=path is None)) from None
-
 
 # A sweep's data-set entry sets a run's data settings; its grid lists set these; its
 # `training` section sets every other run setting, for all of its runs.

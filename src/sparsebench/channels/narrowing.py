@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from sparsebench.models.slicing import Slicer
+from sparsebench.channels.slicing import Slicer
 
 _SUMS = {operator.add, torch.add}
 _RELUS = {F.relu, torch.relu}

@@ -27,123 +27,26 @@ pass. It stays a comparison in `benchmarks/inference_speedup.py`.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from sparsebench.errors import InputError
-
-
-class UngroupableNetwork(InputError):
-    """A network whose channels cannot be grouped: its operation is named."""
-
-
-@dataclass(frozen=True)
-class Use:
-    """A module's share of a group: its channels start at `offset` in the module's
-    dimension; a linear layer reading a flattened map sees `repeat` features each."""
-
-    module: str
-    offset: int = 0
-    repeat: int = 1
-
-    def per_channel(self, rows: torch.Tensor, channels: int) -> torch.Tensor:
-        """Whether `rows` (one flag per entry of the module's dimension) hold for every
-        entry of each of this use's `channels` (a flattened channel is `repeat` rows)."""
-        span = rows[self.offset : self.offset + channels * self.repeat]
-        return span.view(channels, self.repeat).all(dim=1)
-
-
-@dataclass
-class ChannelGroup:
-    channels: int
-    producers: list[Use] = field(default_factory=list)  # conv or linear output rows
-    consumers: list[Use] = field(default_factory=list)  # conv or linear input columns
-    norms: list[Use] = field(default_factory=list)  # batch norms of these channels
-    depthwise: list[Use] = field(default_factory=list)  # one filter per channel
-    scales: list[Use] = field(default_factory=list)  # rows that only multiply them (gates)
-    dropouts: list[Use] = field(default_factory=list)  # dropout modules on these channels
-    fixed: str | None = None  # why no channel may go: the network's input or output
-
-    @property
-    def prunable(self) -> bool:
-        return self.fixed is None
-
-    def rows(self) -> list[Use]:
-        """Every use sliced along its output dim: producers, norms, depthwise, scales."""
-        return [*self.producers, *self.norms, *self.depthwise, *self.scales]
-
-
-_ROLES = ("producers", "consumers", "norms", "depthwise", "scales", "dropouts")
-
-
-@dataclass
-class ChannelTrace:
-    """A network's channel groups, and the operations a slice of it could not repeat:
-    random calls made as functions (`F.dropout`), which draw over whatever width they
-    are given, so a network of fewer channels would draw other numbers."""
-
-    groups: list[ChannelGroup]
-    random_calls: list[str]
-
-
-@dataclass(frozen=True)
-class _Segment:
-    """A run of a tensor's channels (dim 1) that belong to one group."""
-
-    group: int
-    channels: int
-    repeat: int = 1  # features per channel once flattened
-    # Whether a removed channel (zero where it is produced) is still zero here: not
-    # after a sigmoid, or a constant added.
-    zero: bool = True
-
-
-# Operations that keep each channel where it is (elementwise, or over space only).
-_PASS_MODULES = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.SiLU,
-    nn.GELU,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.LeakyReLU,
-    nn.Identity,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
+from sparsebench.channels.groups import ChannelGroup, ChannelTrace, UngroupableNetwork, Use
+from sparsebench.channels.operations import (
+    FLATTEN_METHODS,
+    JOIN,
+    JOIN_METHODS,
+    NOT_ZERO_FUNCTIONS,
+    NOT_ZERO_MODULES,
+    PASS_FUNCTIONS,
+    PASS_METHODS,
+    PASS_MODULES,
+    SHAPE_METHODS,
 )
-_PASS_FUNCTIONS = {
-    F.relu,
-    F.relu6,
-    F.silu,
-    F.gelu,
-    F.hardswish,
-    F.hardsigmoid,
-    F.leaky_relu,
-    F.max_pool2d,
-    F.avg_pool2d,
-    F.adaptive_avg_pool2d,
-    F.adaptive_max_pool2d,
-    torch.relu,
-    torch.sigmoid,
-    torch.tanh,
-}
-_PASS_METHODS = {"relu", "sigmoid", "tanh", "contiguous", "clone", "relu_", "sigmoid_"}
-# Of those, the ones that map 0 elsewhere (a gate's 0.5).
-_NOT_ZERO_MODULES = (nn.Sigmoid, nn.Hardsigmoid)
-_NOT_ZERO_FUNCTIONS = {torch.sigmoid, F.hardsigmoid, "sigmoid", "sigmoid_"}
-# Two tensors combined channel by channel (a residual sum, a gate).
-_JOIN = {operator.add, operator.mul, operator.sub, torch.add, torch.mul, torch.sub}
-_JOIN_METHODS = {"add", "mul", "sub", "add_", "mul_"}
-_FLATTEN_METHODS = {"flatten", "view", "reshape"}
-_SHAPE_METHODS = {"size", "dim"}
+from sparsebench.channels.partition import GroupPartition, Segment, ends
 
 
 def trace_channels(model: nn.Module, input_shape: tuple[int, int, int]) -> list[ChannelGroup]:
@@ -172,102 +75,28 @@ def trace_network(model: nn.Module, input_shape: tuple[int, int, int]) -> Channe
     return _ChannelTracer(traced).run()
 
 
-class _ChannelTracer:
+class _ChannelTracer(GroupPartition):
+    """Walks the graph once, node by node, recording each tensor's layout of groups."""
+
     def __init__(self, traced: fx.GraphModule) -> None:
+        super().__init__()
         self.graph = traced.graph
         self.modules = dict(traced.named_modules())
-        self.parent: list[int] = []
-        self.groups: list[ChannelGroup] = []
-        self.values: dict[fx.Node, list[_Segment] | None] = {}
-        # A group whose channels turned out to be coupled with two groups part by part
-        # (a gate over a concatenation) is split at a channel: (first part, second part).
-        self.split: dict[int, tuple[int, int]] = {}
+        self.values: dict[fx.Node, list[Segment] | None] = {}
         self.random_calls: list[str] = []
         self.called: set[str] = set()
 
     def run(self) -> ChannelTrace:
         for node in self.graph.nodes:
             self.values[node] = self._follow(node)
-        roots = {self._root(index) for index in range(len(self.groups))}
-        groups = [self.groups[root] for root in sorted(roots) if root not in self.split]
-        return ChannelTrace(groups, self.random_calls)
-
-    # Groups, merged by a union-find over their indices.
-
-    def _new_group(self, channels: int, fixed: str | None = None) -> int:
-        self.parent.append(len(self.groups))
-        self.groups.append(ChannelGroup(channels, fixed=fixed))
-        return len(self.groups) - 1
-
-    def _root(self, index: int) -> int:
-        while self.parent[index] != index:
-            self.parent[index] = self.parent[self.parent[index]]
-            index = self.parent[index]
-        return index
-
-    def _group(self, index: int) -> ChannelGroup:
-        return self.groups[self._root(index)]
-
-    def _union(self, a: int, b: int) -> None:
-        a, b = self._root(a), self._root(b)
-        if a == b:
-            return
-        kept, gone = self.groups[a], self.groups[b]
-        for name in _ROLES:
-            getattr(kept, name).extend(getattr(gone, name))
-        kept.fixed = kept.fixed or gone.fixed
-        self.parent[b] = a
-
-    def _split(self, index: int, at: int) -> None:
-        """Split a group's channels in two at `at`: every use of it becomes two."""
-        root = self._root(index)
-        group = self.groups[root]
-        first = self._new_group(at, group.fixed)
-        second = self._new_group(group.channels - at, group.fixed)
-        for role in _ROLES:
-            for use in getattr(group, role):
-                getattr(self.groups[first], role).append(use)
-                shifted = use.offset + at * use.repeat
-                getattr(self.groups[second], role).append(Use(use.module, shifted, use.repeat))
-        self.split[root] = (first, second)
-
-    def _expand(self, layout: list[_Segment]) -> list[_Segment]:
-        """`layout` in terms of groups that are not split."""
-        expanded = []
-        for segment in layout:
-            root = self._root(segment.group)
-            if root in self.split:
-                first, second = self.split[root]
-                at = self.groups[first].channels
-                parts = [
-                    _Segment(first, at, segment.repeat),
-                    _Segment(second, segment.channels - at, segment.repeat),
-                ]
-                expanded += [replace(part, zero=segment.zero) for part in self._expand(parts)]
-            else:
-                expanded.append(replace(segment, group=root))
-        return expanded
-
-    def _refine(self, layout: list[_Segment], cuts: set[int]) -> list[_Segment]:
-        """Split the groups of `layout` so that a segment ends at every cut."""
-        while True:
-            layout = self._expand(layout)
-            start = 0
-            for segment in layout:
-                inside = [cut for cut in cuts if start < cut < start + segment.channels]
-                if inside:
-                    self._split(segment.group, min(inside) - start)
-                    break
-                start += segment.channels
-            else:
-                return layout
+        return ChannelTrace(self.final_groups(), self.random_calls)
 
     # What each operation does to the channels of its input.
 
-    def _follow(self, node: fx.Node) -> list[_Segment] | None:
+    def _follow(self, node: fx.Node) -> list[Segment] | None:
         if node.op == "placeholder":
             return [
-                _Segment(self._new_group(_shape(node)[1], "the network's input"), _shape(node)[1])
+                Segment(self._new_group(_shape(node)[1], "the network's input"), _shape(node)[1])
             ]
         if node.op == "get_attr":
             return None
@@ -279,7 +108,7 @@ class _ChannelTracer:
             return self._module(node, self.modules[str(node.target)])
         return self._function(node)
 
-    def _module(self, node: fx.Node, module: nn.Module) -> list[_Segment] | None:
+    def _module(self, node: fx.Node, module: nn.Module) -> list[Segment] | None:
         name = str(node.target)
         source = self._input(node)
         self._call_once(name, module)
@@ -296,15 +125,15 @@ class _ChannelTracer:
         if isinstance(module, nn.Dropout | nn.Dropout2d):
             self._record(source, "dropouts", name)
             return source
-        if isinstance(module, _PASS_MODULES):
-            return _not_zero(source) if isinstance(module, _NOT_ZERO_MODULES) else source
+        if isinstance(module, PASS_MODULES):
+            return _not_zero(source) if isinstance(module, NOT_ZERO_MODULES) else source
         raise UngroupableNetwork(
             f"cannot follow channels through {name} ({type(module).__name__}): "
             "compaction knows convolutions, linear layers, batch norms, activations, "
             "pooling, sums, products and concatenations"
         )
 
-    def _conv(self, name: str, conv: nn.Conv2d, source: list[_Segment]) -> list[_Segment]:
+    def _conv(self, name: str, conv: nn.Conv2d, source: list[Segment]) -> list[Segment]:
         if conv.groups == 1:
             self._consume(name, source)
             return [self._produce(name, conv.out_channels)]
@@ -317,25 +146,25 @@ class _ChannelTracer:
             "depthwise"
         )
 
-    def _function(self, node: fx.Node) -> list[_Segment] | None:
+    def _function(self, node: fx.Node) -> list[Segment] | None:
         target = node.target
         method = node.op == "call_method"
         tensors = [arg for arg in node.args if self._has_channels(arg)]
-        if method and target in _SHAPE_METHODS or target is getattr:
+        if method and target in SHAPE_METHODS or target is getattr:
             return None
         if not tensors and not _tensor_like(node):
             return None
         if target in (F.dropout, F.dropout2d):
             self.random_calls.append(f"{node.name} ({_describe(node)})")
             return self._input(node)
-        if (method and target in _PASS_METHODS) or (not method and target in _PASS_FUNCTIONS):
+        if (method and target in PASS_METHODS) or (not method and target in PASS_FUNCTIONS):
             source = self._input(node)
-            return _not_zero(source) if target in _NOT_ZERO_FUNCTIONS else source
-        if (method and target in _JOIN_METHODS) or (not method and target in _JOIN):
+            return _not_zero(source) if target in NOT_ZERO_FUNCTIONS else source
+        if (method and target in JOIN_METHODS) or (not method and target in JOIN):
             return self._join(node, tensors)
         if target is torch.cat:
             return self._concatenate(node)
-        if target is torch.flatten or (method and target in _FLATTEN_METHODS):
+        if target is torch.flatten or (method and target in FLATTEN_METHODS):
             return self._flatten(node, self._input(node))
         if method and target == "mean":
             return self._mean(node)
@@ -345,7 +174,7 @@ class _ChannelTracer:
             "products and concatenations"
         )
 
-    def _join(self, node: fx.Node, tensors: list[fx.Node]) -> list[_Segment]:
+    def _join(self, node: fx.Node, tensors: list[fx.Node]) -> list[Segment]:
         """A sum or product of two tensors couples their channels one to one; with a
         constant, or a tensor broadcast over channels, each channel stays as it is."""
         layouts = [self.values[t] for t in tensors if _shape(t)[1:2] != (1,)]
@@ -361,7 +190,7 @@ class _ChannelTracer:
                 f"cannot group the channels joined at {node.name} ({_describe(node)}): "
                 "its operands have different numbers of channels"
             )
-        cuts = {end for layout in layouts for end in _ends(layout)}
+        cuts = {end for layout in layouts for end in ends(layout)}
         layouts = [self._refine(layout, cuts) for layout in layouts]
         layouts = [self._expand(layout) for layout in layouts]
         first = layouts[0]
@@ -374,7 +203,7 @@ class _ChannelTracer:
         zeros = [any(z) if product else (all(z) and not constant) for z in operands]
         return [replace(s, zero=z) for s, z in zip(self._expand(first), zeros, strict=True)]
 
-    def _concatenate(self, node: fx.Node) -> list[_Segment]:
+    def _concatenate(self, node: fx.Node) -> list[Segment]:
         tensors = node.args[0]
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
         if dim not in (1, -3) or not isinstance(tensors, list | tuple):
@@ -382,12 +211,12 @@ class _ChannelTracer:
                 f"cannot group the channels at {node.name}: a concatenation over dim {dim} "
                 "(only the channel dim, 1, is followed)"
             )
-        joined: list[_Segment] = []
+        joined: list[Segment] = []
         for tensor in tensors:
             joined += self._layout(tensor, node)
         return joined
 
-    def _flatten(self, node: fx.Node, source: list[_Segment]) -> list[_Segment]:
+    def _flatten(self, node: fx.Node, source: list[Segment]) -> list[Segment]:
         """A (N, C, H, W) map flattened to (N, C*H*W): each channel becomes H*W features."""
         before, after = _shape(node.args[0]), _shape(node)
         if len(after) != 2 or after[0] != before[0] or len(before) < 2:
@@ -400,7 +229,7 @@ class _ChannelTracer:
             spatial *= size
         return [replace(s, repeat=s.repeat * spatial) for s in source]
 
-    def _mean(self, node: fx.Node) -> list[_Segment]:
+    def _mean(self, node: fx.Node) -> list[Segment]:
         """A mean over the spatial dims (a global average pool) keeps the channels."""
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         dims = tuple(dims) if isinstance(dims, list | tuple) else (dims,)
@@ -411,7 +240,7 @@ class _ChannelTracer:
             )
         return self._input(node)
 
-    def _demote_gate(self, a: _Segment, b: _Segment) -> None:
+    def _demote_gate(self, a: Segment, b: Segment) -> None:
         """Of two channels multiplied, one zero where removed and one not (a gate): the
         gate's layers only scale the channel, so they are not what makes it zero."""
         for gate, gated in ((a, b), (b, a)):
@@ -431,12 +260,12 @@ class _ChannelTracer:
 
     # Recording a module's use of a group.
 
-    def _produce(self, name: str, channels: int) -> _Segment:
+    def _produce(self, name: str, channels: int) -> Segment:
         group = self._new_group(channels)
         self.groups[group].producers.append(Use(name))
-        return _Segment(group, channels)
+        return Segment(group, channels)
 
-    def _consume(self, name: str, source: list[_Segment]) -> None:
+    def _consume(self, name: str, source: list[Segment]) -> None:
         offset = 0
         for segment in source:
             group = self._group(segment.group)
@@ -447,7 +276,7 @@ class _ChannelTracer:
                 )
             offset += segment.channels * segment.repeat
 
-    def _record(self, source: list[_Segment], role: str, name: str) -> None:
+    def _record(self, source: list[Segment], role: str, name: str) -> None:
         offset = 0
         for segment in source:
             getattr(self._group(segment.group), role).append(Use(name, offset, segment.repeat))
@@ -458,10 +287,10 @@ class _ChannelTracer:
     def _has_channels(self, arg: object) -> bool:
         return isinstance(arg, fx.Node) and self.values.get(arg) is not None
 
-    def _input(self, node: fx.Node) -> list[_Segment]:
+    def _input(self, node: fx.Node) -> list[Segment]:
         return self._layout(node.args[0], node)
 
-    def _layout(self, arg: object, node: fx.Node) -> list[_Segment]:
+    def _layout(self, arg: object, node: fx.Node) -> list[Segment]:
         layout = self.values.get(arg) if isinstance(arg, fx.Node) else None
         if layout is None:
             raise UngroupableNetwork(
@@ -470,7 +299,7 @@ class _ChannelTracer:
             )
         return self._expand(layout)
 
-    def _tensor_args(self, node: fx.Node) -> list[_Segment] | None:
+    def _tensor_args(self, node: fx.Node) -> list[Segment] | None:
         arg = node.args[0]
         if isinstance(arg, list | tuple):
             arg = arg[0] if len(arg) == 1 else None
@@ -478,16 +307,8 @@ class _ChannelTracer:
         return None if layout is None else self._expand(layout)
 
 
-def _not_zero(layout: list[_Segment]) -> list[_Segment]:
+def _not_zero(layout: list[Segment]) -> list[Segment]:
     return [replace(segment, zero=False) for segment in layout]
-
-
-def _ends(layout: list[_Segment]) -> list[int]:
-    ends, total = [], 0
-    for segment in layout:
-        total += segment.channels
-        ends.append(total)
-    return ends
 
 
 def _shape(node: object) -> tuple[int, ...]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sparsebench.settings.run import stored_run_id
 from sparsebench.store.db import ResultsStore
-from sparsebench.train.config import stored_run_id
 
 
 def open_results(db: str | Path, read_only: bool = False) -> ResultsStore:

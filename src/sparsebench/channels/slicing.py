@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
-from sparsebench.models.channels import ChannelTrace, UngroupableNetwork, Use
+from sparsebench.channels import ChannelTrace, UngroupableNetwork, Use
 
 # The layers slicing knows; a network with weights elsewhere is refused.
 SLICEABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
