@@ -188,7 +188,7 @@ def test_a_run_killed_in_a_round_resumes_and_ends_where_an_uninterrupted_run_end
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
 
 
-@pytest.mark.parametrize("method", ["set", "rigl"])
+@pytest.mark.parametrize("method", ["in", "set", "rigl"])
 def test_dynamic_masks_are_readjusted_by_the_clients_and_aggregated_by_the_server(tmp_path, method):
     fed = federated_run({**RUN, "method": method, "scenario": "mixed"}, FEDERATION)
     initial = federated_trainer(fed.run, load_dataset("synthetic")).method.masks.state_dict()
@@ -251,9 +251,38 @@ def test_bad_federation_settings_are_one_line(federation, message):
         federated_run({**RUN}, {**FEDERATION, **federation})
 
 
-def test_a_method_not_yet_federated_is_refused_by_name():
-    with pytest.raises(InputError, match="method 'gmp' does not train federated yet"):
-        federated_run({**RUN, "method": "gmp"}, FEDERATION)
+@pytest.mark.parametrize("method", ["gmp", "lth", "small-dense"])
+def test_a_method_that_prunes_while_it_trains_is_refused_by_name(method):
+    with pytest.raises(InputError, match=f"method '{method}' does not train federated: it "):
+        federated_run({**RUN, "method": method}, FEDERATION)
+
+
+def test_each_method_declares_how_it_federates():
+    from sparsebench.sparsity.methods import METHODS
+
+    assert {name: method.federation() for name, method in METHODS.items()} == {
+        "dense": "dense",
+        "post": "dense",  # derived from dense: prunes the final global model
+        "pre": "fixed-mask",
+        "static": "fixed-mask",
+        "snip": "client-scored",
+        "in": "dynamic",
+        "set": "dynamic",
+        "rigl": "dynamic",
+        "gmp": None,
+        "lth": None,
+        "small-dense": None,
+    }
+
+
+def test_a_method_of_ones_own_that_draws_a_mask_federates_with_it_fixed():
+    from sparsebench.sparsity.methods import PruningMethod
+
+    class Mine(PruningMethod):
+        name, display_name, colour = "mine", "Mine", "#000000"
+
+    assert Mine.federation() == "fixed-mask"
+    assert Mine.round_schedule(Mine.Options(), every=3) is None
 
 
 def test_more_clients_than_images_is_refused_before_anything_is_written(tmp_path):

@@ -16,18 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sparsebench.errors import InputError
 from sparsebench.settings.run import RunConfig
-from sparsebench.sparsity.schedules import EverySteps
+from sparsebench.sparsity.methods import METHODS, Federation
 
-# Methods trained dense by every client (post prunes the final global model).
-DENSE_METHODS = ("dense", "post")
-# Methods whose mask is decided once, before round 1: on the server's initial model.
-FIXED_MASK_METHODS = ("pre", "static")
-# Methods whose mask is decided once, before round 1, on the clients' statistics: each
-# client scores the initial model on its own images, the server adds the scores.
-CLIENT_SCORED_METHODS = ("snip",)
-# Methods whose mask the clients readjust in mask rounds, the server aggregating it.
-DYNAMIC_METHODS = ("set", "rigl")
-FEDERATED_METHODS = DENSE_METHODS + FIXED_MASK_METHODS + CLIENT_SCORED_METHODS + DYNAMIC_METHODS
+
+def federated_methods() -> list[str]:
+    """The registered methods that train federated, as each declares
+    (`PruningMethod.federation`)."""
+    return [name for name, method in METHODS.items() if method.federation() is not None]
+
+
 MAX_CLIENTS = 10_000
 MAX_ROUNDS = 100_000
 
@@ -101,38 +98,35 @@ class FederatedRun(BaseModel):
 
     @model_validator(mode="after")
     def _supported(self) -> FederatedRun:
-        if self.run.method not in FEDERATED_METHODS:
+        if self.federation is None:
             raise ValueError(
-                f"method {self.run.method!r} does not train federated yet: use one of "
-                f"{', '.join(FEDERATED_METHODS)}"
+                f"method {self.run.method!r} does not train federated: it starts from the "
+                "unpruned network and prunes while it trains, and no federated server "
+                f"prunes on a schedule (use one of {', '.join(federated_methods())})"
             )
         return self
 
     @property
+    def federation(self) -> Federation | None:
+        return METHODS[self.run.method].federation()
+
+    @property
     def scored_on_clients(self) -> bool:
-        return self.run.method in CLIENT_SCORED_METHODS
+        return self.federation == "client-scored"
 
     @property
     def dynamic(self) -> bool:
-        return self.run.method in DYNAMIC_METHODS
+        return self.federation == "dynamic"
 
     def mask_amount(self, round_number: int) -> float | None:
         """The fraction of alive units each client swaps in `round_number`, if it is a
         mask round: every `mask_every` rounds until the method's `update_until` of the
         rounds, its own fraction (SET's swap, RigL's drop), constant or cosine-decayed
         as the method decays it over steps."""
-        if not self.dynamic:
+        method = METHODS[self.run.method]
+        schedule = method.round_schedule(self.run.method_settings, self.federated.mask_every)
+        if schedule is None:
             return None
-        options = self.run.method_settings
-        fraction = getattr(options, "drop_fraction", None)
-        if fraction is None:
-            fraction = options.swap_fraction  # type: ignore[attr-defined]
-        schedule = EverySteps(
-            self.federated.mask_every,
-            fraction,
-            options.update_until,  # type: ignore[attr-defined]
-            options.decay,  # type: ignore[attr-defined]
-        )
         return schedule.after_step(round_number, self.federated.rounds)
 
     def run_id(self) -> str:

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from sparsebench.sparsity.snip import GradientSums
 
 Draw = Literal["top", "erdos-renyi"]
+# How a method trains federated (`PruningMethod.federation`).
+Federation = Literal["dense", "fixed-mask", "client-scored", "dynamic"]
 # Where a run's optimiser step lies on its learning-rate schedule: (position, length) in
 # steps of the schedule, or a fixed share of the base rate.
 SchedulePoint = tuple[int, int] | float
@@ -129,6 +131,26 @@ class PruningMethod:
         """Whether a run trains exactly as the baseline's does and only prunes after it,
         so that it is derived from the baseline's final checkpoint, never trained."""
         return False
+
+    @classmethod
+    def federation(cls) -> Federation | None:
+        """How the method trains federated: `dense` (every client trains the unpruned
+        network; a method derived from the baseline prunes the final global model),
+        `fixed-mask` (drawn once on the server's initial model), `client-scored` (scored
+        once on the clients' images, the scores summed on the server), `dynamic` (the
+        clients readjust it in mask rounds, `round_schedule`); None where it cannot.
+        By default, from what the method is: the baseline and what derives from it train
+        dense, a method that starts from a drawn mask keeps it, and one that starts
+        dense and prunes while it trains cannot (no server prunes on a schedule)."""
+        if cls.baseline or cls.derivable_from_baseline(cls.Options()):
+            return "dense"
+        return None if cls.draw is None else "fixed-mask"
+
+    @classmethod
+    def round_schedule(cls, options: MethodOptions, every: int) -> Schedule | None:
+        """A dynamic method's mask changes over federated rounds, one every `every`
+        rounds, at its own fraction and decay (None for the others)."""
+        return None
 
     @classmethod
     def network_width(
@@ -555,6 +577,15 @@ class InTraining(PruningMethod):
 
     def schedule(self) -> Schedule:
         return dynamic_schedule(self)
+
+    @classmethod
+    def federation(cls) -> Federation | None:
+        return "dynamic"
+
+    @classmethod
+    def round_schedule(cls, options: MethodOptions, every: int) -> Schedule | None:
+        assert isinstance(options, StepOptions)
+        return EverySteps(every, options.swap_fraction, options.update_until, options.decay)
 
 
 class SET(InTraining):

@@ -8,7 +8,12 @@ from typing import Literal
 from pydantic import Field
 
 from sparsebench.sparsity.layers import PrunableLayer
-from sparsebench.sparsity.methods import AllocationOptions, register_method
+from sparsebench.sparsity.methods import (
+    AllocationOptions,
+    Federation,
+    MethodOptions,
+    register_method,
+)
 from sparsebench.sparsity.schedules import EverySteps, Schedule
 from sparsebench.sparsity.scorers import GradientMagnitude, Scorer
 from sparsebench.sparsity.static import Static
@@ -49,3 +54,12 @@ class RigL(Static):
 
     def grow_scorer(self) -> Scorer:
         return GradientMagnitude()
+
+    @classmethod
+    def federation(cls) -> Federation | None:
+        return "dynamic"
+
+    @classmethod
+    def round_schedule(cls, options: MethodOptions, every: int) -> Schedule | None:
+        assert isinstance(options, RigLOptions)
+        return EverySteps(every, options.drop_fraction, options.update_until, options.decay)

@@ -19,7 +19,12 @@ from torch import nn
 
 from sparsebench.errors import InputError
 from sparsebench.sparsity.layers import PrunableLayer
-from sparsebench.sparsity.methods import MethodOptions, PruningMethod, register_method
+from sparsebench.sparsity.methods import (
+    Federation,
+    MethodOptions,
+    PruningMethod,
+    register_method,
+)
 from sparsebench.sparsity.scorers import Saliency, Scorer
 
 
@@ -62,6 +67,10 @@ class Snip(PruningMethod):
 
     def initial_scorer(self) -> Scorer:
         return Saliency()
+
+    @classmethod
+    def federation(cls) -> Federation | None:
+        return "client-scored"  # its scores need images, which stay on the clients
 
     def dense_gradient(self, layer: PrunableLayer) -> torch.Tensor:
         return self.gradients[layer.module]

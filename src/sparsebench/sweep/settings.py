@@ -18,7 +18,7 @@ from pydantic import (
 
 from sparsebench.data.settings import DataSettings
 from sparsebench.errors import InputError, validation_message
-from sparsebench.settings.federated import FEDERATED_METHODS, FederatedSettings
+from sparsebench.settings.federated import FederatedSettings, federated_methods
 from sparsebench.settings.reading import read_yaml
 from sparsebench.settings.run import MAX_SEED, RunConfig
 from sparsebench.sparsity.methods import METHODS
@@ -184,11 +184,11 @@ class SweepConfig(BaseModel):
     @model_validator(mode="after")
     def _federated_methods(self) -> SweepConfig:
         if self.federated is not None:
-            refused = [m for m in self.methods if m not in FEDERATED_METHODS]
+            refused = [m for m in self.methods if m not in federated_methods()]
             if refused:
                 raise ValueError(
                     f"methods: {refused[0]!r} does not train federated yet (federated: "
-                    f"{', '.join(FEDERATED_METHODS)})"
+                    f"{', '.join(federated_methods())})"
                 )
         return self
 
