@@ -6,6 +6,7 @@ one that was fixed but not struck off."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,17 @@ def test_sizes_only_shrink(kind):
     found, listed = (modules, LONG_MODULES) if kind == "modules" else (functions, LONG_FUNCTIONS)
     assert not found - listed, f"over the limit: {sorted(found - listed)}"
     assert not listed - found, f"within the limit now, strike off: {sorted(listed - found)}"
+
+
+def test_only_train_reaches_into_a_trainer():
+    """The trainer calls its method's hooks and its execution in the one order that is
+    right; code outside `train/` that called them itself could get that order wrong."""
+    pattern = re.compile(r"\btrainer\.(method|execution)\b")
+    reaching = [
+        f"{path.relative_to(SOURCE)}:{number}: {line.strip()}"
+        for path in sorted(SOURCE.rglob("*.py"))
+        if path.relative_to(SOURCE).parts[0] != "train"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not reaching, "\n".join(reaching)

@@ -28,7 +28,6 @@ from sparsebench.federated.client import (
     round_seed,
     score_client,
     train_client,
-    use_masks,
 )
 from sparsebench.federated.partition import Partition, partition_clients
 from sparsebench.federated.payload import (
@@ -38,13 +37,12 @@ from sparsebench.federated.payload import (
     message_content,
     message_parts,
 )
-from sparsebench.federated.proximal import ProximalTerm
 from sparsebench.federated.server import MASK_PREFIX, FederatedServer, Reply, masks_from_arrays
 from sparsebench.federated.structure import shared_structure
 from sparsebench.settings.federated import FederatedRun
-from sparsebench.sparsity.schedules import AfterStep
 from sparsebench.store.records import RoundRecord
 from sparsebench.train.loop import prepare_dataset
+from sparsebench.train.proximal import ProximalTerm
 
 SETTINGS_KEY = "sparsebench"
 MASKS_KEY = "sparsebench-masks"
@@ -113,20 +111,20 @@ def client_round(content, state) -> object:  # noqa: ANN001
     seed = round_seed(fed.run.seed, round_number, client)
     trainer = client_trainer(fed.run, own, seed)
     shared = {name: array.numpy() for name, array in state[MASKS_KEY].items()}
-    use_masks(trainer, masks_from_arrays(shared, trainer.method.masks.state_dict()))
+    trainer.use_masks(masks_from_arrays(shared, trainer.masks.state_dict()))
     input_shape = (data.channels, data.image_size, data.image_size)
-    structure = shared_structure(trainer.model, trainer.method.masks, input_shape)
-    encoding = fed.federated.encoding(bool(len(trainer.method.masks)))
+    structure = shared_structure(trainer.model, trainer.masks, input_shape)
+    encoding = fed.federated.encoding(bool(len(trainer.masks)))
     template = trainer.model.state_dict()
     trainer.load_state_dict({"model": decode(arrays, template, structure, encoding)})
     amount = float(config.get("mask_amount", 0.0))
     if amount:
-        trainer.method.replan(AfterStep(1, amount))
+        trainer.change_masks_after_next_step(amount)
     if fed.federated.strategy == "fedprox":
         trainer.penalty = ProximalTerm(trainer, fed.federated.proximal_mu)
     update = train_client(trainer, fed.run, own, seed)
     if amount:
-        structure = shared_structure(trainer.model, trainer.method.masks, input_shape)
+        structure = shared_structure(trainer.model, trainer.masks, input_shape)
         encoding = "bitmask"
     numbers = {
         "examples": update.examples,

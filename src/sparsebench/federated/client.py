@@ -23,7 +23,6 @@ from sparsebench.data.dataset import BatchLoader, ImageDataset, Split
 from sparsebench.federated.payload import decode
 from sparsebench.settings.run import MAX_SEED, RunConfig
 from sparsebench.sparsity.methods import METHODS, SparsityWarning, baseline_name
-from sparsebench.sparsity.schedules import Never
 from sparsebench.sparsity.snip import GradientSums, gradient_sums
 from sparsebench.train.compact import TRAINING_PASSES
 from sparsebench.train.loop import build_run, evaluate
@@ -83,7 +82,7 @@ def federated_trainer(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SparsityWarning)
         trainer = build_run(run, data, torch.device("cpu"), scoring)
-    trainer.method.replan(Never())
+    trainer.hold_masks()
     # A client's local epochs are a slice of training, not all of it: it trains at the
     # run's base rate (a schedule over rounds would be the server's to set).
     trainer.learning_rate = None
@@ -109,12 +108,6 @@ def score_client(
     count = run.method_settings.batches  # type: ignore[attr-defined]
     batches = BatchLoader(own, data.mean, data.std, run.batch_size, torch.device("cpu"))
     return gradient_sums(trainer.model, batches, count), min(len(own), count * run.batch_size)
-
-
-def use_masks(trainer: SparseTrainer, masks: dict[str, torch.Tensor]) -> None:
-    """Put the server's masks in place of the ones the client's method drew."""
-    method_state = {**trainer.method.state_dict(), "masks": masks}
-    trainer.load_state_dict({"model": trainer.model.state_dict(), "method": method_state})
 
 
 def train_client(

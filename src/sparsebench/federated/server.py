@@ -34,7 +34,6 @@ from sparsebench.federated.payload import decode, encode, held_entries
 from sparsebench.federated.structure import shared_structure
 from sparsebench.files import written_whole
 from sparsebench.settings.federated import FederatedRun
-from sparsebench.sparsity.scorers import Magnitude
 from sparsebench.sparsity.snip import GradientSums
 from sparsebench.store.db import ResultsStore
 from sparsebench.store.federated import (
@@ -176,8 +175,8 @@ class FederatedServer:
         self.encoding = self.fed.federated.encoding(bool(self.masks))
 
     def _masks_changed(self) -> None:
-        self.masks = self.trainer.method.masks.state_dict()
-        self.structure = shared_structure(self.model, self.trainer.method.masks, self.input_shape)
+        self.masks = self.trainer.masks.state_dict()
+        self.structure = shared_structure(self.model, self.trainer.masks, self.input_shape)
 
     def resume(self) -> int:
         """The last round whose state is saved (0: none), its global model loaded."""
@@ -188,8 +187,7 @@ class FederatedServer:
         if "scores" in state:
             self.scores = GradientSums(state["scores"])
             self._use(federated_trainer(self.fed.run, self.data, self.scores))
-        method = {**self.trainer.method.state_dict(), "masks": state["masks"]}
-        self.trainer.load_state_dict({"model": state["model"], "method": method})
+        self.trainer.use_masks(state["masks"], state["model"])
         self.revision = int(state["revision"])
         self._masks_changed()
         done = int(state["round"])
@@ -267,8 +265,7 @@ class FederatedServer:
         self.known.update({client: self.revision for client in answered})
         self._aggregate([answered[client] for client in sorted(answered)], state, amount)
         if round_number == settings.rounds and self.prunes_at_end:
-            self.trainer.method.apply_update(1.0)  # post: the final global model pruned
-            self.trainer.load_state_dict({"model": self.model.state_dict()})
+            self.trainer.prune_now()  # post: the final global model pruned
         metrics = self.evaluate()
         record = self._round_record(round_number, replies, metrics, time.perf_counter() - started)
         clients = [_client_record(client, reply) for client, reply in sorted(replies.items())]
@@ -291,8 +288,7 @@ class FederatedServer:
             held = [held_entries(r.arrays, template, self.structure, encoding) for r in replies]
         self.trainer.load_state_dict({"model": federated_average(updates, examples, held)})
         if amount:
-            self.trainer.method.keep_strongest(Magnitude())
-            self.trainer.load_state_dict({"model": self.model.state_dict()})
+            self.trainer.keep_strongest()
             self.revision += 1
             self._masks_changed()
 

@@ -32,7 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsebench.settings.run import MemoryFormat
+from sparsebench.sparsity.masks import MaskSet
 from sparsebench.sparsity.methods import PruningMethod
+from sparsebench.sparsity.schedules import AfterStep, Never
+from sparsebench.sparsity.scorers import Magnitude
 from sparsebench.train.compact import Execution
 
 if TYPE_CHECKING:
@@ -99,7 +102,7 @@ class SparseTrainer:
         self.steps = 0  # optimiser steps taken, the learning rate's clock
         self.loss = loss
         # A term added to each step's loss, given the network taking the step (compact
-        # or full size): FedProx's pull towards the global model (`federated.proximal`).
+        # or full size): FedProx's pull towards the global model (`train.proximal`).
         self.penalty: Callable[[nn.Module], torch.Tensor] | None = None
         device = next(model.parameters()).device
         self.check_loss = device.type == "cpu" if check_loss is None else check_loss
@@ -186,6 +189,47 @@ class SparseTrainer:
         self.steps = state.get("steps", self.steps)
         self.execution.master_replaced()
         self.execution.masks_may_have_changed()
+
+    # Masks decided outside the method's own schedule: by a federated server, or a client
+    # told by one. Each verb keeps the order the trainer guarantees (weights written
+    # back before the method reads them, the execution resynced after the masks change).
+
+    @property
+    def masks(self) -> MaskSet:
+        """The current masks: read them; change them only through the verbs below."""
+        return self.method.masks
+
+    def hold_masks(self) -> None:
+        """From now on the masks change only when a verb below says so: the method's own
+        schedule (and its warnings) no longer apply."""
+        self.method.replan(Never())
+
+    def change_masks_after_next_step(self, amount: float) -> None:
+        """The method's own drop and grow of `amount` of its units, after the next step."""
+        self.method.replan(AfterStep(1, amount))
+
+    def use_masks(
+        self, masks: dict[str, torch.Tensor], weights: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        """Put `masks` (as `masks.state_dict()` gives them) in place of the current ones,
+        with `weights` (a full-size state dict) or the current weights."""
+        weights = self.full_model().state_dict() if weights is None else weights
+        method = {**self.method.state_dict(), "masks": masks}
+        self.load_state_dict({"model": weights, "method": method})
+
+    def prune_now(self) -> None:
+        """The method's pruning, applied to the current weights at once (a method that
+        prunes after training, on a federation's final global model)."""
+        self.execution.sync()
+        self.method.apply_update(1.0)
+        self.load_state_dict({"model": self.model.state_dict()})
+
+    def keep_strongest(self) -> None:
+        """Each layer keeps as many units as it has, those of largest magnitude in the
+        current weights (FedDST's server step, after the weights were averaged)."""
+        self.execution.sync()
+        self.method.keep_strongest(Magnitude())
+        self.load_state_dict({"model": self.model.state_dict()})
 
     def _update(self, amount: float | None) -> None:
         if amount is not None:

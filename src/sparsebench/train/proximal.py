@@ -1,6 +1,8 @@
-"""FedProx's proximal term (Li et al. 2020): each client's local loss gains
-mu/2 * ||w - w_global||^2, which keeps its update near the global model it received
-and steadies FedAvg when clients' data differ.
+"""A loss term that keeps a trainer's weights near those it holds when the term is made:
+FedProx's proximal term (Li et al. 2020), with which each client's local loss gains
+mu/2 * ||w - w_global||^2, keeping its update near the global model it received and
+steadying FedAvg when clients' data differ. It lives beside the trainer because it must
+read the compact network's slices of the full-size weights.
 
 A client trains the compact network of the shared mask, whose tensors are slices of the
 full-size ones: the term is taken over what the stepping network holds, each tensor
