@@ -233,3 +233,41 @@ def test_an_executor_added_as_the_guide_says_runs_a_sweep_as_the_local_one(
     ):
         refused = runner.invoke(app, ["sweep", str(sweep), "--executor", "serial", *flags])
         assert refused.exit_code == 2 and said in refused.stderr, refused.stderr
+
+
+def test_a_strategy_added_as_the_guide_says_aggregates_by_the_median(tmp_path, monkeypatch):
+    from test_federated_run import federate
+
+    from sparsebench.federated import strategy
+
+    (tmp_path / "fed_median.py").write_text(_guide_example("Adding a federated strategy"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = dict(strategy.STRATEGIES)
+    replies = []
+    try:
+        __import__("fed_median")
+        median = strategy.STRATEGIES["fedmedian"]
+        monkeypatch.setattr(median, "aggregate", _recording(median.aggregate, replies))
+        server, _, _ = federate(tmp_path, strategy="fedmedian", rounds=1, clients_per_round=3)
+    finally:
+        strategy.STRATEGIES.clear()
+        strategy.STRATEGIES.update(before)
+        sys.modules.pop("fed_median", None)
+    (states,) = replies
+    assert len(states) == 3
+    for name, tensor in server.model.state_dict().items():
+        stacked = torch.stack([state[name] for state in states])
+        expected = (
+            stacked.median(dim=0).values if tensor.is_floating_point() else stacked.max(0).values
+        )
+        assert torch.equal(tensor, expected), name
+
+
+def _recording(aggregate, replies):
+    """`aggregate`, keeping a copy of the states each call receives."""
+
+    def recorded(self, states, examples, held=None):
+        replies.append([{k: v.clone() for k, v in state.items()} for state in states])
+        return aggregate(self, states, examples, held)
+
+    return recorded

@@ -431,3 +431,76 @@ def test_each_stored_round_is_told_as_it_is_stored(tmp_path):
         stored = federated_rounds(store, fed.run_id())
     assert [row.round for row in told] == [1, 2]
     assert [row.test_accuracy for row in told] == stored["test_accuracy"].iloc[1:].tolist()
+
+
+def test_a_second_federate_of_a_run_another_process_trains_gets_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from sparsebench.store.federated import begin_federated_run
+
+    fed = federated_run({**RUN, "method": "dense"}, FEDERATION)
+    with open_results(tmp_path / "fl.db") as store:  # this test's process holds the run
+        assert begin_federated_run(store, fed.run_id(), {}, {})
+    flags = {**RUN, **FEDERATION, "method": "dense", "parallel": 1}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsebench.cli",
+            "federate",
+            *[f"--{key.replace('_', '-')}={value}" for key, value in flags.items()],
+            f"--db={tmp_path / 'fl.db'}",
+            f"--runs-dir={tmp_path / 'runs'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"error: run {fed.run_id()} is being trained by process {os.getpid()}"
+        + last.split(f"process {os.getpid()}")[1]
+    )
+    assert "wait for it to end, or stop it" in last
+    with open_results(tmp_path / "fl.db", read_only=True) as store:
+        assert federated_rounds(store, fed.run_id()).empty
+
+
+def test_a_federated_run_stopped_by_a_full_disk_is_interrupted_not_failed(tmp_path):
+    def full_disk(kind, messages):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        federate(tmp_path, send=full_disk)
+    with open_results(tmp_path / "fl.db", read_only=True) as store:
+        (row,) = federated_runs(store).itertuples()
+    assert row.status == "interrupted" and "No space left on device" in row.error
+
+
+def test_a_strategy_of_ones_own_aggregates_and_an_unknown_one_is_refused(tmp_path):
+    from sparsebench.federated.strategy import STRATEGIES, FedAvg, register_strategy
+
+    seen = []
+
+    @register_strategy
+    class FirstClient(FedAvg):
+        """Takes the first client's state whole: what the server keeps is checkable."""
+
+        name = "first-client"
+
+        def aggregate(self, states, examples, held=None):
+            seen.append([{k: v.clone() for k, v in state.items()} for state in states])
+            return states[0]
+
+    try:
+        server, rounds, _ = federate(tmp_path, strategy="first-client", rounds=1)
+    finally:
+        del STRATEGIES["first-client"]
+    (states,) = seen
+    assert len(states) == FEDERATION["clients_per_round"]
+    for name, tensor in server.model.state_dict().items():
+        assert torch.equal(tensor, states[0][name]), name
+    with pytest.raises(InputError, match="strategy: unknown strategy 'first-client' \\(choose"):
+        federate(tmp_path / "again", strategy="first-client", rounds=1)

@@ -53,7 +53,8 @@ def federate(
     strategy: Annotated[
         str,
         typer.Option(
-            help="fedavg, or fedprox (local loss pulled towards the global model)",
+            help="fedavg, fedprox (local loss pulled towards the global model), or a "
+            "registered strategy of your own",
             rich_help_panel=PANEL,
         ),
     ] = "fedavg",
@@ -103,9 +104,12 @@ def federate(
         "payload": payload,
         "mask_every": mask_every,
     }
+    from sparsebench.federated.strategy import strategy_for
+
     try:
         run_config, data = run_config_and_data(settings, config, db, cache_dir, download)
         fed = federated_run(run_config.model_dump(exclude={"init_digest"}), federation)
+        strategy_for(fed.federated)  # a strategy name no module registered: refused now
     except InputError as error:
         raise fail(str(error)) from None
     run_id = fed.run_id()
@@ -136,6 +140,7 @@ def _simulate(fed: Any, data: Any, db: Path, runs_dir: Path, parallel: int | Non
     from sparsebench.federated.apps import simulate
     from sparsebench.store.db import StoreError
     from sparsebench.store.federated import federated_rounds
+    from sparsebench.store.locks import RunBusy
     from sparsebench.store.results import open_results
 
     try:
@@ -144,6 +149,8 @@ def _simulate(fed: Any, data: Any, db: Path, runs_dir: Path, parallel: int | Non
     except KeyboardInterrupt:
         say(f"interrupted: run the same command again to resume run {fed.run_id()}")
         raise typer.Exit(code=130) from None
+    except RunBusy as error:
+        raise fail(str(error)) from None
     except (OSError, StoreError, InputError, RuntimeError) as error:
         line = failure_line(error)
         raise fail(

@@ -38,11 +38,11 @@ from sparsebench.federated.payload import (
     message_parts,
 )
 from sparsebench.federated.server import MASK_PREFIX, FederatedServer, Reply, masks_from_arrays
+from sparsebench.federated.strategy import strategy_for
 from sparsebench.federated.structure import shared_structure
 from sparsebench.settings.federated import FederatedRun
 from sparsebench.store.records import RoundRecord
 from sparsebench.train.loop import prepare_dataset
-from sparsebench.train.proximal import ProximalTerm
 
 SETTINGS_KEY = "sparsebench"
 MASKS_KEY = "sparsebench-masks"
@@ -120,8 +120,7 @@ def client_round(content, state) -> object:  # noqa: ANN001
     amount = float(config.get("mask_amount", 0.0))
     if amount:
         trainer.change_masks_after_next_step(amount)
-    if fed.federated.strategy == "fedprox":
-        trainer.penalty = ProximalTerm(trainer, fed.federated.proximal_mu)
+    trainer.penalty = strategy_for(fed.federated).client_penalty(trainer)
     update = train_client(trainer, fed.run, own, seed)
     if amount:
         structure = shared_structure(trainer.model, trainer.masks, input_shape)

@@ -31,6 +31,7 @@ from sparsebench.federated.aggregate import federated_average
 from sparsebench.federated.client import client_config, dense_twin, federated_trainer
 from sparsebench.federated.partition import Partition, partition_clients
 from sparsebench.federated.payload import decode, encode, held_entries
+from sparsebench.federated.strategy import strategy_for
 from sparsebench.federated.structure import shared_structure
 from sparsebench.files import written_whole
 from sparsebench.settings.federated import FederatedRun
@@ -44,6 +45,7 @@ from sparsebench.store.federated import (
 )
 from sparsebench.store.records import ClientRoundRecord, RoundRecord
 from sparsebench.train.loop import evaluate, prepare_dataset
+from sparsebench.train.outcome import ending_of
 from sparsebench.train.trainer import SparseTrainer
 
 
@@ -123,6 +125,7 @@ class FederatedServer:
             class_names=self.data.class_names,
         )
         self.input_shape = (self.data.channels, self.data.image_size, self.data.image_size)
+        self.strategy = strategy_for(fed.federated)  # an unknown name refused here, early
         # The masks change in a dynamic run's mask rounds: each change is a revision, and
         # a client is sent the masks when the revision it last received is older.
         self.revision, self.known = 0, dict[int, int]()
@@ -147,9 +150,10 @@ class FederatedServer:
     # The run's life.
 
     def run(self, send: Send) -> None:
-        """Set up the nodes, then every round not done yet; the run ends finished, or
-        failed with the error that stopped it (then raised again)."""
-        begin_federated_run(
+        """Claim the run, set up the nodes, then train every round not done yet; the run
+        ends finished, or as `train.outcome` says for the error that stopped it (then
+        raised again)."""
+        created = begin_federated_run(
             self.store,
             self.run_id,
             self.fed.model_dump(mode="json"),
@@ -161,13 +165,11 @@ class FederatedServer:
             self.set_up(send, record=done == 0, scoring=scoring)
             for round_number in range(done + 1, self.fed.federated.rounds + 1):
                 self.train_round(round_number, send)
-            end_federated_run(self.store, self.run_id, "finished")
-        except KeyboardInterrupt:
-            end_federated_run(self.store, self.run_id, "interrupted", "interrupted")
+        except (Exception, KeyboardInterrupt) as error:
+            ending = ending_of(error)  # the one policy of every run (`train.outcome`)
+            end_federated_run(self.store, self.run_id, ending.status, ending.error, created)
             raise
-        except Exception as error:
-            end_federated_run(self.store, self.run_id, "failed", str(error))
-            raise
+        end_federated_run(self.store, self.run_id, "finished")
 
     def _use(self, trainer: SparseTrainer) -> None:
         self.trainer, self.model = trainer, trainer.model
@@ -286,7 +288,7 @@ class FederatedServer:
         held = None
         if amount:
             held = [held_entries(r.arrays, template, self.structure, encoding) for r in replies]
-        self.trainer.load_state_dict({"model": federated_average(updates, examples, held)})
+        self.trainer.load_state_dict({"model": self.strategy.aggregate(updates, examples, held)})
         if amount:
             self.trainer.keep_strongest()
             self.revision += 1

@@ -45,8 +45,10 @@ class FederatedSettings(BaseModel):
     clients_per_round: int | None = Field(
         None, ge=1, le=MAX_CLIENTS, description="clients sampled each round (default: half)"
     )
-    strategy: Literal["fedavg", "fedprox"] = Field(
-        "fedavg", description="fedavg, or fedprox (a proximal term towards the global model)"
+    strategy: str = Field(
+        "fedavg",
+        description="fedavg, fedprox (a proximal term towards the global model), or a "
+        "registered strategy of one's own (`federated.strategy`)",
     )
     proximal_mu: float = Field(0.01, ge=0, description="FedProx: weight of the proximal term")
     payload: Literal["auto", "dense", "kept", "bitmask", "int8"] = Field(

@@ -549,7 +549,7 @@ class ResultsStore:
         now = time.time()
         run_id = run.run_id
         with self.transaction() as cursor:
-            self._claim(cursor, run_id)
+            self.claim(cursor, run_id)
             created = (
                 cursor.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None
             )
@@ -666,7 +666,7 @@ class ResultsStore:
                     run_id,
                 ),
             )
-            self._release(cursor, run_id)
+            self.release(cursor, run_id)
 
     @_named_errors
     def record_inference_bench(
@@ -696,7 +696,7 @@ class ResultsStore:
         elif created:
             with self.transaction() as cursor:
                 cursor.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
-                self._release(cursor, run_id)
+                self.release(cursor, run_id)
         else:
             self.mark_run(run_id, "interrupted", error)
 
@@ -707,12 +707,14 @@ class ResultsStore:
                 "UPDATE runs SET status=?, error=?, finished_at=? WHERE run_id=?",
                 (status, error, time.time(), run_id),
             )
-            self._release(cursor, run_id)
+            self.release(cursor, run_id)
 
     # Claims: one process trains a run at a time. `begin_run` claims it; `finish_run`
     # and `mark_run` give it up; a claim whose process died is stale.
 
-    def _claim(self, cursor: sqlite3.Cursor, run_id: str) -> None:
+    def claim(self, cursor: sqlite3.Cursor, run_id: str) -> None:
+        """Claim `run_id` (a run's or a federated run's) for this process, inside the
+        caller's transaction; RunBusy naming the live process that holds it."""
         row = cursor.execute("SELECT * FROM run_locks WHERE run_id = ?", (run_id,)).fetchone()
         if row is not None:
             holder = ProcessIdentity(row["host"], row["pid"], row["process_started"] or 0.0)
@@ -727,7 +729,8 @@ class ResultsStore:
             (run_id, self.me.host, self.me.pid, self.me.started, time.time()),
         )
 
-    def _release(self, cursor: sqlite3.Cursor, run_id: str) -> None:
+    def release(self, cursor: sqlite3.Cursor, run_id: str) -> None:
+        """Give up this process's claim on `run_id`, inside the caller's transaction."""
         cursor.execute(
             "DELETE FROM run_locks WHERE run_id = ? AND host = ? AND pid = ?",
             (run_id, self.me.host, self.me.pid),

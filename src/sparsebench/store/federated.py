@@ -21,9 +21,14 @@ from sparsebench.store.records import ClientRoundRecord, RoundRecord
 
 def begin_federated_run(
     store: ResultsStore, run_id: str, config: dict[str, Any], partition: dict[str, Any]
-) -> None:
-    """Record the run as running (again, when it resumes), with how its data was dealt."""
+) -> bool:
+    """Record the run as running (again, when it resumes), with how its data was dealt,
+    claimed by this process as a run is (RunBusy if another live process holds it).
+    True when the store had no row for it before."""
     with _named(store), store.transaction() as cursor:
+        store.claim(cursor, run_id)
+        seen = "SELECT 1 FROM federated_runs WHERE run_id=?"
+        created = cursor.execute(seen, (run_id,)).fetchone() is None
         cursor.execute(
             """INSERT INTO federated_runs (run_id, config_json, status, partition_json, created_at)
                VALUES (?, ?, 'running', ?, ?)
@@ -31,6 +36,7 @@ def begin_federated_run(
                    finished_at=NULL, partition_json=excluded.partition_json""",
             (run_id, json.dumps(config, sort_keys=True), json.dumps(partition), time.time()),
         )
+    return created
 
 
 def record_round(
@@ -61,13 +67,21 @@ def drop_rounds_after(store: ResultsStore, run_id: str, last_round: int) -> None
 
 
 def end_federated_run(
-    store: ResultsStore, run_id: str, status: str, error: str | None = None
+    store: ResultsStore, run_id: str, status: str, error: str | None = None, created: bool = False
 ) -> None:
+    """Store how the run ended (`finished`, or what `train.outcome` decides) and give up
+    its claim; a `refused` run that `begin_federated_run` created leaves nothing behind,
+    one seen before stays, resumable, with why (as `ResultsStore.end_run`)."""
     with _named(store), store.transaction() as cursor:
-        cursor.execute(
-            "UPDATE federated_runs SET status=?, error=?, finished_at=? WHERE run_id=?",
-            (status, error, time.time(), run_id),
-        )
+        if status == "refused" and created:
+            for table in ("federated_clients", "federated_rounds", "federated_runs"):
+                cursor.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
+        else:
+            cursor.execute(
+                "UPDATE federated_runs SET status=?, error=?, finished_at=? WHERE run_id=?",
+                ("interrupted" if status == "refused" else status, error, time.time(), run_id),
+            )
+        store.release(cursor, run_id)
 
 
 def federated_status(store: ResultsStore, run_id: str) -> str | None:
