@@ -36,7 +36,6 @@ MAX_FUNCTION_LINES = 50
 LONG_MODULES = {"store/db.py", "report/build.py", "sparsity/methods.py", "train/loop.py"}
 LONG_FUNCTIONS = {
     "cli/federate.py:federate",
-    "cli/federate.py:federate_grid",
     "cli/sweep.py:sweep_file",
     "cli/sweep.py:sweep",
     "cli/use.py:predict",

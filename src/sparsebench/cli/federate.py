@@ -209,59 +209,30 @@ def round_table(rows: list[dict]) -> Table:
 def federate_grid(
     sweep_config: Any, grid: list[Any], where: Any, dry_run: bool, as_json: bool
 ) -> None:
-    """A sweep with a `federated:` block: each run of its grid trained federated once per
-    federation, one after another (each trains its clients in parallel), those finished
-    in the database skipped; `dry_run` lists them."""
-    from sparsebench.data import load_dataset
-    from sparsebench.settings.federated import FederatedRun
-    from sparsebench.store.federated import federated_status
-    from sparsebench.store.results import open_results
+    """A sweep with a `federated:` block (`sweep.federated`): its runs trained federated,
+    those finished skipped; `dry_run` lists them."""
+    from sparsebench.sweep.federated import plan_federated, tasks_to_train
 
-    runs = [
-        FederatedRun(run=grid_run.config, federated=federation)
-        for grid_run in grid
-        for federation in sweep_config.federated.federations()
-    ]
-    done: dict[str, str | None] = {}
-    if where.db.is_file():
-        with open_results(where.db, read_only=True) as store:
-            done = {fed.run_id(): federated_status(store, fed.run_id()) for fed in runs}
-    plan = [
-        {
-            "run_id": fed.run_id(),
-            "method": fed.run.method,
-            "scenario": fed.run.scenario_label,
-            "seed": fed.run.seed,
-            "partition": fed.federated.partition,
-            "alpha": fed.federated.alpha,
-            "action": "skip" if done.get(fed.run_id()) == "finished" else "federate",
-        }
-        for fed in runs
-    ]
+    tasks = plan_federated(sweep_config, grid, where.db)
     if dry_run:
+        rows = [task.row() for task in tasks]
         if as_json:
-            sys.stdout.write(json.dumps({"config": str(where.config), "runs": plan}) + "\n")
+            sys.stdout.write(json.dumps({"config": str(where.config), "runs": rows}) + "\n")
         else:
-            for row in plan:
+            for row in rows:
                 say(" ".join(f"{key}={value}" for key, value in row.items()))
         return
-    data: dict[tuple, Any] = {}
-    for fed, row in zip(runs, plan, strict=True):
-        if row["action"] == "skip":
-            continue
-        run = fed.run
-        key = (run.dataset, run.data_path, json.dumps(run.data_options, sort_keys=True))
-        if key not in data:
-            options = run.loader_options(where.cache_dir, where.download)
-            data[key] = load_dataset(run.dataset, run.data_path, options)
-        say(f"federated run {fed.run_id()}: {run.method} ({run.scenario_label}), seed {run.seed}")
-        _simulate(fed, data[key], where.db, where.runs_dir, None)
-    finished = sum(row["action"] == "federate" for row in plan)
-    summary = {"config": str(where.config), "federated": finished, "skipped": len(plan) - finished}
+    for task, data in tasks_to_train(tasks, where.cache_dir, where.download):
+        run = task.fed.run
+        name = f"federated run {task.fed.run_id()}"
+        say(f"{name}: {run.method} ({run.scenario_label}), seed {run.seed}")
+        _simulate(task.fed, data, where.db, where.runs_dir, None)
+    trained = sum(not task.done for task in tasks)
+    summary = {"config": str(where.config), "federated": trained, "skipped": len(tasks) - trained}
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
         say(
-            f"sweep {sweep_config.name}: {finished} federated run(s) trained, "
-            f"{len(plan) - finished} already done; results in {where.db}"
+            f"sweep {sweep_config.name}: {trained} federated run(s) trained, "
+            f"{len(tasks) - trained} already done; results in {where.db}"
         )
