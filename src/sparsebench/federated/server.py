@@ -37,15 +37,9 @@ from sparsebench.files import written_whole
 from sparsebench.settings.federated import FederatedRun
 from sparsebench.sparsity.snip import GradientSums
 from sparsebench.store.db import ResultsStore
-from sparsebench.store.federated import (
-    begin_federated_run,
-    drop_rounds_after,
-    end_federated_run,
-    record_round,
-)
 from sparsebench.store.records import ClientRoundRecord, RoundRecord
 from sparsebench.train.loop import evaluate, prepare_dataset
-from sparsebench.train.outcome import ending_of
+from sparsebench.train.recorder import FederatedRecorder
 from sparsebench.train.trainer import SparseTrainer
 
 
@@ -111,6 +105,7 @@ class FederatedServer:
     ) -> None:
         """`on_round` is told each round as it is stored (a progress display)."""
         self.fed, self.store = fed, store
+        self.recorder = FederatedRecorder(store, fed.run_id())
         self.on_round = on_round
         self.run_id = fed.run_id()
         self.data = prepare_dataset(fed.run, dataset)
@@ -153,9 +148,7 @@ class FederatedServer:
         """Claim the run, set up the nodes, then train every round not done yet; the run
         ends finished, or as `train.outcome` says for the error that stopped it (then
         raised again)."""
-        created = begin_federated_run(
-            self.store,
-            self.run_id,
+        self.recorder.begin(
             self.fed.model_dump(mode="json"),
             {"class_counts": self.partition.class_counts, "warnings": self.partition.warnings},
         )
@@ -166,10 +159,9 @@ class FederatedServer:
             for round_number in range(done + 1, self.fed.federated.rounds + 1):
                 self.train_round(round_number, send)
         except (Exception, KeyboardInterrupt) as error:
-            ending = ending_of(error)  # the one policy of every run (`train.outcome`)
-            end_federated_run(self.store, self.run_id, ending.status, ending.error, created)
+            self.recorder.end(error)  # the one policy of every run (`train.outcome`)
             raise
-        end_federated_run(self.store, self.run_id, "finished")
+        self.recorder.finish()
 
     def _use(self, trainer: SparseTrainer) -> None:
         self.trainer, self.model = trainer, trainer.model
@@ -183,7 +175,7 @@ class FederatedServer:
     def resume(self) -> int:
         """The last round whose state is saved (0: none), its global model loaded."""
         if not self.state_path.exists():
-            drop_rounds_after(self.store, self.run_id, 0)
+            self.recorder.resumed_after(0)
             return 0
         state = torch.load(self.state_path, weights_only=True)
         if "scores" in state:
@@ -193,7 +185,7 @@ class FederatedServer:
         self.revision = int(state["revision"])
         self._masks_changed()
         done = int(state["round"])
-        drop_rounds_after(self.store, self.run_id, done)
+        self.recorder.resumed_after(done)
         return done
 
     def score(self, send: Send) -> dict[int, Reply]:
@@ -229,9 +221,7 @@ class FederatedServer:
             raise RuntimeError(f"client {client} could not set up: {error}")
         if record:
             metrics = self.evaluate()
-            record_round(
-                self.store,
-                self.run_id,
+            self.recorder.round(
                 RoundRecord(
                     round=0,
                     **metrics,
@@ -271,7 +261,7 @@ class FederatedServer:
         metrics = self.evaluate()
         record = self._round_record(round_number, replies, metrics, time.perf_counter() - started)
         clients = [_client_record(client, reply) for client, reply in sorted(replies.items())]
-        record_round(self.store, self.run_id, record, clients)
+        self.recorder.round(record, clients)
         self.save(round_number)
         if self.on_round is not None:
             self.on_round(record)

@@ -1,6 +1,7 @@
 """One run's rows in the results database, from its start to its ending. `train` and a
-sweep's driver record every run, trained or derived, through a `RunRecorder`, so a run
-is claimed, its epochs stored, and its ending written the same way everywhere."""
+sweep's driver record every run, trained or derived, through a `RunRecorder`, and a
+federated server its run through a `FederatedRecorder`, so a run is claimed, its epochs
+or rounds stored, and its ending written the same way everywhere."""
 
 from __future__ import annotations
 
@@ -9,7 +10,20 @@ from typing import Any
 
 from sparsebench.settings.run import RunConfig
 from sparsebench.store.db import ResultsStore
-from sparsebench.store.records import EpochRecord, RunRecord, RunSummary
+from sparsebench.store.federated import (
+    begin_federated_run,
+    drop_rounds_after,
+    end_federated_run,
+    record_round,
+)
+from sparsebench.store.records import (
+    ClientRoundRecord,
+    EpochRecord,
+    RoundRecord,
+    RunRecord,
+    RunSummary,
+)
+from sparsebench.train.outcome import ending_of
 
 
 def run_record(config: RunConfig) -> RunRecord:
@@ -62,3 +76,32 @@ class RunRecorder:
         """A run that never started because the run it needs failed."""
         self.store.begin_run(run_record(self.config), "", {})
         self.store.mark_run(self.run_id, "failed", error)
+
+
+class FederatedRecorder:
+    """A federated run's rows, on the same contract as `RunRecorder`: `begin` claims the
+    run (RunBusy if another live process trains it), each round is stored with its
+    clients' parts in one transaction, and the run ends `finished` or as
+    `train.outcome` says for the error that stopped it."""
+
+    def __init__(self, store: ResultsStore, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+        self.created = False
+
+    def begin(self, settings: dict[str, Any], partition: dict[str, Any]) -> None:
+        self.created = begin_federated_run(self.store, self.run_id, settings, partition)
+
+    def round(self, row: RoundRecord, clients: list[ClientRoundRecord]) -> None:
+        record_round(self.store, self.run_id, row, clients)
+
+    def resumed_after(self, last_round: int) -> None:
+        """Rounds after `last_round`, stored but whose state was never saved, are dropped:
+        they are trained again, to the same result."""
+        drop_rounds_after(self.store, self.run_id, last_round)
+
+    def finish(self) -> None:
+        end_federated_run(self.store, self.run_id, "finished")
+
+    def end(self, error: BaseException) -> None:
+        ending = ending_of(error)
+        end_federated_run(self.store, self.run_id, ending.status, ending.error, self.created)
