@@ -55,7 +55,7 @@ Select = Annotated[
 
 def check_select(select: str) -> None:
     from sparsebench.cli.app import fail
-    from sparsebench.store.db import SELECTIONS
+    from sparsebench.store.schema import SELECTIONS
 
     if select not in SELECTIONS:
         raise fail(f"--select: expected {' or '.join(SELECTIONS)}, got {select!r}")

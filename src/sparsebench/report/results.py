@@ -20,8 +20,8 @@ from sparsebench.errors import InputError
 from sparsebench.report.spread import MARGIN
 from sparsebench.sparsity.methods import METHODS, is_baseline
 from sparsebench.sparsity.scenarios import SCENARIOS
-from sparsebench.store.db import SELECTIONS
 from sparsebench.store.results import open_results
+from sparsebench.store.schema import SELECTIONS
 
 SCENARIO_NAMES = {
     name: f"{name}: {targets.conv:.0%} of conv filters and {targets.linear:.0%} of linear "

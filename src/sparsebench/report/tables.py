@@ -9,7 +9,7 @@ from sparsebench.report.references import REFERENCES, literature_for
 from sparsebench.report.results import Results, baseline_rows, method_name
 from sparsebench.report.spread import spread_of
 from sparsebench.sparsity.methods import is_baseline
-from sparsebench.store.db import BENCH_COLUMNS
+from sparsebench.store.schema import BENCH_COLUMNS
 
 PER_RUN_COLUMNS = [
     "run_id",

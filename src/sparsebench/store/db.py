@@ -30,235 +30,23 @@ import pandas as pd
 from sparsebench.confusion import balanced_accuracy
 from sparsebench.errors import InputError
 from sparsebench.store.locks import ProcessIdentity, RunBusy
+from sparsebench.store.migrations import Migration, create_tables, migrate
 from sparsebench.store.records import (
-    CLIENT_ROUND_COLUMNS,
     EPOCH_COLUMNS,
-    ROUND_COLUMNS,
     TEST_COLUMNS,
     EpochRecord,
     RunRecord,
     RunSummary,
     TestMetrics,
 )
-
-# 1: the first release; 2: runs.derived_from; 3: status `diverged`, table run_locks;
-# 4: run ids of settings version 2, the first release's kept in runs.legacy_run_id;
-# 5: epochs.execution and the training multiply-adds per sample, executed and dense;
-#    runs.checkpoint, where the run's checkpoint lives (absolute);
-# 6: test_metrics.auroc, average_precision and positive_class (two-class data);
-#    epochs.val_balanced_accuracy;
-# 7: table best_val_metrics;
-# 8: run ids without the settings a method does not read, every earlier id of a run in
-#    table run_aliases;
-# 9: tables federated_runs, federated_rounds and federated_clients;
-# 10: every run config says its numerics (`train.config.NUMERICS`): those stored before
-#     are numerics 1, which validated on the test split where the data brought no
-#     validation split; runs.provenance_json, what produced a run; test_metrics and
-#     best_val_metrics params_compact and macs_compact.
-SCHEMA_VERSION = 10
-# What a config stored before schema 10 computed, in the keys that say so now.
-NUMERICS_1 = {"numerics": 1, "validation": "test"}
-# Which weights' test metrics are read: the last epoch's, or the best validation epoch's.
-SELECTIONS = ("last", "best-val")
-STATUSES = ("running", "interrupted", "finished", "failed", "diverged")
-
-# Added to `epochs` after the first schema, with their SQL types.
-LATER_EPOCH_COLUMNS = {
-    "execution": "TEXT",
-    "train_macs_per_sample": "REAL",
-    "train_macs_dense_per_sample": "REAL",
-    "val_balanced_accuracy": "REAL",
-}
-
-# Added to `test_metrics` after the first schema, with their SQL types.
-LATER_TEST_COLUMNS = {
-    "auroc": "REAL",
-    "average_precision": "REAL",
-    "positive_class": "TEXT",
-    "params_compact": "INTEGER",
-    "macs_compact": "INTEGER",
-}
-
-# The test metrics `runs_overview` shows, of the weights it selects.
-OVERVIEW_METRICS = (
-    "accuracy",
-    "f1",
-    "auroc",
-    "average_precision",
-    "positive_class",
-    "precision",
-    "recall",
-    "loss",
-    "inference_time_per_sample_s",
-    "params_effective",
-    "macs_effective",
-    "confusion_json",
-    "params_compact",
-    "macs_compact",
+from sparsebench.store.schema import (
+    BENCH_COLUMNS,
+    LAYER_COLUMNS,
+    OVERVIEW_COLUMNS,
+    OVERVIEW_METRICS,
+    SCHEMA_VERSION,
+    SELECTIONS,
 )
-
-# The columns of `runs_overview` in the order earlier releases gave them (scripts read
-# them by position); `test_balanced_accuracy` follows `test_accuracy`, then any added later.
-OVERVIEW_COLUMNS = (
-    "run_id",
-    "model",
-    "dataset",
-    "method",
-    "scenario",
-    "seed",
-    "epochs",
-    "status",
-    "test_accuracy",
-    "test_f1",
-    "test_auroc",
-    "test_average_precision",
-    "positive_class",
-    "test_precision",
-    "test_recall",
-    "test_loss",
-    "total_train_time_s",
-    "total_train_energy_j",
-    "inference_time_per_sample_s",
-    "sparsity_conv",
-    "sparsity_linear",
-    "params_effective",
-    "macs_effective",
-    "derived_from",
-    "error",
-    "confusion_json",
-    "selected_epoch",
-    "data_path",
-    "data_name",
-)
-
-# The columns a database of an earlier schema gains at schema 10, by table.
-SCHEMA_10_COLUMNS = {
-    "test_metrics": LATER_TEST_COLUMNS,
-    "best_val_metrics": LATER_TEST_COLUMNS,
-    "federated_rounds": {
-        "val_loss": "REAL",
-        "val_accuracy": "REAL",
-        "val_balanced_accuracy": "REAL",
-    },
-    "runs": {"provenance_json": "TEXT"},
-}
-
-BENCH_COLUMNS = [
-    "variant",
-    "batch_size",
-    "threads",
-    "latency_median_ms",
-    "latency_p95_ms",
-    "throughput_per_s",
-    "macs_per_sample",
-    "energy_per_inference_j",
-    "energy_source",
-    "energy_missing_reason",
-    "speedup",
-    "mac_ratio",
-    "efficiency",
-]
-
-LAYER_COLUMNS = ["layer", "kind", "units", "pruned_units", "weights", "zero_weights", "sparsity"]
-
-RUNS_COLUMNS = """
-    run_id TEXT PRIMARY KEY,
-    config_json TEXT NOT NULL,
-    model TEXT, dataset TEXT, method TEXT, scenario TEXT,
-    conv_sparsity REAL, linear_sparsity REAL, seed INTEGER, epochs INTEGER,
-    status TEXT NOT NULL CHECK (status IN ({})),
-    error TEXT,
-    device TEXT,
-    data_json TEXT,
-    created_at REAL NOT NULL, started_at REAL, finished_at REAL,
-    total_train_time_s REAL, total_train_energy_j REAL,
-    sparsity_conv REAL, sparsity_linear REAL,
-    derived_from TEXT,
-    legacy_run_id TEXT,
-    checkpoint TEXT,
-    provenance_json TEXT
-""".format(", ".join(f"'{status}'" for status in STATUSES))
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS runs ({RUNS_COLUMNS});
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    {
-    ", ".join(
-        f"{c} {'TEXT' if c.endswith(('kind', 'source', 'reason', 'execution')) else 'REAL'}"
-        for c in EPOCH_COLUMNS[1:]
-    )
-},
-    PRIMARY KEY (run_id, epoch)
-);
-CREATE TABLE IF NOT EXISTS test_metrics (
-    run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
-    {
-    ", ".join(
-        f"{c} {'TEXT' if c.endswith(('source', 'reason', 'class')) else 'REAL'}"
-        for c in TEST_COLUMNS
-    )
-},
-    confusion_json TEXT
-);
-CREATE TABLE IF NOT EXISTS best_val_metrics (
-    run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
-    epoch INTEGER,
-    {
-    ", ".join(
-        f"{c} {'TEXT' if c.endswith(('source', 'reason', 'class')) else 'REAL'}"
-        for c in TEST_COLUMNS
-    )
-},
-    confusion_json TEXT
-);
-CREATE TABLE IF NOT EXISTS inference_bench (
-    bench_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT, subject TEXT NOT NULL, variant TEXT NOT NULL,
-    batch_size INTEGER, threads INTEGER,
-    latency_median_ms REAL, latency_p95_ms REAL, throughput_per_s REAL,
-    macs_per_sample INTEGER, energy_per_inference_j REAL, energy_source TEXT,
-    energy_missing_reason TEXT, speedup REAL, mac_ratio REAL, efficiency REAL,
-    max_rel_difference REAL, created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS layer_sparsity (
-    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
-    layer TEXT NOT NULL, kind TEXT NOT NULL,
-    units INTEGER, pruned_units INTEGER, weights INTEGER, zero_weights INTEGER, sparsity REAL,
-    PRIMARY KEY (run_id, layer)
-);
-CREATE TABLE IF NOT EXISTS run_aliases (
-    alias TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE
-);
-CREATE TABLE IF NOT EXISTS federated_runs (
-    run_id TEXT PRIMARY KEY,
-    config_json TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
-    error TEXT,
-    partition_json TEXT,
-    created_at REAL NOT NULL, finished_at REAL
-);
-CREATE TABLE IF NOT EXISTS federated_rounds (
-    run_id TEXT NOT NULL REFERENCES federated_runs(run_id) ON DELETE CASCADE,
-    round INTEGER NOT NULL,
-    {", ".join(f"{c} {t}" for c, t in ROUND_COLUMNS.items() if c != "round")},
-    PRIMARY KEY (run_id, round)
-);
-CREATE TABLE IF NOT EXISTS federated_clients (
-    run_id TEXT NOT NULL REFERENCES federated_runs(run_id) ON DELETE CASCADE,
-    round INTEGER NOT NULL,
-    client INTEGER NOT NULL,
-    {", ".join(f"{c} {t}" for c, t in CLIENT_ROUND_COLUMNS.items() if c != "client")},
-    PRIMARY KEY (run_id, round, client)
-);
-CREATE TABLE IF NOT EXISTS run_locks (
-    run_id TEXT PRIMARY KEY,
-    host TEXT NOT NULL, pid INTEGER NOT NULL, process_started REAL,
-    acquired_at REAL NOT NULL
-);
-"""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -267,14 +55,6 @@ R = TypeVar("R")
 # store knows nothing of configs: whoever opens an older database gives it
 # (`sparsebench.store.results.open_results`), to migrate its run ids.
 RunIdentity = Callable[[dict], "str | None"]
-
-
-def _add_columns(cursor: sqlite3.Cursor, table: str, columns: dict[str, str]) -> None:
-    """Add to `table` those of `columns` (name: SQL type) it lacks."""
-    present = {row["name"] for row in cursor.execute(f"PRAGMA table_info({table})")}
-    for column, kind in columns.items():
-        if column not in present:
-            cursor.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 class StoreError(InputError):
@@ -382,35 +162,10 @@ class ResultsStore:
         # tables that reference it, so foreign keys are off until it is done.
         self.connection.execute("PRAGMA foreign_keys=OFF")
         with self.transaction() as cursor:
-            if existed and version < 4:
-                columns = {row["name"] for row in cursor.execute("PRAGMA table_info(runs)")}
-                if "derived_from" not in columns:  # written by schema 1
-                    cursor.execute("ALTER TABLE runs ADD COLUMN derived_from TEXT")
-                if "legacy_run_id" not in columns:
-                    cursor.execute("ALTER TABLE runs ADD COLUMN legacy_run_id TEXT")
-                cursor.execute("ALTER TABLE runs ADD COLUMN checkpoint TEXT")
-                cursor.execute("ALTER TABLE runs ADD COLUMN provenance_json TEXT")
-                cursor.execute(f"CREATE TABLE runs_v4 ({RUNS_COLUMNS})")
-                cursor.execute("INSERT INTO runs_v4 SELECT * FROM runs")
-                cursor.execute("DROP TABLE runs")
-                cursor.execute("ALTER TABLE runs_v4 RENAME TO runs")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    cursor.execute(statement)
-            if existed and version == 4:
-                cursor.execute("ALTER TABLE runs ADD COLUMN checkpoint TEXT")
-            if existed and version < 6:
-                _add_columns(cursor, "epochs", LATER_EPOCH_COLUMNS)
-            if existed and version < 10:
-                self._mark_numerics_1(cursor)
-                for table, columns in SCHEMA_10_COLUMNS.items():
-                    _add_columns(cursor, table, columns)
-            if existed and version < 8:
-                cursor.execute(
-                    """INSERT OR IGNORE INTO run_aliases (alias, run_id)
-                       SELECT legacy_run_id, run_id FROM runs WHERE legacy_run_id IS NOT NULL"""
-                )
-                self._rekey_runs(cursor, first_release=version < 4)
+            if existed:
+                migrate(cursor, Migration(self.path, version, self._rekeyed))
+            else:
+                create_tables(cursor)
             if cursor.execute("PRAGMA foreign_key_check").fetchone() is not None:
                 raise StoreError(f"{self.path}: rows that refer to no run; not migrated")
             cursor.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -422,60 +177,14 @@ class ResultsStore:
                 stacklevel=4,
             )
 
-    @staticmethod
-    def _mark_numerics_1(cursor: sqlite3.Cursor) -> None:
-        """Say in every stored config what its run computed (`NUMERICS_1`), so that it
-        keeps its id and is never taken for a run of today's numerics."""
-        pairs = ", ".join("?, ?" for _ in NUMERICS_1)
-        for table, where in (("runs", "$"), ("federated_runs", "$.run")):
-            values = [
-                item for key, value in NUMERICS_1.items() for item in (f"{where}.{key}", value)
-            ]
-            cursor.execute(
-                f"""UPDATE {table} SET config_json = json_set(config_json, {pairs})
-                    WHERE json_extract(config_json, ?) IS NULL""",
-                (*values, f"{where}.numerics"),
-            )
-
-    def _rekey_runs(self, cursor: sqlite3.Cursor, first_release: bool) -> None:
-        """Give every run its current id, keeping the one it had as an alias (a user's
-        scripts, and checkpoint folders, know it), and a first release's id also as
-        `legacy_run_id`."""
+    def _rekeyed(self, config: dict) -> str | None:
+        """A stored config's current run id, by the identity the store was opened with."""
         if self.run_identity is None:
             raise StoreError(
                 f"{self.path}: written by an older release, its run ids need migrating: "
                 "open it with sparsebench.store.results.open_results"
             )
-        rows = cursor.execute("SELECT run_id, config_json FROM runs").fetchall()
-        taken = {row["run_id"] for row in rows}
-        for row in rows:
-            old = row["run_id"]
-            new = self.run_identity(json.loads(row["config_json"]))
-            if new is None or new == old:
-                continue
-            if new in taken:
-                warnings.warn(
-                    f"{self.path}: run {old} is the same computation as run {new} (they "
-                    "differed in a setting their method does not read); it keeps its id",
-                    stacklevel=5,
-                )
-                continue
-            taken.add(new)
-            cursor.execute("UPDATE runs SET run_id = ? WHERE run_id = ?", (new, old))
-            if first_release:
-                cursor.execute("UPDATE runs SET legacy_run_id = ? WHERE run_id = ?", (old, new))
-            cursor.execute("UPDATE run_aliases SET run_id = ? WHERE run_id = ?", (new, old))
-            cursor.execute("INSERT OR IGNORE INTO run_aliases VALUES (?, ?)", (old, new))
-            cursor.execute("UPDATE runs SET derived_from = ? WHERE derived_from = ?", (new, old))
-            for table in (
-                "epochs",
-                "test_metrics",
-                "best_val_metrics",
-                "layer_sparsity",
-                "inference_bench",
-            ):
-                cursor.execute(f"UPDATE {table} SET run_id = ? WHERE run_id = ?", (new, old))
-            cursor.execute("DELETE FROM run_locks WHERE run_id = ?", (old,))
+        return self.run_identity(config)
 
     @_named_errors
     def current_run_id(self, run_id: str) -> str:
