@@ -11,11 +11,14 @@ process trains a run now).
 Commands that only read open it read-only: a missing, empty or foreign file is an error,
 never a new database. Every SQLite error is raised as a `StoreError` naming the file.
 WAL needs every process on one machine: the database is not for a network file system.
+
+This module opens the database and writes runs' lives; the tables are declared in
+`store.schema`, an older release's database is brought up to date by
+`store.migrations`, reading is `store.reader`, federated runs' rows `store.federated`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
 import time
@@ -23,33 +26,25 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
 import pandas as pd
 
-from sparsebench.confusion import balanced_accuracy
-from sparsebench.errors import InputError
+from sparsebench.store.errors import StoreError, StoreFull, named_errors
 from sparsebench.store.locks import ProcessIdentity, RunBusy
 from sparsebench.store.migrations import Migration, create_tables, migrate
+from sparsebench.store.reader import RunReader
 from sparsebench.store.records import (
     EPOCH_COLUMNS,
     TEST_COLUMNS,
     EpochRecord,
     RunRecord,
     RunSummary,
-    TestMetrics,
 )
 from sparsebench.store.schema import (
     BENCH_COLUMNS,
     LAYER_COLUMNS,
-    OVERVIEW_COLUMNS,
-    OVERVIEW_METRICS,
     SCHEMA_VERSION,
-    SELECTIONS,
 )
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # How a stored run config maps to its current run id (None: not a valid config). The
 # store knows nothing of configs: whoever opens an older database gives it
@@ -57,30 +52,7 @@ R = TypeVar("R")
 RunIdentity = Callable[[dict], "str | None"]
 
 
-class StoreError(InputError):
-    """The results database cannot be read or written: the message names the file."""
-
-
-class StoreFull(StoreError):
-    """The disk (or the database's size limit) is full: nothing of the failed write stays."""
-
-
-def _named_errors(method: Callable[P, R]) -> Callable[P, R]:
-    """SQLite's errors (and pandas' wrapping of them) raised as one line naming the file."""
-
-    @functools.wraps(method)
-    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as error:
-            store = args[0]
-            assert isinstance(store, ResultsStore)
-            raise store.error_for(error) from None
-
-    return guarded
-
-
-class ResultsStore:
+class ResultsStore(RunReader):
     """The only code that writes results. Open it where results are gathered (the CLI
     or a sweep's driver); workers hand their results over rather than writing here.
 
@@ -127,7 +99,7 @@ class ResultsStore:
         connection.execute("PRAGMA foreign_keys=ON")
         return connection
 
-    @_named_errors
+    @named_errors
     def _prepare(self) -> None:
         version = self.connection.execute("PRAGMA user_version").fetchone()[0]
         tables = {
@@ -186,22 +158,6 @@ class ResultsStore:
             )
         return self.run_identity(config)
 
-    @_named_errors
-    def current_run_id(self, run_id: str) -> str:
-        """The id a run has now, given the one it has now or one an earlier release gave it."""
-        row = self.connection.execute(
-            "SELECT run_id FROM run_aliases WHERE alias = ?", (run_id,)
-        ).fetchone()
-        return run_id if row is None else row["run_id"]
-
-    @_named_errors
-    def earlier_run_ids(self, run_id: str) -> list[str]:
-        """The ids earlier releases gave the run (its checkpoints may hold one)."""
-        rows = self.connection.execute(
-            "SELECT alias FROM run_aliases WHERE run_id = ? ORDER BY alias", (run_id,)
-        )
-        return [row["alias"] for row in rows]
-
     def error_for(self, error: Exception) -> StoreError:
         """`error` from SQLite as one line naming the file and what the user can do."""
         text = (
@@ -243,7 +199,7 @@ class ResultsStore:
 
     # Writing a run's life.
 
-    @_named_errors
+    @named_errors
     def begin_run(
         self,
         run: RunRecord,
@@ -295,7 +251,7 @@ class ResultsStore:
                 cursor.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         return created
 
-    @_named_errors
+    @named_errors
     def replace_epochs(self, run_id: str, rows: list[EpochRecord]) -> None:
         """Make the stored epochs exactly `rows` (a resumed run's checkpointed history)."""
         with self.transaction() as cursor:
@@ -303,7 +259,7 @@ class ResultsStore:
             for row in rows:
                 self._insert_epoch(cursor, run_id, row)
 
-    @_named_errors
+    @named_errors
     def record_epoch(self, run_id: str, row: EpochRecord) -> None:
         with self.transaction() as cursor:
             self._insert_epoch(cursor, run_id, row)
@@ -317,7 +273,7 @@ class ResultsStore:
             (run_id, *(stored[c] for c in EPOCH_COLUMNS)),
         )
 
-    @_named_errors
+    @named_errors
     def finish_run(self, run_id: str, summary: RunSummary, derived_from: str | None = None) -> None:
         """Store a finished run's epochs, test metrics and layer sparsity, all or nothing.
         `derived_from` names the dense run whose training a derived `post` run reuses."""
@@ -377,7 +333,7 @@ class ResultsStore:
             )
             self.release(cursor, run_id)
 
-    @_named_errors
+    @named_errors
     def record_inference_bench(
         self, run_id: str | None, subject: str, rows: list[dict], max_rel_difference: float
     ) -> None:
@@ -395,7 +351,7 @@ class ResultsStore:
                 ],
             )
 
-    @_named_errors
+    @named_errors
     def end_run(self, run_id: str, status: str, error: str | None, created: bool) -> None:
         """Store how a run that did not finish ended (`sparsebench.train.outcome` decides
         the status). A `refused` run that `begin_run` created is removed whole, so a
@@ -459,127 +415,3 @@ class ResultsStore:
         if status == "running" and run_id not in self._live_claims():
             return "interrupted"
         return status
-
-    # Reading.
-
-    @_named_errors
-    def run_status(self, run_id: str) -> str | None:
-        row = self.connection.execute(
-            "SELECT status FROM runs WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        return None if row is None else self._shown_status(run_id, row["status"])
-
-    @_named_errors
-    def run_summary(self, run_id: str) -> RunSummary | None:
-        """A stored run, in the shape of a run that just trained."""
-        run = self.connection.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        if run is None:
-            return None
-        epochs = [
-            EpochRecord.from_row(row)
-            for row in self.connection.execute(
-                "SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
-            )
-        ]
-        test = self._test_metrics("test_metrics", run_id)
-        best_val = self._test_metrics("best_val_metrics", run_id)
-        layers = [
-            {c: row[c] for c in LAYER_COLUMNS}
-            for row in self.connection.execute(
-                "SELECT * FROM layer_sparsity WHERE run_id = ? ORDER BY rowid", (run_id,)
-            )
-        ]
-        by_kind = {}
-        if run["sparsity_conv"] is not None:
-            by_kind["conv"] = run["sparsity_conv"]
-        if run["sparsity_linear"] is not None:
-            by_kind["linear"] = run["sparsity_linear"]
-        return RunSummary(
-            run_id=run_id,
-            status=self._shown_status(run_id, run["status"]),
-            config=json.loads(run["config_json"]),
-            device=run["device"],
-            data=json.loads(run["data_json"]) if run["data_json"] else None,
-            epochs=epochs,
-            test=test,
-            test_best_val=best_val,
-            layers=layers,
-            sparsity_by_kind=by_kind,
-            error=run["error"],
-            derived_from=run["derived_from"],
-            legacy_run_id=run["legacy_run_id"],
-            earlier_run_ids=self.earlier_run_ids(run_id),
-            checkpoint=run["checkpoint"],
-            provenance=json.loads(run["provenance_json"]) if run["provenance_json"] else None,
-        )
-
-    def _test_metrics(self, table: str, run_id: str) -> TestMetrics | None:
-        row = self.connection.execute(
-            f"SELECT * FROM {table} WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        return TestMetrics.from_row(row, json.loads(row["confusion_json"]))
-
-    @_named_errors
-    def table(self, name: str) -> pd.DataFrame:
-        if name not in (
-            "runs",
-            "epochs",
-            "test_metrics",
-            "best_val_metrics",
-            "layer_sparsity",
-            "inference_bench",
-            "run_locks",
-        ):
-            raise ValueError(f"unknown table {name!r}")
-        return pd.read_sql_query(f"SELECT * FROM {name}", self.connection)
-
-    @_named_errors
-    def runs_overview(self, select: str = "best-val") -> pd.DataFrame:
-        """One row per run with its test metrics (empty where not finished): those of the
-        best validation epoch, or with `select="last"` those of the last epoch's weights;
-        which in `selected` (a run stored before best-validation metrics were kept shows
-        its last epoch's), the epoch in `selected_epoch`; `data_path` and `data_name` as
-        the run was given them."""
-        if select not in SELECTIONS:
-            raise ValueError(f"unknown selection {select!r}")
-        last_epoch = "(SELECT MAX(epoch) FROM epochs e WHERE e.run_id = r.run_id)"
-        if select == "best-val":
-            chosen = "b.run_id IS NOT NULL"
-            pick = {
-                column: f"CASE WHEN {chosen} THEN b.{column} ELSE l.{column} END"
-                for column in OVERVIEW_METRICS
-            }
-            selected = f"""CASE WHEN {chosen} THEN 'best-val'
-                                WHEN l.run_id IS NOT NULL THEN 'last' END"""
-            epoch = f"CASE WHEN {chosen} THEN b.epoch ELSE {last_epoch} END"
-        else:
-            pick = {column: f"l.{column}" for column in OVERVIEW_METRICS}
-            selected = "CASE WHEN l.run_id IS NOT NULL THEN 'last' END"
-            epoch = last_epoch
-        named = {"positive_class", "inference_time_per_sample_s", "params_effective"}
-        named |= {"macs_effective", "confusion_json", "params_compact", "macs_compact"}
-        metrics = ", ".join(
-            f"{value} AS {column if column in named else 'test_' + column}"
-            for column, value in pick.items()
-        )
-        frame = pd.read_sql_query(
-            f"""SELECT r.run_id, r.model, r.dataset, r.method, r.scenario, r.seed, r.epochs,
-                      r.status, {metrics}, r.total_train_time_s, r.total_train_energy_j,
-                      r.sparsity_conv, r.sparsity_linear, r.derived_from, r.error,
-                      {selected} AS selected, {epoch} AS selected_epoch,
-                      json_extract(r.config_json, '$.data_path') AS data_path,
-                      json_extract(r.config_json, '$.data_name') AS data_name
-               FROM runs r LEFT JOIN test_metrics l USING (run_id)
-                           LEFT JOIN best_val_metrics b USING (run_id)
-               ORDER BY r.created_at""",
-            self.connection,
-        )[[*OVERVIEW_COLUMNS, "selected", "params_compact", "macs_compact"]]
-        confusions = frame.pop("confusion_json").map(lambda text: json.loads(text) if text else [])
-        balanced = confusions.map(balanced_accuracy)
-        frame.insert(frame.columns.get_loc("test_accuracy") + 1, "test_balanced_accuracy", balanced)
-        live = self._live_claims()
-        stale = (frame.status == "running") & ~frame.run_id.isin(live)
-        frame.loc[stale, "status"] = "interrupted"
-        return frame
