@@ -400,18 +400,3 @@ class ResultsStore(RunReader):
             "DELETE FROM run_locks WHERE run_id = ? AND host = ? AND pid = ?",
             (run_id, self.me.host, self.me.pid),
         )
-
-    def _live_claims(self) -> set[str]:
-        rows = self.connection.execute("SELECT * FROM run_locks").fetchall()
-        return {
-            row["run_id"]
-            for row in rows
-            if ProcessIdentity(row["host"], row["pid"], row["process_started"] or 0.0).alive()
-        }
-
-    def _shown_status(self, run_id: str, status: str) -> str:
-        """A run stored as running whose process is gone (killed, or its disk filled up
-        before it could say so) is interrupted: running it again resumes it."""
-        if status == "running" and run_id not in self._live_claims():
-            return "interrupted"
-        return status
