@@ -39,13 +39,8 @@ from sparsebench.measure.energy import EnergyMeter
 from sparsebench.measure.memory import PeakMemory
 from sparsebench.models import build_model
 from sparsebench.settings.run import RunConfig
-from sparsebench.train.loop import (
-    EpochProgress,
-    _train_epoch,
-    _train_loader,
-    build_run,
-    prepare_dataset,
-)
+from sparsebench.train.build import build_run, prepare_dataset
+from sparsebench.train.loop import EpochProgress, _train_epoch, _train_loader
 from sparsebench.train.metrics import MetricAccumulator
 
 BLOOD = Path(__file__).parents[1] / "../shared/data/bloodmnist_like/bloodmnist_like_28.npz"

@@ -16,7 +16,7 @@ from sparsebench.sparsity import SCENARIOS
 from sparsebench.sparsity.methods import SparsityWarning
 from sparsebench.store import ResultsStore
 from sparsebench.train import RunConfig
-from sparsebench.train.loop import build_run
+from sparsebench.train.build import build_run
 from sparsebench.train.run import run_and_record
 
 CPU = torch.device("cpu")

@@ -20,8 +20,9 @@ from sparsebench.channels.slicing import DropoutOver
 from sparsebench.data.synthetic import make_synthetic
 from sparsebench.deploy.compact import compact_model
 from sparsebench.train import RunConfig
+from sparsebench.train.build import build_run
 from sparsebench.train.compact import build_compact
-from sparsebench.train.loop import RunInterrupted, build_run, train_run
+from sparsebench.train.loop import RunInterrupted, train_run
 
 CPU = torch.device("cpu")
 # Width 0.09 gives odd channel counts (23 in ResNet18's third stage, 369 hidden neurons

@@ -19,7 +19,7 @@ from sparsebench.sparsity.layers import PrunableLayer
 from sparsebench.sparsity.methods import SparsityWarning
 from sparsebench.sparsity.scenarios import SCENARIOS
 from sparsebench.train import RunConfig
-from sparsebench.train.loop import build_run
+from sparsebench.train.build import build_run
 
 PRUNING = [name for name, method in METHODS.items() if not method.baseline]
 

@@ -9,7 +9,7 @@ import torch
 from sparsebench.data.registry import load_dataset
 from sparsebench.federated.client import client_dataset, train_client
 from sparsebench.settings.run import RunConfig
-from sparsebench.train.loop import build_run
+from sparsebench.train.build import build_run
 from sparsebench.train.proximal import ProximalTerm
 
 RUN = {"model": "resnet18", "width": 0.125, "dataset": "synthetic", "epochs": 1, "lr": 1e-2}

@@ -31,7 +31,7 @@ from sparsebench.settings.federated import federated_run
 from sparsebench.settings.run import RunConfig
 from sparsebench.store.federated import federated_clients, federated_rounds, federated_runs
 from sparsebench.store.results import open_results
-from sparsebench.train.loop import build_run
+from sparsebench.train.build import build_run
 
 RUN = {
     "model": "resnet18",

@@ -235,7 +235,7 @@ def test_how_many_steps_batch_norm_needs_follows_its_momentum():
     """(1 - m)**N keeps 12% of the starting statistics: N = 20 at PyTorch's momentum 0.1,
     211 at the 0.01 of torchvision's MobileNetV3 and EfficientNet; none without batch norm."""
     from sparsebench.models import build_model
-    from sparsebench.train.loop import settling_steps
+    from sparsebench.train.build import settling_steps
 
     assert abs(0.9**20 - 0.12) < 0.005 and abs(0.99**211 - 0.12) < 0.005
     resnet = build_model("resnet18", num_classes=4, image_size=32)

@@ -14,7 +14,7 @@ from sparsebench.data.synthetic import make_synthetic
 from sparsebench.errors import InputError
 from sparsebench.models import build_model
 from sparsebench.train import RunConfig
-from sparsebench.train.loop import build_run
+from sparsebench.train.build import build_run
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import torch
 
 from sparsebench.data.synthetic import make_synthetic
 from sparsebench.train import RunConfig
-from sparsebench.train.loop import build_run
+from sparsebench.train.build import build_run
 from sparsebench.train.schedule import LearningRate
 
 

@@ -179,7 +179,7 @@ def test_the_demo_trains_without_a_warning_about_its_own_settings():
     import torch
 
     from sparsebench.data.synthetic import make_synthetic
-    from sparsebench.train.loop import build_run, warn_if_few_steps
+    from sparsebench.train.build import build_run, warn_if_few_steps
 
     quick = load_sweep_config(CONFIGS / "quick.yaml")
     data = make_synthetic(num_classes=2, image_size=32, samples=(1836, 2, 2))

@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 # A few steps an epoch: small enough to train twice in a test, too few for the methods'
 # and batch norm's liking, which is not what this test is about.
 @pytest.mark.filterwarnings("ignore::sparsebench.sparsity.methods.SparsityWarning")
-@pytest.mark.filterwarnings("ignore::sparsebench.train.loop.TrainingWarning")
+@pytest.mark.filterwarnings("ignore::sparsebench.train.build.TrainingWarning")
 @pytest.mark.parametrize(
     ("model", "method", "options"),
     [

@@ -134,7 +134,7 @@ def run_config_and_data(
     from sparsebench.models.pretrained import RUN_PREFIX
     from sparsebench.models.registry import model_spec
     from sparsebench.settings.reading import load_run_config
-    from sparsebench.train.loop import check_trainable, resolve_device
+    from sparsebench.train.build import check_trainable, resolve_device
 
     start = settings.get("init_from")
     if start is not None and start.startswith(RUN_PREFIX):

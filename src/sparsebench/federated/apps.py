@@ -42,7 +42,7 @@ from sparsebench.federated.strategy import strategy_for
 from sparsebench.federated.structure import shared_structure
 from sparsebench.settings.federated import FederatedRun
 from sparsebench.store.records import RoundRecord
-from sparsebench.train.loop import prepare_dataset
+from sparsebench.train.build import prepare_dataset
 
 SETTINGS_KEY = "sparsebench"
 MASKS_KEY = "sparsebench-masks"

@@ -24,8 +24,9 @@ from sparsebench.federated.payload import decode
 from sparsebench.settings.run import MAX_SEED, RunConfig
 from sparsebench.sparsity.methods import METHODS, SparsityWarning, baseline_name
 from sparsebench.sparsity.snip import GradientSums, gradient_sums
+from sparsebench.train.build import build_run
 from sparsebench.train.compact import TRAINING_PASSES
-from sparsebench.train.loop import build_run, evaluate
+from sparsebench.train.evaluation import evaluate
 from sparsebench.train.metrics import MetricAccumulator
 from sparsebench.train.trainer import SparseTrainer
 

@@ -38,7 +38,8 @@ from sparsebench.settings.federated import FederatedRun
 from sparsebench.sparsity.snip import GradientSums
 from sparsebench.store.db import ResultsStore
 from sparsebench.store.records import ClientRoundRecord, RoundRecord
-from sparsebench.train.loop import evaluate, prepare_dataset
+from sparsebench.train.build import prepare_dataset
+from sparsebench.train.evaluation import evaluate
 from sparsebench.train.recorder import FederatedRecorder
 from sparsebench.train.trainer import SparseTrainer
 

@@ -2,7 +2,8 @@
 checkpoint and resume."""
 
 from sparsebench.settings.run import RunConfig  # re-exported: users import it from here
-from sparsebench.train.loop import evaluate, train_run
+from sparsebench.train.evaluation import evaluate
+from sparsebench.train.loop import train_run
 from sparsebench.train.metrics import confusion_matrix, metrics_from_confusion
 from sparsebench.train.trainer import SparseTrainer
 

@@ -20,14 +20,8 @@ from sparsebench.settings.run import RunConfig
 from sparsebench.sparsity.methods import METHODS
 from sparsebench.store.checkpoint import load_checkpoint, save_checkpoint
 from sparsebench.store.records import RunSummary
-from sparsebench.train.loop import (
-    build_run,
-    checkpoint_state,
-    finish_training,
-    prepare_dataset,
-    resolve_device,
-    train_run,
-)
+from sparsebench.train.build import build_run, prepare_dataset, resolve_device
+from sparsebench.train.loop import checkpoint_state, finish_training, train_run
 
 
 def derivable_from(config: RunConfig, dense: RunConfig) -> bool:

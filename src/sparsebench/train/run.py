@@ -12,7 +12,8 @@ from sparsebench.settings.run import RunConfig
 from sparsebench.store.db import ResultsStore, StoreError
 from sparsebench.store.layout import adopt_earlier_folder, checkpoint_path
 from sparsebench.store.records import RunSummary
-from sparsebench.train.loop import EpochProgress, check_trainable, resolve_device, train_run
+from sparsebench.train.build import check_trainable, resolve_device
+from sparsebench.train.loop import EpochProgress, train_run
 from sparsebench.train.outcome import ending_of
 from sparsebench.train.recorder import RunRecorder
 
