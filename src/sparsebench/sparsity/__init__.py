@@ -4,18 +4,10 @@ from importlib import import_module
 
 from sparsebench.sparsity.layers import PrunableLayer, discover_layers
 from sparsebench.sparsity.masks import LayerMask, MaskSet
-from sparsebench.sparsity.methods import (
-    METHODS,
-    SET,
-    Dense,
-    InTraining,
-    PostTraining,
-    PreTraining,
-    PruningMethod,
-    make_method,
-)
+from sparsebench.sparsity.methods import METHODS, PruningMethod, make_method
 from sparsebench.sparsity.report import LayerSparsity, sparsity_by_kind, sparsity_report
 from sparsebench.sparsity.scenarios import SCENARIOS, SparsityTargets, scenario_targets
+from sparsebench.sparsity.study import SET, Dense, InTraining, PostTraining, PreTraining
 
 # Methods beyond the study register themselves when imported, in the order the CLI,
 # sweeps and the report list them.
