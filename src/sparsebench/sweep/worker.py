@@ -8,6 +8,7 @@ crosses a process boundary (or a Ray cluster), so tasks and results are plain da
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import socket
@@ -47,6 +48,11 @@ def prepare_local_worker() -> None:
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        # A sweep killed while this worker was starting, before the line above, sends
+        # it no signal: it was adopted by another process by now, and goes.
+        parent = multiprocessing.parent_process()
+        if parent is not None and os.getppid() != parent.pid:
+            os._exit(1)
 
 
 def _one_line_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
